@@ -1,0 +1,3 @@
+from bgresample.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,204 @@
+"""OOD-detection metrics and the paper's evaluation protocol (METHOD.md, "Evaluation protocol").
+
+Scores are ID-ness scores (higher = more in-distribution, e.g. MSP). Two conventions:
+
+- ``"ood-positive"`` (the paper's): OOD is the positive class and the detector statistic is
+  ``-score``. FPR95 is the fraction of ID examples flagged as OOD at the threshold that flags at
+  least 95% of the OOD examples; AUPR is AUPR-Out.
+- ``"id-positive"``: ID is the positive class and the statistic is ``score``. FPR95 is the
+  fraction of OOD examples accepted as ID at the threshold that accepts at least 95% of the ID
+  examples; AUPR is AUPR-In.
+
+Single metrics are fractions in [0, 1]; ``ood_metrics`` and ``evaluate_protocol`` report percent.
+"""
+
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+Convention = Literal["ood-positive", "id-positive"]
+CONVENTIONS: tuple[str, ...] = ("ood-positive", "id-positive")
+METRIC_KEYS: tuple[str, ...] = ("fpr95", "auroc", "aupr")
+NOISE_SETS: frozenset[str] = frozenset({"gaussian", "uniform"})
+
+
+def _as_scores(scores: ArrayLike, name: str) -> np.ndarray:
+    arr = np.asarray(scores, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D array of scores, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty: need at least one score")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains non-finite scores (NaN or inf)")
+    return arr
+
+
+def _check_convention(convention: str) -> None:
+    if convention not in CONVENTIONS:
+        raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+
+
+def _binary_problem(
+    id_scores: ArrayLike, ood_scores: ArrayLike, convention: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (1 = positive class) and detector statistic (higher = more positive)."""
+    _check_convention(convention)
+    id_arr = _as_scores(id_scores, "id_scores")
+    ood_arr = _as_scores(ood_scores, "ood_scores")
+    scores = np.concatenate([id_arr, ood_arr])
+    is_ood = np.concatenate([np.zeros(id_arr.size), np.ones(ood_arr.size)])
+    if convention == "ood-positive":
+        return is_ood, -scores
+    return 1.0 - is_ood, scores
+
+
+def fpr_at_tpr(
+    id_scores: ArrayLike,
+    ood_scores: ArrayLike,
+    tpr: float = 0.95,
+    convention: Convention = "ood-positive",
+) -> float:
+    """FPR at the first ROC operating point whose TPR >= ``tpr`` (FPR95 for the default).
+
+    Thresholds are the distinct statistic values, so tied scores are never split.
+    """
+    if not 0.0 < tpr <= 1.0:
+        raise ValueError(f"tpr must be in (0, 1], got {tpr}")
+    labels, stat = _binary_problem(id_scores, ood_scores, convention)
+    fprs, tprs, _ = roc_curve(labels, stat, drop_intermediate=False)
+    return float(fprs[np.argmax(tprs >= tpr)])
+
+
+def auroc(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:
+    """Area under the ROC curve; ties count 1/2. Identical under both conventions."""
+    labels, stat = _binary_problem(id_scores, ood_scores, "ood-positive")
+    return float(roc_auc_score(labels, stat))
+
+
+def aupr_out(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:
+    """Average precision with OOD as the positive class (statistic ``-score``)."""
+    labels, stat = _binary_problem(id_scores, ood_scores, "ood-positive")
+    return float(average_precision_score(labels, stat))
+
+
+def aupr_in(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:
+    """Average precision with ID as the positive class (statistic ``score``)."""
+    labels, stat = _binary_problem(id_scores, ood_scores, "id-positive")
+    return float(average_precision_score(labels, stat))
+
+
+def ood_metrics(
+    id_scores: ArrayLike, ood_scores: ArrayLike, convention: Convention = "ood-positive"
+) -> dict[str, float]:
+    """FPR95, AUROC and AUPR (AUPR-Out for ood-positive, AUPR-In for id-positive), in percent."""
+    _check_convention(convention)
+    aupr = aupr_out if convention == "ood-positive" else aupr_in
+    return {
+        "fpr95": 100.0 * fpr_at_tpr(id_scores, ood_scores, 0.95, convention),
+        "auroc": 100.0 * auroc(id_scores, ood_scores),
+        "aupr": 100.0 * aupr(id_scores, ood_scores),
+    }
+
+
+def summarize(values: Sequence[float] | np.ndarray) -> dict[str, float]:
+    """Mean and population standard deviation (ddof=0) of a non-empty sequence."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        raise ValueError("cannot summarize an empty sequence of values")
+    return {"mean": float(arr.mean()), "std": float(arr.std())}
+
+
+def protocol_indices(
+    n_id: int,
+    set_sizes: Mapping[str, int],
+    ratio: float = 0.2,
+    repeats: int = 5,
+    seed: int = 0,
+) -> dict[str, list[np.ndarray]]:
+    """OOD subsample indices of the protocol: per set, ``repeats`` draws of round(ratio * n_id).
+
+    Draws are without replacement; a set with at most that many items is used whole in every
+    repeat. Each set has its own Generator seeded by ``(seed, crc32(name))``, so its draws do
+    not depend on which other sets are evaluated. ``seed`` must be >= 0.
+    """
+    if n_id < 1:
+        raise ValueError(f"n_id must be >= 1, got {n_id}")
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    n_draw = round(ratio * n_id)
+    if n_draw < 1:
+        raise ValueError(f"ratio * n_id must round to >= 1, got ratio={ratio}, n_id={n_id}")
+    draws: dict[str, list[np.ndarray]] = {}
+    for name, size in set_sizes.items():
+        if size < 1:
+            raise ValueError(f"OOD set {name!r} is empty")
+        if size <= n_draw:
+            draws[name] = [np.arange(size) for _ in range(repeats)]
+            continue
+        rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
+        draws[name] = [rng.choice(size, size=n_draw, replace=False) for _ in range(repeats)]
+    return draws
+
+
+def _aggregate(runs: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    return {key: summarize([run[key] for run in runs]) for key in METRIC_KEYS}
+
+
+def evaluate_protocol(
+    id_scores: ArrayLike,
+    ood_scores_by_set: Mapping[str, ArrayLike],
+    ratio: float = 0.2,
+    repeats: int = 5,
+    seed: int = 0,
+    convention: Convention = "ood-positive",
+) -> dict:
+    """The paper's protocol: per OOD set, metrics on ``repeats`` subsamples (see protocol_indices).
+
+    Returns ``{"ood": {set: {metric: {"mean", "std"}}}, "average": ..., "average_no_noise": ...,
+    "convention": convention}``, in percent. "average" is over all repeats of all sets;
+    "average_no_noise" likewise but without the "gaussian" and "uniform" sets (any case; None if no
+    other set is given).
+    """
+    _check_convention(convention)
+    if not ood_scores_by_set:
+        raise ValueError("ood_scores_by_set is empty: need at least one OOD set")
+    id_arr = _as_scores(id_scores, "id_scores")
+    ood_arrs = {
+        name: _as_scores(scores, f"OOD scores of set {name!r}")
+        for name, scores in ood_scores_by_set.items()
+    }
+    draws = protocol_indices(
+        id_arr.size, {name: arr.size for name, arr in ood_arrs.items()}, ratio, repeats, seed
+    )
+    runs = {
+        name: [ood_metrics(id_arr, ood_arrs[name][idx], convention) for idx in draws[name]]
+        for name in ood_arrs
+    }
+    clean = [
+        run for name, set_runs in runs.items() if name.lower() not in NOISE_SETS for run in set_runs
+    ]
+    return {
+        "ood": {name: _aggregate(set_runs) for name, set_runs in runs.items()},
+        "average": _aggregate([run for set_runs in runs.values() for run in set_runs]),
+        "average_no_noise": _aggregate(clean) if clean else None,
+        "convention": convention,
+    }
+
+
+def accuracy(logits_or_preds: ArrayLike, targets: ArrayLike) -> float:
+    """Top-1 accuracy in percent, from logits ``(N, K)`` (argmax) or predicted labels ``(N,)``."""
+    outputs = np.asarray(logits_or_preds)
+    labels = np.asarray(targets)
+    preds = outputs.argmax(axis=-1) if outputs.ndim == 2 else outputs
+    if preds.ndim != 1 or preds.shape != labels.shape:
+        raise ValueError(
+            f"need logits (N, K) or predictions (N,) with targets (N,), got shapes "
+            f"{outputs.shape} and {labels.shape}"
+        )
+    if labels.size == 0:
+        raise ValueError("accuracy of an empty set is undefined")
+    return 100.0 * float(np.mean(preds == labels))

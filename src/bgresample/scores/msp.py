@@ -1,0 +1,12 @@
+"""Maximum softmax probability (MSP), the paper's OOD score."""
+
+import torch
+from torch import Tensor
+
+
+def msp(logits: Tensor) -> Tensor:
+    """max_k f_k(x) with f = softmax(logits) (eq. 1), over the last dim; higher = more ID.
+
+    By Theorem 1 (eqs. 5-6) it falls toward 1/K where background density dominates.
+    """
+    return torch.softmax(logits, dim=-1).amax(dim=-1)
