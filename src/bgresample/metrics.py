@@ -155,8 +155,12 @@ def evaluate_protocol(
     repeats: int = 5,
     seed: int = 0,
     convention: Convention = "ood-positive",
+    draws: Mapping[str, Sequence[np.ndarray]] | None = None,
 ) -> dict:
     """The paper's protocol: per OOD set, metrics on ``repeats`` subsamples (see protocol_indices).
+
+    ``draws`` (optional) gives the subsample indices into each set's scores; by default they are
+    ``protocol_indices(...)``. Callers that score only the drawn items pass remapped draws.
 
     Returns ``{"ood": {set: {metric: {"mean", "std"}}}, "average": ..., "average_no_noise": ...,
     "convention": convention}``, in percent. "average" is over all repeats of all sets;
@@ -171,9 +175,10 @@ def evaluate_protocol(
         name: _as_scores(scores, f"OOD scores of set {name!r}")
         for name, scores in ood_scores_by_set.items()
     }
-    draws = protocol_indices(
-        id_arr.size, {name: arr.size for name, arr in ood_arrs.items()}, ratio, repeats, seed
-    )
+    if draws is None:
+        draws = protocol_indices(
+            id_arr.size, {name: arr.size for name, arr in ood_arrs.items()}, ratio, repeats, seed
+        )
     runs = {
         name: [ood_metrics(id_arr, ood_arrs[name][idx], convention) for idx in draws[name]]
         for name in ood_arrs

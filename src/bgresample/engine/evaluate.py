@@ -1,0 +1,82 @@
+"""OOD evaluation with the authors' protocol (METHOD.md): MSP score, 5 subsamples per OOD set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bgresample.data.base import ImageArray, LabeledImages
+from bgresample.engine.common import predict_logits
+from bgresample.metrics import accuracy, evaluate_protocol, protocol_indices
+from bgresample.scores import get_score
+
+
+def evaluate(
+    model: nn.Module,
+    test: LabeledImages,
+    ood: dict[str, ImageArray],
+    cfg: dict[str, Any],
+    *,
+    device: torch.device,
+    seed: int,
+    channels_last: bool = False,
+    score: str = "msp",
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Accuracy and per-OOD-set FPR95 / AUROC / AUPR (mean, std over repeats), in percent.
+
+    Only the OOD items that the protocol draws are passed through the model. Returns the
+    results dict (shape of ``results.json`` variants) and the raw scores (``id`` and each set's
+    drawn items) for plots.
+    """
+    score_fn = get_score(score)
+    bs = int(cfg.get("batch_size", 1000))
+    id_logits = predict_logits(model, test, device, bs, channels_last=channels_last)
+    id_scores = score_fn(id_logits).numpy().astype(np.float64)
+    ratio, repeats = float(cfg["ratio"]), int(cfg["repeats"])
+    draws = protocol_indices(len(test), {k: len(v) for k, v in ood.items()}, ratio, repeats, seed)
+    scores: dict[str, np.ndarray] = {"id": id_scores}
+    local_draws: dict[str, list[np.ndarray]] = {}
+    for name, images in ood.items():
+        used = np.unique(np.concatenate(draws[name]))
+        logits = predict_logits(
+            model, images, device, bs, indices=torch.from_numpy(used), channels_last=channels_last
+        )
+        scores[name] = score_fn(logits).numpy().astype(np.float64)
+        local_draws[name] = [np.searchsorted(used, d) for d in draws[name]]
+    res = evaluate_protocol(
+        id_scores,
+        {k: scores[k] for k in ood},
+        ratio=ratio,
+        repeats=repeats,
+        seed=seed,
+        convention=cfg.get("convention", "ood-positive"),
+        draws=local_draws,
+    )
+    return {
+        "accuracy": accuracy(id_logits.numpy(), test.targets.numpy()),
+        "score": score,
+        **res,
+    }, scores
+
+
+def format_table(variants: dict[str, dict[str, Any]], sets: list[str]) -> str:
+    """A plain-text table: one row per OOD set (and the averages), one column per variant."""
+    names = list(variants)
+    head = f"{'OOD set':<18}" + "".join(f"{n:>28}" for n in names)
+    lines = [head, f"{'':<18}" + "".join(f"{'FPR95 / AUROC / AUPR':>28}" for _ in names)]
+
+    def cell(m: dict[str, Any]) -> str:
+        return f"{m['fpr95']['mean']:6.2f} / {m['auroc']['mean']:6.2f} / {m['aupr']['mean']:6.2f}"
+
+    for s in sets:
+        lines.append(f"{s:<18}" + "".join(f"{cell(variants[n]['ood'][s]):>28}" for n in names))
+    for key, label in (("average", "Average"), ("average_no_noise", "Average (no noise)")):
+        if all(variants[n].get(key) for n in names):
+            lines.append(f"{label:<18}" + "".join(f"{cell(variants[n][key]):>28}" for n in names))
+    lines.append(
+        f"{'ID accuracy':<18}" + "".join(f"{variants[n]['accuracy']:>28.2f}" for n in names)
+    )
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Reports: tables (Markdown, CSV, LaTeX) and figures of a finished run."""
