@@ -145,7 +145,8 @@ def cmd_select(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
         summary["composition"] = composition(idx, bench.pool.family)
     write_json(out / "subset_summary.json", summary)
     print(
-        f"{method}: kept {len(idx)} of {len(bench.pool)} items ({100 * len(idx) / len(bench.pool):.1f}%) -> {path}"
+        f"{method}: kept {len(idx)} of {len(bench.pool)} items "
+        f"({100 * len(idx) / len(bench.pool):.1f}%) -> {path}"
     )
     for fam, c in summary.get("composition", {}).items():
         print(f"  {fam:<10} pool {100 * c['pool']:5.1f}%   subset {100 * c['subset']:5.1f}%")

@@ -102,7 +102,8 @@ def validate(cfg: dict[str, Any]) -> None:
         if not ok:
             section, name = key.split(".")
             raise UserError(
-                f"{key}={cfg[section][name]!r} is invalid: expected {expected} (fix with --set {key}=...)"
+                f"{key}={cfg[section][name]!r} is invalid: expected {expected} "
+                f"(fix with --set {key}=...)"
             )
 
     r, s, f = cfg["resample"], cfg["select"], cfg["finetune"]

@@ -100,7 +100,7 @@ class EmbeddedConfig:
     """Sizes of the embedded benchmark."""
 
     pool_size: int = 20000
-    test_fraction: float = 0.3
+    test_fraction: float = 0.5
     ood_size: int = 1000
     noise_ood_size: int = 10000
     min_crop_std: float = 12.0
@@ -158,7 +158,7 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
 
 
 def _digit_style(low: np.ndarray) -> np.ndarray:
-    """8x8 intensities in [0, 1] -> the digits' look: 17 grey levels, up-sampled to 3x32x32 uint8."""
+    """8x8 intensities in [0, 1] -> the digits' look: 17 grey levels, 3x32x32 uint8."""
     q = np.round(np.clip(low, 0, 1) * 16) / 16
     x = torch.from_numpy(q.astype(np.float32))[:, None]
     up = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
@@ -207,8 +207,9 @@ def _scribbles(n: int, rng: np.random.Generator) -> np.ndarray:
     for _ in range(n):
         pts = rng.uniform(5, hi - 5, size=(int(rng.integers(3, 6)), 2))
         t = np.linspace(0, 1, 60)
+        segments = zip(pts[:-1], pts[1:], strict=True)
         curve = np.concatenate(
-            [a[None] * (1 - t[:, None]) + b[None] * t[:, None] for a, b in zip(pts[:-1], pts[1:])]
+            [a[None] * (1 - t[:, None]) + b[None] * t[:, None] for a, b in segments]
         )
         width = rng.uniform(2.0, 3.5)
         d2 = (yy[..., None] - curve[:, 0]) ** 2 + (xx[..., None] - curve[:, 1]) ** 2

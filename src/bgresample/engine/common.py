@@ -97,7 +97,7 @@ def predict_logits(
     indices: torch.Tensor | None = None,
     channels_last: bool = False,
 ) -> torch.Tensor:
-    """Logits (float32, CPU) of ``images`` (or the items at ``indices``) with the model in eval mode."""
+    """Logits (float32, CPU) of ``images`` (or the items at ``indices``), model in eval mode."""
     was_training = model.training
     model.eval()
     normalized = getattr(images, "normalized", False)

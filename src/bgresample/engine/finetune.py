@@ -7,12 +7,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from bgresample.data.base import ImageArray, LabeledImages
 from bgresample.data.transforms import prepare
 from bgresample.engine import common as E
 from bgresample.losses import get_outlier_loss
+from bgresample.progress import progress
 
 log = logging.getLogger("bgresample")
 
@@ -55,7 +55,7 @@ def finetune(
         bg_batches = E.epoch_batches(len(subset), bbs, bg_gen)
     model.train(not cfg["freeze_bn"])
     hist = {"loss_in": 0.0, "loss_out": 0.0}
-    bar = tqdm(range(total), desc=desc, unit="step", disable=quiet, leave=False)
+    bar = progress(range(total), desc, "step", quiet)
     for step in bar:
         idx = next(id_batches)
         x_id = prepare(train.data[idx], train=True, generator=id_aug, flip=flip)

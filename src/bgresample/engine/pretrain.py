@@ -8,12 +8,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from bgresample.checkpoint import save_model
 from bgresample.data.base import LabeledImages
 from bgresample.data.transforms import prepare
 from bgresample.engine import common as E
+from bgresample.progress import progress
 
 log = logging.getLogger("bgresample")
 
@@ -49,7 +49,7 @@ def pretrain(
     last_good = None
     history = []
     model.train()
-    bar = tqdm(range(epochs), desc="pretrain", unit="ep", disable=quiet, leave=False)
+    bar = progress(range(epochs), "pretrain", "ep", quiet)
     step = 0
     for epoch in bar:
         tot_loss, tot_correct, tot_n = 0.0, 0, 0

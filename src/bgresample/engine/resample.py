@@ -4,20 +4,58 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from bgresample.data.base import ImageArray, LabeledImages
 from bgresample.data.transforms import prepare
 from bgresample.engine import common as E
 from bgresample.errors import UserError
 from bgresample.losses import get_outlier_loss
+from bgresample.progress import progress
 from bgresample.resampling import BackgroundWeights, WeightedSampler
 
 log = logging.getLogger("bgresample")
+
+
+def algorithm1_step(
+    model: nn.Module,
+    weights: BackgroundWeights,
+    opt: torch.optim.Optimizer,
+    opt_w: torch.optim.Optimizer,
+    x_id: torch.Tensor,
+    y_id: torch.Tensor,
+    x_bg: torch.Tensor,
+    bidx: torch.Tensor,
+    alpha: float,
+    loss_out: Callable[..., torch.Tensor],
+    step: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of Algorithm 1; returns the detached (l_in, l_out) at theta^(t).
+
+    ID and background batches go through the model in one forward pass. The classifier takes
+    a descent step on l_in + alpha * l_out, where l_out = mean_b r_b L_uni,b (eqs. 10, 12);
+    omega takes an ascent step on the same l_out, whose gradient is computed analytically from
+    the detached per-example L_uni values, so the network is differentiated only once.
+    """
+    logits_id, logits_bg = E.joint_forward(model, x_id, x_bg)
+    l_in = E.ce(logits_id, y_id)
+    per_example = loss_out(logits_bg, reduction="none")
+    with torch.no_grad():
+        r = weights.ratios(bidx)
+    l_out = (r * per_example).mean()
+    loss = l_in + alpha * l_out
+    E.check_finite(loss, "resample", step, None)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    opt_w.zero_grad(set_to_none=True)
+    weights.omega.grad = weights.grad_omega(bidx, per_example.detach())
+    opt_w.step()
+    return l_in.detach(), l_out.detach()
 
 
 def resample(
@@ -72,7 +110,7 @@ def resample(
     history["traced_items"] = traced.tolist()
     history["traced_weights"] = []
     model.train(not cfg["freeze_bn"])
-    bar = tqdm(range(steps), desc="resample", unit="step", disable=quiet, leave=False)
+    bar = progress(range(steps), "resample", "step", quiet)
     log_every = max(steps // 100, 1)
     for step in bar:
         if step and step % refresh == 0:
@@ -88,22 +126,19 @@ def resample(
             device,
             channels_last,
         )
-        logits_id, logits_bg = E.joint_forward(model, x_id, x_bg)
-        l_in = E.ce(logits_id, train.targets[idx].to(device, non_blocking=True))
-        per_example = loss_out(logits_bg, reduction="none")
-        bidx_dev = bidx.to(device)
-        with torch.no_grad():
-            r = weights.ratios(bidx_dev)
-        l_out = (r * per_example).mean()  # eq. 10, mini-batch estimate
-        loss = l_in + alpha * l_out
-        E.check_finite(loss, "resample", step, None)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        # Weight step: gradient ascent on omega of l_out at theta^(t) (Algorithm 1).
-        opt_w.zero_grad(set_to_none=True)
-        weights.omega.grad = weights.grad_omega(bidx_dev, per_example.detach())
-        opt_w.step()
+        l_in, l_out = algorithm1_step(
+            model,
+            weights,
+            opt,
+            opt_w,
+            x_id,
+            train.targets[idx].to(device, non_blocking=True),
+            x_bg,
+            bidx.to(device),
+            alpha,
+            loss_out,
+            step,
+        )
         if step % log_every == 0 or step == steps - 1:
             st = weights.stats()
             history["step"].append(step)

@@ -52,7 +52,8 @@ def render(results: dict[str, Any], cfg: dict[str, Any]) -> str:
             "",
             f"- draws per pool item: {r['draws_per_item']:.2f}; never drawn: "
             f"{100 * r['never_drawn']:.1f}% of the pool",
-            f"- Spearman correlation of learned weight with draw count: {r['weight_draws_spearman']:.2f}",
+            "- Spearman correlation of learned weight with draw count: "
+            f"{r['weight_draws_spearman']:.2f}",
             f"- mean weight per family (pool mean = 1): {fam}",
             "",
         ]

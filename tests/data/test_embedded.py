@@ -1,0 +1,98 @@
+"""The embedded benchmark: determinism, sizes, provenance, and OOD sources absent from the pool."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+
+from bgresample.data import embedded as E
+from bgresample.data.embedded import EmbeddedConfig, generate, load_embedded, noise_ood
+
+SMALL = EmbeddedConfig(pool_size=800, ood_size=80, noise_ood_size=300)
+
+
+def test_deterministic_for_a_seed(tmp_path):
+    a, b = generate(SMALL, seed=3), generate(SMALL, seed=3)
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    c = generate(SMALL, seed=4)
+    assert not np.array_equal(a["pool_x"], c["pool_x"])
+
+
+def test_cached_load_equals_fresh_generation(tmp_path):
+    first = load_embedded(tmp_path, seed=1, config=SMALL)
+    assert len(list(tmp_path.glob("embedded-*.npz"))) == 1
+    second = load_embedded(tmp_path, seed=1, config=SMALL)
+    assert torch.equal(first.pool.data, second.pool.data)
+    assert first.pool.source == second.pool.source
+    assert torch.equal(first.ood["gaussian"].data, second.ood["gaussian"].data)
+
+
+@pytest.fixture(scope="module")
+def default_bench(tmp_path_factory):
+    return load_embedded(tmp_path_factory.mktemp("emb"), seed=0, config=EmbeddedConfig())
+
+
+def test_documented_sizes(default_bench):
+    b = default_bench
+    assert len(b.train) + len(b.test) == 1443  # the 0-7s among scikit-learn's 1797 digits
+    assert abs(len(b.test) - 0.5 * 1443) <= 8
+    assert b.train.data.shape[1:] == (3, 32, 32) and b.train.data.dtype == torch.uint8
+    assert set(b.train.targets.tolist()) == set(range(8)) == set(b.test.targets.tolist())
+    assert len(b.pool) == 20000
+    counts = b.pool.family_counts()
+    assert counts == {"glyph": 800, "noise": 3800, "pattern": 5400, "photo": 10000}
+    assert len(b.ood["digits89"]) == 354  # all 8s and 9s
+    for name in ("glyphs", "scribbles", "photos", "textures"):
+        assert len(b.ood[name]) == 1000
+    assert len(b.ood["faces"]) == 200
+    for name in ("gaussian", "uniform"):
+        assert b.ood[name].data.shape == (10000, 3, 32, 32) and b.ood[name].normalized
+
+
+def test_stratified_split(default_bench):
+    train = np.bincount(default_bench.train.targets.numpy())
+    test = np.bincount(default_bench.test.targets.numpy())
+    ratio = test / (train + test)
+    assert np.all(np.abs(ratio - 0.5) < 0.01)
+
+
+def test_provenance_and_disjoint_sources(default_bench):
+    pool = default_bench.pool
+    fam = np.array(pool.family)
+    src = np.array(pool.source)
+    photo_sources = set(src[fam == "photo"])
+    assert photo_sources <= set(E.POOL_PHOTOS)
+    assert not photo_sources & (set(E.HELDOUT_PHOTOS) | set(E.HELDOUT_TEXTURES))
+    fonts = {s.split(":")[0] for s in src[fam == "glyph"]}
+    assert fonts <= set(E.POOL_FONTS) and not fonts & set(E.HELDOUT_FONTS)
+    assert set(src[fam == "pattern"]) <= set(E.PATTERN_KINDS)
+    assert set(src[fam == "noise"]) <= set(E.NOISE_KINDS)
+
+
+def test_no_ood_image_appears_in_pool(default_bench):
+    def digests(x: torch.Tensor) -> set[str]:
+        return {hashlib.sha1(img.numpy().tobytes()).hexdigest() for img in x}
+
+    pool = digests(default_bench.pool.data)
+    for name, images in default_bench.ood.items():
+        if not images.normalized:
+            assert not pool & digests(images.data), name
+    assert not pool & digests(default_bench.train.data)
+
+
+def test_noise_sets_follow_method_md():
+    g = noise_ood("gaussian", 2000, seed=0)
+    assert g.min() >= -1 and g.max() <= 1
+    clamped = float(((g == -1) | (g == 1)).float().mean())
+    assert abs(clamped - 0.0455) < 0.003  # P(|N(0, 0.5^2)| > 1) = P(|z| > 2)
+    inner = g[(g > -1) & (g < 1)]
+    assert abs(float(g.mean())) < 0.01 and 0.43 < float(inner.std()) < 0.45  # truncated at 2 sd
+    u = noise_ood("uniform", 2000, seed=0)
+    assert u.min() >= -1 and u.max() <= 1 and abs(float(u.std()) - 2 / 12**0.5) < 0.01
+    with pytest.raises(ValueError, match="expected one of"):
+        noise_ood("pink", 1, 0)
