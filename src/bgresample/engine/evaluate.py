@@ -13,6 +13,9 @@ from bgresample.engine.common import predict_logits
 from bgresample.metrics import accuracy, evaluate_protocol, protocol_indices
 from bgresample.scores import get_score
 
+#: Key suffix, in the saved scores, of the OOD item indices that were scored.
+INDEX_SUFFIX = "__idx"
+
 
 def evaluate(
     model: nn.Module,
@@ -28,8 +31,9 @@ def evaluate(
     """Accuracy and per-OOD-set FPR95 / AUROC / AUPR (mean, std over repeats), in percent.
 
     Only the OOD items that the protocol draws are passed through the model. Returns the
-    results dict (shape of ``results.json`` variants) and the raw scores (``id`` and each set's
-    drawn items) for plots.
+    results dict (shape of ``results.json`` variants) and the raw scores for plots: ``id`` (every
+    ID test item), and for each OOD set ``SET`` the scores of its drawn items with their indices
+    in ``SET__idx``.
     """
     score_fn = get_score(score)
     bs = int(cfg.get("batch_size", 1000))
@@ -45,6 +49,7 @@ def evaluate(
             model, images, device, bs, indices=torch.from_numpy(used), channels_last=channels_last
         )
         scores[name] = score_fn(logits).numpy().astype(np.float64)
+        scores[f"{name}{INDEX_SUFFIX}"] = used
         local_draws[name] = [np.searchsorted(used, d) for d in draws[name]]
     res = evaluate_protocol(
         id_scores,
@@ -61,22 +66,3 @@ def evaluate(
         **res,
     }, scores
 
-
-def format_table(variants: dict[str, dict[str, Any]], sets: list[str]) -> str:
-    """A plain-text table: one row per OOD set (and the averages), one column per variant."""
-    names = list(variants)
-    head = f"{'OOD set':<18}" + "".join(f"{n:>28}" for n in names)
-    lines = [head, f"{'':<18}" + "".join(f"{'FPR95 / AUROC / AUPR':>28}" for _ in names)]
-
-    def cell(m: dict[str, Any]) -> str:
-        return f"{m['fpr95']['mean']:6.2f} / {m['auroc']['mean']:6.2f} / {m['aupr']['mean']:6.2f}"
-
-    for s in sets:
-        lines.append(f"{s:<18}" + "".join(f"{cell(variants[n]['ood'][s]):>28}" for n in names))
-    for key, label in (("average", "Average"), ("average_no_noise", "Average (no noise)")):
-        if all(variants[n].get(key) for n in names):
-            lines.append(f"{label:<18}" + "".join(f"{cell(variants[n][key]):>28}" for n in names))
-    lines.append(
-        f"{'ID accuracy':<18}" + "".join(f"{variants[n]['accuracy']:>28.2f}" for n in names)
-    )
-    return "\n".join(lines)
