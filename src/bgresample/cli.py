@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from bgresample import config as C
+from bgresample import dist
 from bgresample.errors import UserError
 
 log = logging.getLogger("bgresample")
 
 QUICK = [
+    "pretrain.checkpoint_every=0",
     "data.embedded.pool_size=4000",
     "data.embedded.ood_size=300",
     "data.embedded.noise_ood_size=1000",
@@ -25,9 +27,14 @@ QUICK = [
 ]
 
 
-def _common(p: argparse.ArgumentParser, out_required: bool = True) -> None:
+def _common(
+    p: argparse.ArgumentParser, out_required: bool = True, background_flag: bool = True
+) -> None:
     g = p.add_argument_group("common options")
     g.add_argument("--out", required=out_required, help="run folder to write into")
+    g.add_argument(
+        "--preset", help=f"a preset config of the paper's experiments ({', '.join(C.presets())})"
+    )
     g.add_argument("--config", help="YAML config file (defaults: bgresample/configs/default.yaml)")
     g.add_argument(
         "--set",
@@ -40,8 +47,27 @@ def _common(p: argparse.ArgumentParser, out_required: bool = True) -> None:
     g.add_argument("--seed", type=int, help="training seed (config: seed)")
     g.add_argument("--device", help="auto | cpu | cuda | cuda:N (config: device)")
     g.add_argument("--data-root", help="data directory (config: data.root)")
+    d = p.add_argument_group("data (default: the embedded benchmark; see `bgresample datasets`)")
+    d.add_argument("--id", help="ID dataset KIND:PATH, e.g. cifar10:/data/cifar (config: data.id)")
+    pool_flags = ["--pool", "--background"] if background_flag else ["--pool"]
+    d.add_argument(
+        *pool_flags,
+        dest="pool",
+        metavar="KIND:PATH",
+        help="background pool, e.g. tinyimages:/data/tiny_images.bin (config: data.background)",
+    )
+    d.add_argument(
+        "--ood",
+        action="append",
+        metavar="KIND[:PATH]",
+        help="OOD test set: an embedded set name or KIND[:PATH] (repeatable; config: evaluate.ood)",
+    )
+    d.add_argument("--download", action="store_true", help="let torchvision download CIFAR/SVHN")
     g.add_argument("--quiet", action="store_true", help="no progress bars or console log")
     g.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    g.add_argument(
+        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +85,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="OOD detection and accuracy of a checkpoint")
     _common(p)
     p.add_argument("--checkpoint", required=True, help="model .safetensors to evaluate")
-    p.add_argument("--ood", action="append", help="OOD set name (repeatable; default: all)")
     p.add_argument("--variant", default="model", help="name of this model in results.json")
 
     p = sub.add_parser("resample", help="learn background weights (Algorithm 1)")
@@ -75,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gamma", type=float, help="subset ratio in (0, 1] (config: select.gamma)")
 
     p = sub.add_parser("finetune", help="fine-tune a pre-trained model with background data")
-    _common(p)
+    _common(p, background_flag=False)
     p.add_argument("--checkpoint", required=True, help="pre-trained model .safetensors")
     p.add_argument(
         "--background",
@@ -84,6 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="which background data to fine-tune with",
     )
     p.add_argument("--subset", help="subset manifest CSV (from `select`); needed for resampled")
+
+    p = sub.add_parser("report", help="rebuild a run's report (figures, tables, HTML)")
+    p.add_argument("run_dir", help="a run folder written by `bgresample run` (or evaluate)")
+    p.add_argument("--data-root", help="data directory, for the image galleries")
+
+    p = sub.add_parser("compare", help="put several runs side by side")
+    p.add_argument("run_dirs", nargs="+", help="run folders")
+    p.add_argument("--out", required=True, help="folder for compare.md and compare.csv")
+
+    p = sub.add_parser("datasets", help="list dataset kinds, their layouts, and what DIR holds")
+    p.add_argument("--data-root", required=True, help="the data directory to look in")
 
     p = sub.add_parser("run", help="the whole experiment: Tables 2 and 3 over several seeds")
     _common(p, out_required=False)
@@ -100,7 +136,7 @@ def _version() -> str:
 
 def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
     sets = list(QUICK if getattr(args, "quick", False) else []) + list(args.sets)
-    cfg = C.load_config(args.config, sets)
+    cfg = C.load_config(args.config, sets, preset=args.preset)
     if args.seed is not None:
         cfg["seed"] = args.seed
     if args.device is not None:
@@ -113,8 +149,14 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
         cfg["select"]["gamma"] = args.gamma
     if getattr(args, "method", None) is not None:
         cfg["select"]["method"] = args.method
-    if getattr(args, "ood", None):
+    if args.ood:
         cfg["evaluate"]["ood"] = args.ood
+    if args.id is not None:
+        cfg["data"]["id"] = args.id
+    if args.pool is not None:
+        cfg["data"]["background"] = args.pool
+    if args.download:
+        cfg["data"]["download"] = True
     C.validate(cfg)
     return cfg
 
@@ -122,19 +164,26 @@ def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    info = dist.init(getattr(args, "device", None) or "auto")
+    where = f"[rank {info.rank}] " if info.enabled else ""
     try:
         return _dispatch(args)
     except UserError as e:
-        print(f"bgresample {args.command}: error: {e}", file=sys.stderr)
+        print(f"{where}bgresample {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"bgresample {args.command}: interrupted", file=sys.stderr)
+        print(f"{where}bgresample {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        dist.shutdown()
 
 
 def _dispatch(args: argparse.Namespace) -> int:
     from bgresample import commands
 
+    if args.command in ("datasets", "report", "compare"):
+        getattr(commands, f"cmd_{args.command}")(args)
+        return 0
     cfg = resolve_config(args)
     if args.command == "run" and args.out is None:
         args.out = "runs/quick" if args.quick else "runs/main"

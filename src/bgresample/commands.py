@@ -1,4 +1,4 @@
-"""The stage commands behind the CLI; each writes into its run folder."""
+"""The stage commands behind the CLI; each writes into its run folder (rank 0 only)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,29 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bgresample import config as C
+from bgresample import dist
 from bgresample.checkpoint import load_model_state, save_model
 from bgresample.data.benchmark import Benchmark, load_benchmark
-from bgresample.engine.common import generator, resolve_device
+from bgresample.engine.common import Accel, generator
 from bgresample.engine.evaluate import evaluate
-from bgresample.engine.experiment import aggregate, build_model, ensure_pretrained, run_seed
+from bgresample.engine.experiment import (
+    RANDOM_SUBSET_STREAM,
+    aggregate,
+    build_model,
+    ensure_pretrained,
+    run_seed,
+)
 from bgresample.engine.finetune import finetune
 from bgresample.engine.pretrain import pretrain
 from bgresample.engine.resample import resample
 from bgresample.errors import UserError
 from bgresample.reports import tables
-from bgresample.reports.markdown import write_report
+from bgresample.reports.build import build_report
+from bgresample.reports.compare import compare_runs, compare_text
 from bgresample.resampling import (
     BackgroundWeights,
     composition,
@@ -34,57 +43,64 @@ from bgresample.runfolder import prepare_run_folder, setup_logging, write_json
 log = logging.getLogger("bgresample")
 
 
-def _start(args: argparse.Namespace, cfg: dict[str, Any]) -> tuple[Path, torch.device]:
+def _start(args: argparse.Namespace, cfg: dict[str, Any]) -> tuple[Path, Accel, Benchmark]:
+    """Run folder (refusing to clobber another run), logging, accelerator and data."""
+    main = dist.info().is_main
     out = prepare_run_folder(
-        args.out, cfg, args.command, overwrite=args.overwrite, resume=getattr(args, "resume", False)
+        args.out, cfg, args.command, overwrite=args.overwrite, resume=args.resume, write=main
     )
-    setup_logging(out, args.quiet)
+    setup_logging(out, args.quiet or not main, write=main)
     torch.manual_seed(int(cfg["seed"]))
-    return out, resolve_device(cfg["device"])
+    accel = Accel.from_config(cfg)
+    bench = load_benchmark(cfg)
+    accel.stage(bench.train, bench.pool)
+    return out, accel, bench
 
 
-def _load_checkpoint(cfg: dict[str, Any], bench: Benchmark, path: str) -> torch.nn.Module:
+def _checkpoint_model(cfg: dict[str, Any], bench: Benchmark, path: str) -> torch.nn.Module:
+    if not Path(path).is_file():
+        raise UserError(
+            f"checkpoint {path} not found; pass the .safetensors file that "
+            "`bgresample pretrain` or `finetune` wrote (e.g. RUN/pretrain.safetensors)"
+        )
     model = build_model(cfg, bench.num_classes)
     load_model_state(path, model)
     return model
 
 
+def _report_skipped(bench: Benchmark) -> None:
+    """List the unreadable images that folder datasets skipped during the stage."""
+    for name, src in [("background", bench.pool), *bench.ood.items()]:
+        skipped = getattr(src, "skipped", None)
+        if skipped:
+            shown = ", ".join(str(p) for p in skipped[:5])
+            log.warning("%s: skipped %d unreadable images (%s ...)", name, len(skipped), shown)
+
+
 def cmd_pretrain(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    out, device = _start(args, cfg)
-    bench = load_benchmark(cfg)
+    out, accel, bench = _start(args, cfg)
     model = build_model(cfg, bench.num_classes)
     res = pretrain(
         model,
         bench.train,
         cfg["pretrain"],
-        device=device,
+        accel=accel,
         seed=int(cfg["seed"]),
         flip=bench.flip,
-        channels_last=bool(cfg["model"]["channels_last"]),
         out=out,
+        resume=args.resume,
         quiet=args.quiet,
     )
-    write_json(out / "pretrain_history.json", res["history"])
+    if dist.info().is_main:
+        write_json(out / "pretrain_history.json", res["history"])
     log.info("wrote %s", out / "pretrain.safetensors")
 
 
 def cmd_evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    if not Path(args.checkpoint).is_file():
-        raise UserError(
-            f"checkpoint {args.checkpoint} not found; pass the .safetensors file that "
-            "`bgresample pretrain` or `finetune` wrote (e.g. RUN/pretrain.safetensors)"
-        )
-    bench = load_benchmark(cfg)
-    out, device = _start(args, cfg)
-    model = _load_checkpoint(cfg, bench, args.checkpoint)
-    res, _ = evaluate(
-        model,
-        bench.test,
-        bench.ood,
-        cfg["evaluate"],
-        device=device,
-        seed=int(cfg["seed"]),
-        channels_last=bool(cfg["model"]["channels_last"]),
+    out, accel, bench = _start(args, cfg)
+    model = _checkpoint_model(cfg, bench, args.checkpoint)
+    res, scores = evaluate(
+        model, bench.test, bench.ood, cfg["evaluate"], accel=accel, seed=int(cfg["seed"])
     )
     results = {
         "variants": {args.variant: res},
@@ -92,41 +108,45 @@ def cmd_evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
         "checkpoint": str(args.checkpoint),
         "protocol": {k: cfg["evaluate"][k] for k in ("ratio", "repeats")},
     }
-    write_json(out / "results.json", results)
-    print(tables.table2_text(results))
-    print(tables.CONVENTION_NOTE[res["convention"]])
+    _report_skipped(bench)
+    if dist.info().is_main:
+        write_json(out / "results.json", results)
+        np.savez_compressed(out / f"scores_{args.variant}.npz", **scores)
+        print(tables.table2_text(results))
+        print(tables.CONVENTION_NOTE[res["convention"]])
 
 
 def cmd_resample(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    bench = load_benchmark(cfg)
-    out, device = _start(args, cfg)
-    model = _load_checkpoint(cfg, bench, args.checkpoint)
+    out, accel, bench = _start(args, cfg)
+    model = _checkpoint_model(cfg, bench, args.checkpoint)
     weights, hist = resample(
         model,
         bench.train,
         bench.pool,
         cfg["resample"],
-        device=device,
+        accel=accel,
         seed=int(cfg["seed"]),
         flip=bench.flip,
-        channels_last=bool(cfg["model"]["channels_last"]),
+        state_path=out / "resample.state.safetensors",
+        resume=args.resume,
         quiet=args.quiet,
     )
     hist.pop("draws")
-    weights.save(out / "weights.safetensors")
-    write_json(out / "resample_history.json", hist)
+    _report_skipped(bench)
+    if dist.info().is_main:
+        weights.save(out / "weights.safetensors")
+        write_json(out / "resample_history.json", hist)
     log.info("wrote %s", out / "weights.safetensors")
 
 
 def cmd_select(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    bench = load_benchmark(cfg)
-    out, _ = _start(args, cfg)
+    out, _, bench = _start(args, cfg)
     method, gamma = cfg["select"]["method"], float(cfg["select"]["gamma"])
     w = None
     if method not in ("random", "full"):
         if not args.weights:
             raise UserError(
-                f"--method {method} needs --weights (weights.safetensors from `resample`)"
+                f"--method {method} needs --weights (the weights.safetensors of `resample`)"
             )
         w = BackgroundWeights.load(args.weights).weights().detach()
         if len(w) != len(bench.pool):
@@ -137,93 +157,115 @@ def cmd_select(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     idx = select(
         method, n=len(bench.pool), gamma=gamma, weights=w, generator=generator(int(cfg["seed"]), 5)
     )
-    path = out / f"subset_{method}.csv"
-    write_manifest(path, idx, w, bench.pool.family, bench.pool.source)
     summary: dict[str, Any] = {"method": method, "gamma": gamma, "pool_size": len(bench.pool)}
     summary["size"] = len(idx)
     if bench.pool.family is not None:
         summary["composition"] = composition(idx, bench.pool.family)
+    if not dist.info().is_main:
+        return
+    path = out / f"subset_{method}.csv"
+    write_manifest(path, idx, w, bench.pool.family, bench.pool.source)
     write_json(out / "subset_summary.json", summary)
-    print(
-        f"{method}: kept {len(idx)} of {len(bench.pool)} items "
-        f"({100 * len(idx) / len(bench.pool):.1f}%) -> {path}"
-    )
+    share = 100 * len(idx) / len(bench.pool)
+    print(f"{method}: kept {len(idx)} of {len(bench.pool)} items ({share:.1f}%) -> {path}")
     for fam, c in summary.get("composition", {}).items():
         print(f"  {fam:<10} pool {100 * c['pool']:5.1f}%   subset {100 * c['subset']:5.1f}%")
 
 
 def cmd_finetune(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    bench = load_benchmark(cfg)
-    out, device = _start(args, cfg)
+    out, accel, bench = _start(args, cfg)
     seed = int(cfg["seed"])
+    n = len(bench.pool)
     if args.background == "none":
         subset = None
     elif args.background == "full":
-        subset = torch.arange(len(bench.pool))
+        subset = torch.arange(n)
     elif args.subset:
         subset = read_manifest(args.subset)["indices"]
-        if len(subset) and int(subset.max()) >= len(bench.pool):
-            raise UserError(f"{args.subset} refers to items beyond the pool's {len(bench.pool)}")
+        if len(subset) and int(subset.max()) >= n:
+            raise UserError(f"{args.subset} refers to items beyond the pool's {n}; wrong pool?")
     elif args.background == "random":
-        subset = select(
-            "random",
-            n=len(bench.pool),
-            gamma=float(cfg["select"]["gamma"]),
-            generator=generator(seed, 101),
-        )
+        gamma = float(cfg["select"]["gamma"])
+        subset = select("random", n=n, gamma=gamma, generator=generator(seed, RANDOM_SUBSET_STREAM))
     else:
         raise UserError(
             "--background resampled needs --subset MANIFEST.csv (from `bgresample select`)"
         )
-    model = _load_checkpoint(cfg, bench, args.checkpoint)
+    model = _checkpoint_model(cfg, bench, args.checkpoint)
     info = finetune(
         model,
         bench.train,
         bench.pool,
         subset,
         C.finetune_settings(cfg),
-        device=device,
+        accel=accel,
         seed=seed,
         flip=bench.flip,
-        channels_last=bool(cfg["model"]["channels_last"]),
+        state_path=out / "finetune.state.safetensors",
+        resume=args.resume,
         quiet=args.quiet,
     )
-    save_model(
-        out / "finetune.safetensors", model, {"stage": "finetune", "variant": args.background}
-    )
-    write_json(out / "finetune.json", {"background": args.background, **info})
+    _report_skipped(bench)
+    if dist.info().is_main:
+        meta = {"stage": "finetune", "variant": args.background}
+        save_model(out / "finetune.safetensors", model, meta)
+        write_json(out / "finetune.json", {"background": args.background, **info})
     log.info("wrote %s", out / "finetune.safetensors")
 
 
 def cmd_run(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    bench = load_benchmark(cfg)
-    out, device = _start(args, cfg)
+    out, accel, bench = _start(args, cfg)
     t_start = time.perf_counter()
     timing: dict[str, float] = {}
     t0 = time.perf_counter()
-    pre_path, _ = ensure_pretrained(cfg, bench, out, device, args.quiet)
+    pre_path = ensure_pretrained(cfg, bench, out, accel, args.quiet, args.resume)
     timing["pretrain"] = time.perf_counter() - t0
     per_seed = []
     for k in range(int(cfg["run"]["seeds"])):
         seed = int(cfg["seed"]) + k
         log.info("== seed %d (%d of %d)", seed, k + 1, cfg["run"]["seeds"])
         per_seed.append(
-            run_seed(cfg, bench, pre_path, seed, out / f"seed_{seed}", device, args.quiet)
+            run_seed(
+                cfg, bench, pre_path, seed, out / f"seed_{seed}", accel, args.quiet, args.resume
+            )
         )
     results = aggregate(per_seed, cfg["evaluate"]["convention"])
-    stage_times: dict[str, float] = {}
     for s in per_seed:
         for key, val in s["timing_s"].items():
             stage = key.split("_")[0]
-            stage_times[stage] = stage_times.get(stage, 0.0) + val
-    timing.update(stage_times)
+            timing[stage] = timing.get(stage, 0.0) + val
     timing["total"] = time.perf_counter() - t_start
     results["timing_s"] = timing
     results["benchmark"] = bench.name
     results["pool_size"] = len(bench.pool)
     results["ood_sets"] = list(bench.ood)
+    _report_skipped(bench)
+    if not dist.info().is_main:
+        return
     write_json(out / "results.json", results)
-    write_report(out, results, cfg)
+    build_report(out, cfg["data"]["root"])
     print(tables.table2_text(results))
     print(tables.CONVENTION_NOTE[results["convention"]])
     log.info("report: %s", out / "report.md")
+
+
+def cmd_datasets(args: argparse.Namespace) -> None:
+    from bgresample.data.kinds import status
+
+    print(f"Dataset kinds under {args.data_root}:")
+    for row in status(args.data_root):
+        mark = "found  " if row.found else "missing"
+        generated = row.path is None and row.found
+        where = "(generated)" if generated else (row.path or "(give KIND:PATH)")
+        print(f"  [{mark}] {row.kind:<14} {'/'.join(row.roles):<18} {where}")
+        print(f"            layout: {row.layout}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    path = build_report(args.run_dir, args.data_root)
+    print(f"report: {path} and {path.with_suffix('.html')}")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    print(compare_text(args.run_dirs))
+    print(f"written: {compare_runs(args.run_dirs, args.out)}")

@@ -62,18 +62,37 @@ def parse_set(item: str) -> dict[str, Any]:
     return node
 
 
-def load_config(path: str | Path | None = None, sets: list[str] | None = None) -> dict[str, Any]:
-    """Defaults, then the YAML file at ``path``, then each ``key=value`` of ``sets``."""
+def presets() -> list[str]:
+    """Names of the packaged presets (``bgresample/configs/presets/*.yaml``)."""
+    folder = resources.files("bgresample").joinpath("configs/presets")
+    return sorted(f.name[: -len(".yaml")] for f in folder.iterdir() if f.name.endswith(".yaml"))
+
+
+def _read_yaml(text: str, where: str) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{where} is not valid YAML: {e}") from None
+    if not isinstance(loaded, dict):
+        raise UserError(f"{where} must hold a mapping of config keys, got {type(loaded).__name__}")
+    return loaded
+
+
+def load_config(
+    path: str | Path | None = None, sets: list[str] | None = None, preset: str | None = None
+) -> dict[str, Any]:
+    """Defaults, then a preset, then the YAML file at ``path``, then each ``key=value``."""
     cfg = default_config()
+    if preset is not None:
+        if preset not in presets():
+            raise UserError(f"unknown preset '{preset}'; valid presets: {', '.join(presets())}")
+        text = resources.files("bgresample").joinpath(f"configs/presets/{preset}.yaml").read_text()
+        cfg = merge(cfg, _read_yaml(text, f"preset {preset}"))
     if path is not None:
         p = Path(path)
         if not p.is_file():
             raise UserError(f"config file {p} not found; pass an existing YAML file to --config")
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UserError(f"config file {p} is not valid YAML: {e}") from None
-        cfg = merge(cfg, loaded)
+        cfg = merge(cfg, _read_yaml(p.read_text(), f"config file {p}"))
     for item in sets or []:
         cfg = merge(cfg, parse_set(item))
     return cfg

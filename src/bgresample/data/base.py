@@ -46,7 +46,7 @@ class ImageArray:
 
     def get_batch(self, indices: torch.Tensor) -> torch.Tensor:
         """The images at ``indices`` (uint8, or float when ``normalized``)."""
-        return self.data[indices]
+        return self.data[indices.to(self.data.device)]
 
     def family_counts(self, indices: torch.Tensor | None = None) -> dict[str, int]:
         """Number of items of each family, over ``indices`` or the whole set."""

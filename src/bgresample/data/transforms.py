@@ -2,16 +2,42 @@
 
 Train: random 32x32 crop after 4-pixel zero padding, horizontal flip with probability 0.5 (off for
 digits / SVHN), scale to [0, 1], normalise with mean 0.5 and std 0.25. Test: normalise only (the
-images are already 32x32).
+images are already 32x32). Batches are augmented on whatever device they are on; the random
+parameters are drawn on the CPU for a whole *global* batch, so that a rank's shard of them is the
+same as in a single-process run.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 MEAN = 0.5
 STD = 0.25
+PAD = 4
+
+
+@dataclass
+class CropFlip:
+    """Per-image crop offsets (after padding) and flips of a batch."""
+
+    dy: torch.Tensor
+    dx: torch.Tensor
+    flips: torch.Tensor | None
+
+    @classmethod
+    def draw(
+        cls, n: int, generator: torch.Generator, pad: int = PAD, flip: bool = True
+    ) -> CropFlip:
+        dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+        dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+        flips = torch.rand(n, generator=generator) < 0.5 if flip else None
+        return cls(dy, dx, flips)
+
+    def shard(self, sl: slice) -> CropFlip:
+        return CropFlip(self.dy[sl], self.dx[sl], None if self.flips is None else self.flips[sl])
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -19,41 +45,33 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     return (x.float() / 255.0 - MEAN) / STD
 
 
-def random_crop_flip(
-    x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: bool = True
-) -> torch.Tensor:
-    """Random crop of the original size after zero padding, and random horizontal flip, per image.
-
-    Works on a whole uint8 N x C x H x W batch at once; the random offsets come from ``generator``
-    (on the CPU) so that the draws do not depend on the device.
-    """
+def apply_crop_flip(x: torch.Tensor, p: CropFlip, pad: int = PAD) -> torch.Tensor:
+    """Crop each image of ``x`` (N x C x H x W) at its offset after zero padding; flip some."""
     n, _, h, w = x.shape
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(x.device)
-    flips = (torch.rand(n, generator=generator) < 0.5).to(x.device) if flip else None
+    dev = x.device
     xp = F.pad(x, (pad, pad, pad, pad))
-    rows = dy[:, None] + torch.arange(h, device=x.device)  # n x h
-    cols = dx[:, None] + torch.arange(w, device=x.device)  # n x w
-    if flips is not None:
-        cols = torch.where(flips[:, None], cols.flip(1), cols)
-    b = torch.arange(n, device=x.device)[:, None, None]
+    rows = p.dy.to(dev)[:, None] + torch.arange(h, device=dev)  # n x h
+    cols = p.dx.to(dev)[:, None] + torch.arange(w, device=dev)  # n x w
+    if p.flips is not None:
+        cols = torch.where(p.flips.to(dev)[:, None], cols.flip(1), cols)
+    b = torch.arange(n, device=dev)[:, None, None]
     out = xp.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]]  # n x h x w x c
     return out.permute(0, 3, 1, 2).contiguous()
 
 
-def prepare(
-    x: torch.Tensor,
-    *,
-    normalized: bool = False,
-    train: bool = False,
-    generator: torch.Generator | None = None,
-    flip: bool = True,
+def random_crop_flip(
+    x: torch.Tensor, generator: torch.Generator, pad: int = PAD, flip: bool = True
 ) -> torch.Tensor:
-    """A batch ready for the model: augmented when ``train``, normalised, float32."""
+    """Random crop of the original size after zero padding, and random horizontal flip."""
+    return apply_crop_flip(x, CropFlip.draw(len(x), generator, pad, flip), pad)
+
+
+def prepare(
+    x: torch.Tensor, *, normalized: bool = False, aug: CropFlip | None = None
+) -> torch.Tensor:
+    """A batch ready for the model: augmented with ``aug`` if given, normalised, float32."""
     if normalized:
         return x.float()
-    if train:
-        if generator is None:
-            raise ValueError("training augmentation needs a generator")
-        x = random_crop_flip(x, generator, flip=flip)
+    if aug is not None:
+        x = apply_crop_flip(x, aug)
     return normalize(x)

@@ -1,25 +1,28 @@
-"""Pieces shared by the training loops: devices, batches, optimisers, schedules, forward passes."""
+"""Pieces shared by the training loops: devices and accelerator options, step-seeded batches,
+optimisers, schedules and forward passes."""
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bgresample import dist
 from bgresample.data.base import ImageArray, LabeledImages
-from bgresample.data.transforms import prepare
+from bgresample.data.pools import ImageSource
+from bgresample.data.transforms import CropFlip, prepare
 from bgresample.errors import UserError
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> cuda when available, else cpu; anything else as given (checked)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``auto`` -> cuda when available, else cpu; ``cuda:LOCAL_RANK`` under torchrun."""
     try:
-        device = torch.device(name)
+        device = dist.device_for(name)
     except RuntimeError:
         raise UserError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -27,21 +30,127 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def generator(seed: int, stream: int) -> torch.Generator:
-    """A CPU generator for one random stream (ID order, augmentation, background) of a seed."""
-    return torch.Generator().manual_seed(seed * 7919 + stream)
+def _auto(value: Any, cuda: bool) -> bool:
+    return cuda if value == "auto" else bool(value)
 
 
-def epoch_batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
-    """Endless shuffled mini-batches of indices in ``range(n)``; the last partial batch is dropped
-    (kept when ``n < batch_size``) so every step sees the same batch size."""
-    if n == 0:
-        raise UserError("cannot draw batches from an empty set")
-    while True:
-        perm = torch.randperm(n, generator=gen)
-        stop = max(n - batch_size + 1, 1)
-        for i in range(0, stop, batch_size):
-            yield perm[i : i + batch_size]
+@dataclass
+class Accel:
+    """Where and how the model runs: device, channels_last, bf16 autocast, torch.compile.
+
+    ``auto`` settings are on for CUDA and off on the CPU; fp32 is the default on the CPU, and the
+    GPU path is the CPU path on another device.
+    """
+
+    device: torch.device
+    channels_last: bool = False
+    amp: bool = False
+    compile: bool = False
+    data_on_device: bool = False
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> Accel:
+        device = resolve_device(cfg["device"])
+        a, cuda = cfg["accel"], device.type == "cuda"
+        return cls(
+            device=device,
+            channels_last=_auto(a["channels_last"], cuda),
+            amp=_auto(a["amp"], cuda),
+            compile=bool(a["compile"]),
+            data_on_device=_auto(a["data_on_device"], cuda) and cuda,
+        )
+
+    def model(self, model: nn.Module) -> nn.Module:
+        """Move ``model`` here; return what the loop calls (DDP-wrapped and/or compiled)."""
+        model.to(self.device)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        net = dist.wrap_model(model, self.device)
+        return torch.compile(net) if self.compile else net
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if not self.amp:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def batch(
+        self, images: ImageSource | LabeledImages, idx: torch.Tensor, aug: CropFlip | None = None
+    ) -> torch.Tensor:
+        """Images at ``idx`` on the device (uint8 copied, pinned, non-blocking), augmented with
+        ``aug`` on the device, normalised, in the model's memory format."""
+        raw = (
+            images.data[idx.to(images.data.device)]
+            if isinstance(images, LabeledImages)
+            else (images.get_batch(idx))
+        )
+        if self.device.type == "cuda" and raw.device.type == "cpu":
+            raw = raw.pin_memory()
+        x = prepare(
+            raw.to(self.device, non_blocking=True),
+            normalized=getattr(images, "normalized", False),
+            aug=aug,
+        )
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def stage(self, *sets: LabeledImages | ImageSource | None) -> None:
+        """Keep in-memory ID data and pools on the GPU (``data_on_device``), as airbench does."""
+        if not self.data_on_device:
+            return
+        for s in sets:
+            if isinstance(s, LabeledImages | ImageArray):
+                s.data = s.data.to(self.device)
+                if isinstance(s, LabeledImages):
+                    s.targets = s.targets.to(self.device)
+
+
+def generator(seed: int, stream: int, step: int = 0) -> torch.Generator:
+    """A CPU generator for one random stream (ID order, augmentation, background, ...) of a seed
+    at one step: every loop's randomness is a function of ``(seed, stream, step)``, which makes
+    runs resumable at any step and identical on every rank."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + stream) * 1_000_033 + step)
+
+
+def seed_step(seed: int, step: int) -> None:
+    """Seed torch's global RNG (dropout) for one step."""
+    torch.manual_seed((seed * 1_000_003 + 97) * 1_000_033 + step)
+
+
+class EpochBatches:
+    """Global mini-batches of ``range(n)`` as a function of the step: epochs of shuffled indices
+    (a fresh permutation per epoch, from ``(seed, stream, epoch)``), the last partial batch
+    dropped (kept when ``n < batch_size``). The current epoch's permutation is cached."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, stream: int) -> None:
+        if n == 0:
+            raise UserError("cannot draw batches from an empty set")
+        self.n, self.batch_size, self.seed, self.stream = n, batch_size, seed, stream
+        self.per_epoch = max(n // batch_size, 1)
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+
+    def at(self, step: int) -> torch.Tensor:
+        epoch, pos = divmod(step, self.per_epoch)
+        if epoch != self._epoch:
+            self._perm = torch.randperm(self.n, generator=generator(self.seed, self.stream, epoch))
+            self._epoch = epoch
+        return self._perm[pos * self.batch_size : (pos + 1) * self.batch_size]
+
+
+def uniform_batch(n: int, batch_size: int, seed: int, stream: int, step: int) -> torch.Tensor:
+    """``batch_size`` indices drawn uniformly with replacement from ``range(n)`` at ``step``:
+    O(batch) for pools of any size (background batches of a fixed subset)."""
+    return torch.randint(n, (batch_size,), generator=generator(seed, stream, step))
+
+
+def local_slice(n_global: int) -> slice:
+    """The slice of a global batch of ``n_global`` that this rank processes."""
+    info = dist.info()
+    if n_global % info.world_size:
+        raise UserError(
+            f"global batch of {n_global} is not divisible by {info.world_size} processes; "
+            "choose batch sizes that are multiples of --nproc_per_node"
+        )
+    k = n_global // info.world_size
+    return slice(info.rank * k, (info.rank + 1) * k)
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -49,9 +158,7 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 
 def sgd(model: nn.Module, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
-    return torch.optim.SGD(
-        model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=False
-    )
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 
 def schedule(
@@ -73,11 +180,6 @@ def schedule(
     return torch.optim.lr_scheduler.LambdaLR(opt, fn)
 
 
-def to_model_input(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    x = x.to(device, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
 def check_finite(loss: torch.Tensor, stage: str, step: int, last_checkpoint: str | None) -> None:
     """Stop a stage on a NaN / inf loss, naming the step and the last good checkpoint."""
     if not torch.isfinite(loss):
@@ -91,36 +193,41 @@ def check_finite(loss: torch.Tensor, stage: str, step: int, last_checkpoint: str
 @torch.no_grad()
 def predict_logits(
     model: nn.Module,
-    images: ImageArray | LabeledImages,
-    device: torch.device,
+    images: ImageSource | LabeledImages,
+    accel: Accel,
     batch_size: int = 1000,
     indices: torch.Tensor | None = None,
-    channels_last: bool = False,
 ) -> torch.Tensor:
-    """Logits (float32, CPU) of ``images`` (or the items at ``indices``), model in eval mode."""
+    """Logits (float32, CPU) of ``images`` (or the items at ``indices``), model in eval mode.
+
+    Under torchrun each rank scores a contiguous share of the items; the shares are gathered in
+    rank order, so every item is counted once.
+    """
     was_training = model.training
     model.eval()
-    normalized = getattr(images, "normalized", False)
     idx = torch.arange(len(images)) if indices is None else indices
+    info = dist.info()
+    mine = torch.tensor_split(idx, info.world_size)[info.rank] if info.enabled else idx
     out = []
-    for i in range(0, len(idx), batch_size):
-        chunk = idx[i : i + batch_size]
-        raw = images.get_batch(chunk) if isinstance(images, ImageArray) else images.data[chunk]
-        x = to_model_input(prepare(raw, normalized=normalized), device, channels_last)
-        out.append(model(x).float().cpu())
+    for i in range(0, len(mine), batch_size):
+        with accel.autocast():
+            out.append(model(accel.batch(images, mine[i : i + batch_size])).float().cpu())
     model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
+    local = torch.cat(out) if out else torch.empty(0)
+    if not info.enabled:
+        return local
+    return torch.cat([p for p in dist.gather_objects(local) if len(p)])
 
 
 def joint_forward(
-    model: nn.Module, x_id: torch.Tensor, x_bg: torch.Tensor | None
+    net: nn.Module, x_id: torch.Tensor, x_bg: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One forward pass over the ID and background batches together; split the logits."""
     if x_bg is None:
-        return model(x_id), None
-    logits = model(torch.cat([x_id, x_bg]))
+        return net(x_id), None
+    logits = net(torch.cat([x_id, x_bg]))
     return logits[: len(x_id)], logits[len(x_id) :]
 
 
 def ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(logits, y)
+    return F.cross_entropy(logits.float(), y)

@@ -8,8 +8,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from bgresample.data.base import ImageArray, LabeledImages
-from bgresample.engine.common import predict_logits
+from bgresample.data.base import LabeledImages
+from bgresample.data.pools import ImageSource
+from bgresample.engine.common import Accel, predict_logits
 from bgresample.metrics import accuracy, evaluate_protocol, protocol_indices
 from bgresample.scores import get_score
 
@@ -20,12 +21,11 @@ INDEX_SUFFIX = "__idx"
 def evaluate(
     model: nn.Module,
     test: LabeledImages,
-    ood: dict[str, ImageArray],
+    ood: dict[str, ImageSource],
     cfg: dict[str, Any],
     *,
-    device: torch.device,
+    accel: Accel,
     seed: int,
-    channels_last: bool = False,
     score: str = "msp",
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Accuracy and per-OOD-set FPR95 / AUROC / AUPR (mean, std over repeats), in percent.
@@ -37,7 +37,7 @@ def evaluate(
     """
     score_fn = get_score(score)
     bs = int(cfg.get("batch_size", 1000))
-    id_logits = predict_logits(model, test, device, bs, channels_last=channels_last)
+    id_logits = predict_logits(model, test, accel, bs)
     id_scores = score_fn(id_logits).numpy().astype(np.float64)
     ratio, repeats = float(cfg["ratio"]), int(cfg["repeats"])
     draws = protocol_indices(len(test), {k: len(v) for k, v in ood.items()}, ratio, repeats, seed)
@@ -45,9 +45,7 @@ def evaluate(
     local_draws: dict[str, list[np.ndarray]] = {}
     for name, images in ood.items():
         used = np.unique(np.concatenate(draws[name]))
-        logits = predict_logits(
-            model, images, device, bs, indices=torch.from_numpy(used), channels_last=channels_last
-        )
+        logits = predict_logits(model, images, accel, bs, indices=torch.from_numpy(used))
         scores[name] = score_fn(logits).numpy().astype(np.float64)
         scores[f"{name}{INDEX_SUFFIX}"] = used
         local_draws[name] = [np.searchsorted(used, d) for d in draws[name]]
@@ -65,4 +63,3 @@ def evaluate(
         "score": score,
         **res,
     }, scores
-

@@ -15,15 +15,22 @@ import torch
 from scipy import stats
 
 from bgresample import config as C
-from bgresample.checkpoint import load_model_state, read_meta, save_model
+from bgresample import dist
+from bgresample.checkpoint import (
+    load_model_state,
+    load_tensors,
+    read_meta,
+    save_model,
+    save_tensors,
+)
 from bgresample.data.benchmark import Benchmark
-from bgresample.engine.common import generator
+from bgresample.engine.common import Accel, generator
 from bgresample.engine.evaluate import evaluate
 from bgresample.engine.finetune import finetune
 from bgresample.engine.pretrain import pretrain
 from bgresample.engine.resample import resample
 from bgresample.models import create_model
-from bgresample.resampling import composition, select, write_manifest
+from bgresample.resampling import BackgroundWeights, composition, select, write_manifest
 from bgresample.runfolder import write_json
 
 log = logging.getLogger("bgresample")
@@ -48,30 +55,37 @@ def pretrain_key(cfg: dict[str, Any]) -> str:
 
 
 def ensure_pretrained(
-    cfg: dict[str, Any], bench: Benchmark, out: Path, device: torch.device, quiet: bool
-) -> tuple[Path, float]:
-    """Pre-train once into ``out/pretrain/`` (reused when its key matches). Returns the path and
-    the seconds spent (0 when cached)."""
-    path = out / "pretrain" / "pretrain.safetensors"
+    cfg: dict[str, Any],
+    bench: Benchmark,
+    out: Path,
+    accel: Accel,
+    quiet: bool,
+    resume: bool = False,
+) -> Path:
+    """Pre-train once into ``out/pretrain/`` (reused when its key matches; resumed from its
+    state with ``resume``). Returns the checkpoint's path."""
+    folder = out / "pretrain"
+    path = folder / "pretrain.safetensors"
     key = pretrain_key(cfg)
-    if path.is_file() and read_meta(path).get("key") == key:
+    if dist.broadcast_object(path.is_file() and read_meta(path).get("key") == key):
         log.info("pretrain: reusing %s", path)
-        return path, 0.0
-    t0 = time.perf_counter()
-    model = build_model(cfg, bench.num_classes)
+        return path
     torch.manual_seed(int(cfg["seed"]))
+    model = build_model(cfg, bench.num_classes)
     pretrain(
         model,
         bench.train,
-        {**cfg["pretrain"], "checkpoint_every": 0},
-        device=device,
+        cfg["pretrain"],
+        accel=accel,
         seed=int(cfg["seed"]),
         flip=bench.flip,
-        channels_last=bool(cfg["model"]["channels_last"]),
+        out=folder,
+        resume=resume,
         quiet=quiet,
+        meta={"key": key},
     )
-    save_model(path, model, {"stage": "pretrain", "key": key, "seed": int(cfg["seed"])})
-    return path, time.perf_counter() - t0
+    dist.barrier()
+    return path
 
 
 def load_pretrained(cfg: dict[str, Any], bench: Benchmark, path: Path) -> torch.nn.Module:
@@ -80,18 +94,29 @@ def load_pretrained(cfg: dict[str, Any], bench: Benchmark, path: Path) -> torch.
     return model
 
 
+def _done(*paths: Path) -> bool:
+    """Whether every output exists (decided on rank 0, the same on every rank)."""
+    return bool(dist.broadcast_object(all(p.is_file() for p in paths)))
+
+
 def run_seed(
     cfg: dict[str, Any],
     bench: Benchmark,
     pre_path: Path,
     seed: int,
     out: Path,
-    device: torch.device,
+    accel: Accel,
     quiet: bool,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """One seed of the experiment: resample, select, fine-tune and evaluate every variant."""
-    out.mkdir(parents=True, exist_ok=True)
-    cl = bool(cfg["model"]["channels_last"])
+    """One seed of the experiment: resample, select, fine-tune and evaluate every variant.
+
+    With ``resume``, finished stages (their outputs exist) are loaded instead of re-run, and an
+    interrupted stage continues from its last resumable state.
+    """
+    main = dist.info().is_main
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     timing: dict[str, float] = {}
     variants = list(cfg["run"]["variants"])
     gamma = float(cfg["select"]["gamma"])
@@ -101,38 +126,48 @@ def run_seed(
 
     if "resampled" in variants:
         t0 = time.perf_counter()
-        torch.manual_seed(seed)
-        model = load_pretrained(cfg, bench, pre_path)
-        weights, hist = resample(
-            model,
-            bench.train,
-            bench.pool,
-            cfg["resample"],
-            device=device,
-            seed=seed,
-            flip=bench.flip,
-            channels_last=cl,
-            quiet=quiet,
+        wpath, hpath, dpath = (
+            out / "weights.safetensors",
+            out / "resample_history.json",
+            out / "resample_draws.safetensors",
         )
-        weights.save(out / "weights.safetensors")
-        draws = hist.pop("draws")
-        write_json(out / "resample_history.json", hist)
+        if resume and _done(wpath, hpath, dpath):
+            weights = BackgroundWeights.load(wpath)
+            hist = json.loads(hpath.read_text())
+            draws = load_tensors(dpath)[0]["draws"]
+        else:
+            torch.manual_seed(seed)
+            model = load_pretrained(cfg, bench, pre_path)
+            weights, hist = resample(
+                model,
+                bench.train,
+                bench.pool,
+                cfg["resample"],
+                accel=accel,
+                seed=seed,
+                flip=bench.flip,
+                state_path=out / "resample.state.safetensors",
+                resume=resume,
+                quiet=quiet,
+            )
+            draws = hist.pop("draws")
+            if main:
+                save_tensors(dpath, {"draws": draws}, {})
+                write_json(hpath, hist)
+                weights.save(wpath)
         timing["resample"] = time.perf_counter() - t0
         w = weights.weights().detach().cpu()
         subsets["resampled"] = select(
-            cfg["select"]["method"],
-            n=n_pool,
-            gamma=gamma,
-            weights=w,
-            generator=generator(seed, 5),
+            cfg["select"]["method"], n=n_pool, gamma=gamma, weights=w, generator=generator(seed, 5)
         )
-        write_manifest(
-            out / "subset_resampled.csv",
-            subsets["resampled"],
-            w,
-            bench.pool.family,
-            bench.pool.source,
-        )
+        if main:
+            write_manifest(
+                out / "subset_resampled.csv",
+                subsets["resampled"],
+                w,
+                bench.pool.family,
+                bench.pool.source,
+            )
         extra["resample"] = {
             "draws_per_item": hist["draws_per_item"],
             "never_drawn": hist["never_drawn"],
@@ -144,9 +179,14 @@ def run_seed(
         subsets["random"] = select(
             "random", n=n_pool, gamma=gamma, generator=generator(seed, RANDOM_SUBSET_STREAM)
         )
-        write_manifest(
-            out / "subset_random.csv", subsets["random"], None, bench.pool.family, bench.pool.source
-        )
+        if main:
+            write_manifest(
+                out / "subset_random.csv",
+                subsets["random"],
+                None,
+                bench.pool.family,
+                bench.pool.source,
+            )
     if "full" in variants:
         subsets["full"] = torch.arange(n_pool)
 
@@ -160,6 +200,10 @@ def run_seed(
     results: dict[str, Any] = {}
     for v in variants:
         t0 = time.perf_counter()
+        mpath, rpath = out / f"{v}.safetensors", out / f"{v}.json"
+        if resume and _done(mpath, rpath):
+            results[v] = json.loads(rpath.read_text())
+            continue
         torch.manual_seed(seed)
         model = load_pretrained(cfg, bench, pre_path)
         info = finetune(
@@ -168,32 +212,27 @@ def run_seed(
             bench.pool,
             subsets[v],
             C.finetune_settings(cfg),
-            device=device,
+            accel=accel,
             seed=seed,
             flip=bench.flip,
-            channels_last=cl,
+            state_path=out / f"{v}.state.safetensors",
+            resume=resume,
             desc=f"finetune[{v}]",
             quiet=quiet,
-        )
-        save_model(
-            out / f"{v}.safetensors", model, {"stage": "finetune", "variant": v, "seed": seed}
         )
         timing[f"finetune_{v}"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         res, scores = evaluate(
-            model,
-            bench.test,
-            bench.ood,
-            cfg["evaluate"],
-            device=device,
-            seed=seed,
-            channels_last=cl,
+            model, bench.test, bench.ood, cfg["evaluate"], accel=accel, seed=seed
         )
-        np.savez_compressed(out / f"scores_{v}.npz", **scores)
         timing[f"evaluate_{v}"] = time.perf_counter() - t0
         res["subset_size"] = 0 if subsets[v] is None else len(subsets[v])
         res["finetune"] = info
         results[v] = res
+        if main:
+            np.savez_compressed(out / f"scores_{v}.npz", **scores)
+            save_model(mpath, model, {"stage": "finetune", "variant": v, "seed": seed})
+            write_json(rpath, res)
         log.info(
             "seed %d %-9s acc %.2f  avg FPR95 %.2f  AUROC %.2f  AUPR %.2f",
             seed,
@@ -204,7 +243,8 @@ def run_seed(
             res["average"]["aupr"]["mean"],
         )
     seed_result = {"seed": seed, "variants": results, "timing_s": timing, **extra}
-    write_json(out / "results.json", seed_result)
+    if main:
+        write_json(out / "results.json", seed_result)
     return seed_result
 
 

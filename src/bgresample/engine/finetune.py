@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from bgresample.data.base import ImageArray, LabeledImages
-from bgresample.data.transforms import prepare
+from bgresample import dist
+from bgresample.data.base import LabeledImages
+from bgresample.data.pools import ImageSource
+from bgresample.data.transforms import CropFlip
 from bgresample.engine import common as E
+from bgresample.engine.state import StageState
 from bgresample.losses import get_outlier_loss
 from bgresample.progress import progress
 
@@ -20,26 +24,27 @@ log = logging.getLogger("bgresample")
 def finetune(
     model: nn.Module,
     train: LabeledImages,
-    pool: ImageArray | None,
+    pool: ImageSource | None,
     subset: torch.Tensor | None,
     cfg: dict[str, Any],
     *,
-    device: torch.device,
+    accel: E.Accel,
     seed: int,
     flip: bool,
-    channels_last: bool = False,
+    state_path: Path | None = None,
+    resume: bool = False,
     desc: str = "finetune",
     quiet: bool = False,
 ) -> dict[str, Any]:
     """Minimise CE + alpha * L_uni (eq. 2) with ID and background batches in one forward pass.
 
-    ``subset`` holds the pool indices to train on (``None`` or empty: no background, CE only).
-    The ID batches and their augmentation depend only on ``seed``, so every variant fine-tuned
-    with the same seed sees the same ID batches for the same number of steps.
+    ``subset`` holds the pool indices to train on (``None`` or empty: no background, CE only);
+    background batches are drawn uniformly from it. The ID batches and their augmentation depend
+    only on ``seed`` and the step, so every variant fine-tuned with the same seed sees the same
+    ID batches for the same number of steps. A resumable state is written to ``state_path``
+    every ``checkpoint_every`` epochs.
     """
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    net = accel.model(model)
     use_bg = pool is not None and subset is not None and len(subset) > 0
     bs, bbs = int(cfg["batch_size"]), int(cfg["background_batch_size"])
     spe = E.steps_per_epoch(len(train), bs)
@@ -48,34 +53,42 @@ def finetune(
     sched = E.schedule(opt, cfg["schedule"], total, spe)
     alpha = float(cfg["alpha"])
     loss_out = get_outlier_loss(cfg["loss"])
-    id_batches = E.epoch_batches(len(train), bs, E.generator(seed, 1))
-    id_aug = E.generator(seed, 2)
-    if use_bg:
-        bg_gen = E.generator(seed, 3)
-        bg_batches = E.epoch_batches(len(subset), bbs, bg_gen)
+    state = StageState(state_path)
+    parts = {"model": model, "opt": opt, "sched": sched}
+    start, _ = state.load(parts) if resume else (0, {})
+    every = int(cfg.get("checkpoint_every", 0) or 0) * spe
+    batches = E.EpochBatches(len(train), bs, seed, 1)
     model.train(not cfg["freeze_bn"])
-    hist = {"loss_in": 0.0, "loss_out": 0.0}
-    bar = progress(range(total), desc, "step", quiet)
+    bar = progress(range(start, total), desc, "step", quiet or not dist.info().is_main)
+    l_in = l_out = torch.zeros(())
     for step in bar:
-        idx = next(id_batches)
-        x_id = prepare(train.data[idx], train=True, generator=id_aug, flip=flip)
+        E.seed_step(seed, step)
+        gidx = batches.at(step)
+        sl = E.local_slice(len(gidx))
+        aug = CropFlip.draw(len(gidx), E.generator(seed, 2, step), flip=flip).shard(sl)
+        idx = gidx[sl]
+        x_id = accel.batch(train, idx, aug)
         x_bg = None
         if use_bg:
-            bidx = subset[next(bg_batches)]
-            x_bg = prepare(pool.get_batch(bidx), train=True, generator=bg_gen, flip=True)
-            x_bg = E.to_model_input(x_bg, device, channels_last)
-        x_id = E.to_model_input(x_id, device, channels_last)
-        logits_id, logits_bg = E.joint_forward(model, x_id, x_bg)
-        l_in = E.ce(logits_id, train.targets[idx].to(device, non_blocking=True))
-        l_out = loss_out(logits_bg) if logits_bg is not None else torch.zeros((), device=device)
+            pick = E.uniform_batch(len(subset), bbs, seed, 3, step)
+            bsl = E.local_slice(bbs)
+            baug = CropFlip.draw(bbs, E.generator(seed, 4, step), flip=True).shard(bsl)
+            x_bg = accel.batch(pool, subset[pick[bsl]], baug)
+        y = train.targets[idx.to(train.targets.device)].to(accel.device, non_blocking=True)
+        with accel.autocast():
+            logits_id, logits_bg = E.joint_forward(net, x_id, x_bg)
+        l_in = E.ce(logits_id, y)
+        l_out = loss_out(logits_bg.float()) if logits_bg is not None else torch.zeros_like(l_in)
         loss = l_in + alpha * l_out
-        E.check_finite(loss, desc, step, None)
+        E.check_finite(loss, desc, step, str(state.path) if state.path else None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        hist["loss_in"], hist["loss_out"] = l_in.item(), l_out.item()
-        if step % 10 == 0:
-            bar.set_postfix(l_in=f"{hist['loss_in']:.3f}", l_out=f"{hist['loss_out']:.3f}")
+        if step % 20 == 0:
+            bar.set_postfix(l_in=f"{l_in.item():.3f}", l_out=f"{l_out.item():.3f}")
+        if every and (step + 1) % every == 0 and step + 1 < total:
+            state.save(step + 1, parts)
+    state.remove()
     model.eval()
-    return {"steps": total, "final_loss_in": hist["loss_in"], "final_loss_out": hist["loss_out"]}
+    return {"steps": total, "final_loss_in": l_in.item(), "final_loss_out": l_out.item()}

@@ -1,4 +1,4 @@
-"""Pre-training on ID data alone (the "None" baseline of the paper and the start of Algorithm 1)."""
+"""Pre-training on ID data alone (the start of Algorithm 1 and of every fine-tuned variant)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from bgresample import dist
 from bgresample.checkpoint import save_model
 from bgresample.data.base import LabeledImages
-from bgresample.data.transforms import prepare
+from bgresample.data.transforms import CropFlip
 from bgresample.engine import common as E
+from bgresample.engine.state import StageState
 from bgresample.progress import progress
 
 log = logging.getLogger("bgresample")
@@ -23,70 +25,79 @@ def pretrain(
     train: LabeledImages,
     cfg: dict[str, Any],
     *,
-    device: torch.device,
+    accel: E.Accel,
     seed: int,
     flip: bool,
-    channels_last: bool = False,
     out: Path | None = None,
+    resume: bool = False,
     quiet: bool = False,
+    meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """SGD with momentum on cross-entropy (eq. 3) with the paper's augmentation.
 
-    Writes ``out/pretrain.safetensors`` at the end and every ``checkpoint_every`` epochs.
-    Returns the per-epoch history (loss, accuracy).
+    Writes ``out/pretrain.safetensors`` at the end, and a resumable state every
+    ``checkpoint_every`` epochs. Returns the per-epoch history (loss, train accuracy).
     """
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
+    net = accel.model(model)
     bs = int(cfg["batch_size"])
     spe = E.steps_per_epoch(len(train), bs)
     epochs = int(cfg["epochs"])
+    total = epochs * spe
     opt = E.sgd(model, float(cfg["lr"]), float(cfg["momentum"]), float(cfg["weight_decay"]))
-    sched = E.schedule(opt, cfg["schedule"], epochs * spe, spe)
-    order, aug = E.generator(seed, 1), E.generator(seed, 2)
-    batches = E.epoch_batches(len(train), bs, order)
-    ckpt = out / "pretrain.safetensors" if out is not None else None
-    last_good = None
-    history = []
+    sched = E.schedule(opt, cfg["schedule"], total, spe)
+    state = StageState(out / "pretrain.state.safetensors" if out is not None else None)
+    parts = {"model": model, "opt": opt, "sched": sched}
+    start, extra = state.load(parts) if resume else (0, {})
+    history: list[dict[str, float]] = extra.get("history", [])
+    batches = E.EpochBatches(len(train), bs, seed, 1)
+    every = int(cfg.get("checkpoint_every", 0) or 0)
     model.train()
-    bar = progress(range(epochs), "pretrain", "ep", quiet)
-    step = 0
-    for epoch in bar:
-        tot_loss, tot_correct, tot_n = 0.0, 0, 0
-        for _ in range(spe):
-            idx = next(batches)
-            x = E.to_model_input(
-                prepare(train.data[idx], train=True, generator=aug, flip=flip),
-                device,
-                channels_last,
-            )
-            y = train.targets[idx].to(device, non_blocking=True)
-            logits = model(x)
-            loss = E.ce(logits, y)
-            E.check_finite(loss, "pretrain", step, last_good)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-            tot_loss += loss.item() * len(y)
-            tot_correct += int((logits.argmax(1) == y).sum())
-            tot_n += len(y)
-        rec = {
-            "epoch": epoch + 1,
-            "loss": tot_loss / tot_n,
-            "train_acc": 100.0 * tot_correct / tot_n,
-        }
-        history.append(rec)
-        bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['train_acc']:.1f}")
-        every = int(cfg.get("checkpoint_every", 0) or 0)
-        if ckpt is not None and (epoch + 1 == epochs or (every and (epoch + 1) % every == 0)):
-            save_model(ckpt, model, {"stage": "pretrain", "epoch": epoch + 1, "seed": seed})
-            last_good = str(ckpt)
-    log.info(
-        "pretrain: %d epochs, final loss %.4f, train acc %.2f%%",
-        epochs,
-        history[-1]["loss"] if history else float("nan"),
-        history[-1]["train_acc"] if history else float("nan"),
-    )
+    bar = progress(range(start, total), "pretrain", "step", quiet or not dist.info().is_main)
+    tot = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count over the epoch
+    for step in bar:
+        E.seed_step(seed, step)
+        gidx = batches.at(step)
+        sl = E.local_slice(len(gidx))
+        aug = CropFlip.draw(len(gidx), E.generator(seed, 2, step), flip=flip).shard(sl)
+        idx = gidx[sl]
+        x = accel.batch(train, idx, aug)
+        y = train.targets[idx.to(train.targets.device)].to(accel.device, non_blocking=True)
+        with accel.autocast():
+            logits = net(x)
+        loss = E.ce(logits, y)
+        E.check_finite(loss, "pretrain", step, str(state.path) if step > 0 else None)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        tot += torch.stack(
+            [
+                loss.detach().double().cpu() * len(y),
+                (logits.argmax(1) == y).sum().cpu(),
+                torch.tensor(len(y)),
+            ]
+        ).double()
+        if (step + 1) % spe == 0:
+            epoch = (step + 1) // spe
+            rec = {
+                "epoch": epoch,
+                "loss": float(tot[0] / tot[2]),
+                "train_acc": float(100 * tot[1] / tot[2]),
+            }
+            history.append(rec)
+            tot.zero_()
+            bar.set_postfix(ep=epoch, loss=f"{rec['loss']:.3f}", acc=f"{rec['train_acc']:.1f}")
+            if every and epoch % every == 0 and epoch < epochs:
+                state.save(step + 1, parts, {"history": history})
+    if out is not None and dist.info().is_main:
+        info = {"stage": "pretrain", "seed": seed, **(meta or {})}
+        save_model(out / "pretrain.safetensors", model, info)
+        state.remove()
+    if history:
+        log.info(
+            "pretrain: %d epochs, final loss %.4f, train acc %.2f%%",
+            epochs,
+            history[-1]["loss"],
+            history[-1]["train_acc"],
+        )
     return {"history": history}

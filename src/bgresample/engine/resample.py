@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from bgresample.data.base import ImageArray, LabeledImages
-from bgresample.data.transforms import prepare
+from bgresample import dist
+from bgresample.data.base import LabeledImages
+from bgresample.data.pools import ImageSource
+from bgresample.data.transforms import CropFlip
 from bgresample.engine import common as E
+from bgresample.engine.state import StageState
 from bgresample.errors import UserError
 from bgresample.losses import get_outlier_loss
 from bgresample.progress import progress
@@ -22,7 +27,7 @@ log = logging.getLogger("bgresample")
 
 
 def algorithm1_step(
-    model: nn.Module,
+    net: nn.Module,
     weights: BackgroundWeights,
     opt: torch.optim.Optimizer,
     opt_w: torch.optim.Optimizer,
@@ -33,19 +38,25 @@ def algorithm1_step(
     alpha: float,
     loss_out: Callable[..., torch.Tensor],
     step: int = 0,
+    accel: E.Accel | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step of Algorithm 1; returns the detached (l_in, l_out) at theta^(t).
 
-    ID and background batches go through the model in one forward pass. The classifier takes
-    a descent step on l_in + alpha * l_out, where l_out = mean_b r_b L_uni,b (eqs. 10, 12);
-    omega takes an ascent step on the same l_out, whose gradient is computed analytically from
-    the detached per-example L_uni values, so the network is differentiated only once.
+    ``x_id``, ``y_id`` and ``x_bg`` are this rank's shards; ``bidx`` is the GLOBAL background
+    batch (pool indices, on the weights' device), of which ``x_bg`` is this rank's share. ID and
+    background go through the model in one forward pass. The classifier descends
+    l_in + alpha * l_out with l_out = mean_b r_b L_uni,b (eqs. 10, 12); omega ascends the same
+    l_out with its gradient computed analytically from the detached per-example L_uni values of
+    the whole global batch (gathered from all ranks), so the network is differentiated once and
+    every rank applies the same weight update.
     """
-    logits_id, logits_bg = E.joint_forward(model, x_id, x_bg)
+    sl = E.local_slice(len(bidx))
+    with accel.autocast() if accel is not None else contextlib.nullcontext():
+        logits_id, logits_bg = E.joint_forward(net, x_id, x_bg)
     l_in = E.ce(logits_id, y_id)
-    per_example = loss_out(logits_bg, reduction="none")
+    per_example = loss_out(logits_bg.float(), reduction="none")
     with torch.no_grad():
-        r = weights.ratios(bidx)
+        r = weights.ratios(bidx[sl])
     l_out = (r * per_example).mean()
     loss = l_in + alpha * l_out
     E.check_finite(loss, "resample", step, None)
@@ -53,7 +64,8 @@ def algorithm1_step(
     loss.backward()
     opt.step()
     opt_w.zero_grad(set_to_none=True)
-    weights.omega.grad = weights.grad_omega(bidx, per_example.detach())
+    losses = dist.all_gather_cat(per_example.detach().to(weights.omega.device))
+    weights.omega.grad = weights.grad_omega(bidx, losses)
     opt_w.step()
     return l_in.detach(), l_out.detach()
 
@@ -61,23 +73,24 @@ def algorithm1_step(
 def resample(
     model: nn.Module,
     train: LabeledImages,
-    pool: ImageArray,
+    pool: ImageSource,
     cfg: dict[str, Any],
     *,
-    device: torch.device,
+    accel: E.Accel,
     seed: int,
     flip: bool,
-    channels_last: bool = False,
+    state_path: Path | None = None,
+    resume: bool = False,
     trace: int = 8,
     quiet: bool = False,
 ) -> tuple[BackgroundWeights, dict[str, Any]]:
     """Learn one weight per pool item by the min-max game of Algorithm 1.
 
-    Each step: an ID batch (uniform) and a background batch drawn with p_i (eq. 11) go through
-    the classifier in ONE forward pass; l_out = mean_b r_b L_uni,b with r from eq. 12. The
-    classifier descends l_in + alpha * l_out; omega ascends l_out with the gradient computed
-    analytically from the detached per-example L_uni values (no second backward pass).
-    Returns the weights and a history (weight statistics over time, draws per item).
+    Each step draws an ID batch uniformly and a background batch with p_i (eq. 11), the same
+    global batches on every rank, and calls :func:`algorithm1_step`. The sampler is refreshed
+    from the current weights every ``refresh_every`` steps (default: once per pool epoch, N
+    draws), and the resumable state is saved at each refresh to ``state_path``. Returns the
+    weights and a history (weight statistics over time, weight trajectories, draws per item).
     """
     n_pool = len(pool)
     n = int(cfg["batch_size"])
@@ -88,10 +101,8 @@ def resample(
         )
     steps = math.ceil(float(cfg["draws_per_item"]) * n_pool / n)
     refresh = int(cfg.get("refresh_every") or 0) or max(n_pool // n, 1)
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    weights = BackgroundWeights(n_pool, eps=float(cfg["eps"])).to(device)
+    net = accel.model(model)
+    weights = BackgroundWeights(n_pool, eps=float(cfg["eps"])).to(accel.device)
     opt = E.sgd(model, float(cfg["lr"]), float(cfg["momentum"]), float(cfg["weight_decay"]))
     opt_w = torch.optim.SGD(
         weights.parameters(),
@@ -101,56 +112,65 @@ def resample(
     )
     alpha = float(cfg["alpha"])
     loss_out = get_outlier_loss(cfg["loss"])
-    id_batches = E.epoch_batches(len(train), n, E.generator(seed, 1))
-    id_aug, bg_gen = E.generator(seed, 2), E.generator(seed, 4)
-    sampler = WeightedSampler(weights.probs().cpu())
     draws = torch.zeros(n_pool, dtype=torch.int32)
     traced = torch.linspace(0, n_pool - 1, min(trace, n_pool)).long()
     history: dict[str, Any] = {"step": [], "w_min": [], "w_median": [], "w_max": [], "ess": []}
     history["traced_items"] = traced.tolist()
     history["traced_weights"] = []
+    state = StageState(state_path)
+    parts = {"model": model, "opt": opt, "weights": weights, "opt_w": opt_w, "draws": _Box(draws)}
+    start, extra = state.load(parts) if resume else (0, {})
+    history.update(extra.get("history", {}))
+    batches = E.EpochBatches(len(train), n, seed, 1)
     model.train(not cfg["freeze_bn"])
-    bar = progress(range(steps), "resample", "step", quiet)
+    main = dist.info().is_main
+    bar = progress(range(start, steps), "resample", "step", quiet or not main)
     log_every = max(steps // 100, 1)
+    check_every = int(cfg.get("check_every") or 0)
+    sampler = WeightedSampler(weights.probs().cpu())
+    sl = E.local_slice(n)
     for step in bar:
-        if step and step % refresh == 0:
+        if step % refresh == 0:
+            if step > start:
+                state.save(step, parts, {"history": history})
             sampler.refresh(weights.probs().cpu())
-        idx = next(id_batches)
-        bidx = sampler.draw(n, bg_gen)
+        E.seed_step(seed, step)
+        gidx = batches.at(step)
+        aug = CropFlip.draw(n, E.generator(seed, 2, step), flip=flip).shard(sl)
+        bidx = sampler.draw(n, E.generator(seed, 3, step))
+        baug = CropFlip.draw(n, E.generator(seed, 4, step), flip=True).shard(sl)
         draws.index_add_(0, bidx, torch.ones(n, dtype=torch.int32))
-        x_id = E.to_model_input(
-            prepare(train.data[idx], train=True, generator=id_aug, flip=flip), device, channels_last
-        )
-        x_bg = E.to_model_input(
-            prepare(pool.get_batch(bidx), train=True, generator=bg_gen, flip=True),
-            device,
-            channels_last,
-        )
+        idx = gidx[sl]
         l_in, l_out = algorithm1_step(
-            model,
+            net,
             weights,
             opt,
             opt_w,
-            x_id,
-            train.targets[idx].to(device, non_blocking=True),
-            x_bg,
-            bidx.to(device),
+            accel.batch(train, idx, aug),
+            train.targets[idx.to(train.targets.device)].to(accel.device, non_blocking=True),
+            accel.batch(pool, bidx[sl], baug),
+            bidx.to(accel.device),
             alpha,
             loss_out,
             step,
+            accel,
         )
+        if check_every and step % check_every == 0:
+            _check_identical(weights, step)
         if step % log_every == 0 or step == steps - 1:
             st = weights.stats()
             history["step"].append(step)
             for k in ("w_min", "w_median", "w_max", "ess"):
                 history[k].append(st[k])
-            history["traced_weights"].append(weights.weights()[traced.to(device)].tolist())
+            history["traced_weights"].append(weights.weights()[traced.to(accel.device)].tolist())
             bar.set_postfix(
                 l_in=f"{l_in.item():.3f}",
                 l_out=f"{l_out.item():.3f}",
                 w=f"{st['w_min']:.2g}/{st['w_median']:.2g}/{st['w_max']:.2g}",
                 ess=f"{st['ess'] / n_pool:.2f}N",
             )
+    _check_identical(weights, steps)
+    state.remove()
     history["steps"] = steps
     history["draws_per_item"] = steps * n / n_pool
     history["never_drawn"] = float((draws == 0).float().mean())
@@ -164,3 +184,22 @@ def resample(
         n_pool,
     )
     return weights, history
+
+
+class _Box:
+    """A tensor counter saved and restored with the stage state."""
+
+    def __init__(self, t: torch.Tensor) -> None:
+        self.t = t
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"t": self.t}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.t.copy_(state["t"])
+
+
+def _check_identical(weights: BackgroundWeights, step: int) -> None:
+    """The background weights must be bit-identical on every rank."""
+    if not dist.all_equal(weights.omega.detach()):
+        raise RuntimeError(f"resample: background weights differ between ranks at step {step}")

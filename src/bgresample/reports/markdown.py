@@ -1,71 +1,253 @@
-"""``report.md``: the Table 2 / Table 3 analogues, paired differences, subset composition."""
+"""The report of a run as blocks (:mod:`bgresample.reports.document`), written as ``report.md``.
+
+Tables 2 and 3 analogues, paired differences, subset composition, resampling diagnostics, the
+figures and galleries with short explanations, the run's seeds, code version, wall times and
+config. The same blocks make the self-contained ``report.html``.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bgresample.checkpoint import atomic_write_text
 from bgresample.config import dump
 from bgresample.reports import tables
+from bgresample.reports.document import Block, Bullets, Code, Heading, Image, Text, to_markdown
+from bgresample.reports.figures import benchmark_name, benchmark_title
+
+VARIANT_NOTES = {
+    "none": "**none**: fine-tuned on ID data alone (γ = 0), the MSP baseline of Hendrycks & Gimpel",
+    "full": "**full**: fine-tuned with the whole background pool (γ = 100%)",
+    "random": "**random**: fine-tuned with a random subset of the pool of ratio γ",
+    "resampled": "**resampled**: fine-tuned with a subset of ratio γ chosen by the learned "
+    "background weights (adversarial resampling, the paper's method)",
+}
 
 
-def render(results: dict[str, Any], cfg: dict[str, Any]) -> str:
-    seeds = results.get("seeds", [])
-    parts = [
-        "# bgresample run report",
-        "",
-        f"Benchmark: **{results.get('benchmark', '?')}**, pool of {results.get('pool_size', '?')} "
-        f"items, model `{cfg['model']['name']}`, seeds {seeds}, gamma = {cfg['select']['gamma']}.",
-        "",
-        "## OOD detection (Table 2 analogue)",
-        "",
-        "FPR95 / AUROC / AUPR in %, mean ± std over seeds (each seed: mean of "
-        f"{cfg['evaluate']['repeats']} subsamples of {cfg['evaluate']['ratio']} × |ID test|). "
-        + tables.CONVENTION_NOTE[results["convention"]],
-        "",
-        tables.table2_markdown(results),
-        "",
-        "## ID accuracy (Table 3 analogue)",
-        "",
-        tables.table3_markdown(results),
-        "",
+@dataclass
+class Artifacts:
+    """Files (relative to the run folder) that the report shows, and why others are missing."""
+
+    seed: int | None = None
+    scores: dict[str, str] = field(default_factory=dict)
+    resampling: str | None = None
+    weight_gallery: str | None = None
+    missed_gallery: str | None = None
+    tables: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def _header(results: dict[str, Any], cfg: dict[str, Any], meta: dict[str, Any]) -> list[Block]:
+    bench = benchmark_name(results, cfg)
+    variants = list(results["variants"])
+    seeds = results.get("seeds", [meta.get("seed", cfg.get("seed"))])
+    return [
+        Heading(f"bgresample {meta.get('command', 'run')} report: {benchmark_title(bench)}", 1),
+        Text(
+            f"Benchmark **{bench}**, background pool of {results.get('pool_size', '?')} items, "
+            f"model `{cfg['model']['name']}`, seeds {seeds}, γ = {cfg['select']['gamma']} "
+            f"(selection `{cfg['select']['method']}`), code version "
+            f"`{meta.get('code_version', 'unknown')}`, started {meta.get('started', 'unknown')}."
+        ),
+        Heading("How to read this report"),
+        Bullets(
+            [VARIANT_NOTES.get(v, f"**{v}**") for v in variants]
+            + [
+                "Every model scores an image by its **MSP** (maximum softmax probability): high "
+                "MSP = looks in-distribution (ID), low MSP = looks out-of-distribution (OOD).",
+                tables.CONVENTION_NOTE[results["convention"]],
+                "**FPR95** (lower is better): share of ID test images wrongly flagged as OOD when "
+                "the threshold catches 95% of the OOD images. **AUROC** and **AUPR** (higher is "
+                "better): threshold-free separation of ID and OOD; 100 is perfect. All in %.",
+                "Tables give mean ± std over seeds; each seed's value is itself the mean over "
+                f"{cfg['evaluate']['repeats']} OOD subsamples of {cfg['evaluate']['ratio']} × "
+                "|ID test| items (the paper's protocol).",
+            ]
+        ),
     ]
+
+
+def _tables(results: dict[str, Any], art: Artifacts) -> list[Block]:
+    out: list[Block] = [
+        Heading("OOD detection (Table 2 analogue)"),
+        Text("Cells: FPR95 ↓ / AUROC ↑ / AUPR ↑, mean ± std over seeds."),
+        tables.table2(results),
+    ]
+    if art.tables:
+        out.append(Text("Also as [CSV](tables/table2.csv) and [LaTeX](tables/table2.tex)."))
+    out += [Heading("ID accuracy (Table 3 analogue)"), tables.table3(results)]
+    if art.tables:
+        out.append(Text("Also as [CSV](tables/table3.csv) and [LaTeX](tables/table3.tex)."))
     if results.get("paired_differences"):
-        parts += [
-            "## Paired differences",
-            "",
-            "Per seed, the two variants share the pre-trained model, the ID batches and the "
-            "evaluation subsamples; negative FPR95 / positive AUROC, AUPR favour the first.",
-            "",
-            tables.paired_markdown(results),
-            "",
+        out += [
+            Heading("Paired differences"),
+            Text(
+                "Per seed, the two variants share the pre-trained model, the ID batches and the "
+                "evaluation subsamples, so their difference is measured with less noise than "
+                "the table's stds suggest. Negative FPR95 / positive AUROC, AUPR favour the "
+                "first variant; a 95% CI that excludes 0 is a difference beyond seed noise."
+            ),
+            tables.paired(results),
         ]
-    comp = tables.composition_markdown(results)
-    if comp:
-        parts += ["## What the subsets are made of", "", comp, ""]
-    if results.get("resample"):
-        r = results["resample"]
+    return out
+
+
+def _figure1(results: dict[str, Any], art: Artifacts) -> list[Block]:
+    if not art.scores:
+        return []
+    out: list[Block] = [
+        Heading("Score distributions and detection curves (Figure 1 analogue)"),
+        Text(
+            f"One figure per OOD set, from the scores of seed {art.seed} (every ID test image "
+            "and every OOD item the protocol scored). Top: histograms of the MSP of ID test "
+            "images (**blue**) and OOD images (**red**) for each variant; a good detector "
+            "pushes red to the left, away from blue. Bottom: ROC and precision-recall curves "
+            "with OOD as the positive class, one line per variant; the legend's metrics are "
+            "those of the plotted curves (one seed, all scored items), so they differ slightly "
+            "from the tables' means over seeds and subsamples."
+        ),
+    ]
+    for ood_set, path in art.scores.items():
+        out += [
+            Heading(f"OOD set: {ood_set}", 3),
+            Image(
+                path,
+                f"MSP histograms and ROC / PR curves for {ood_set}",
+                f"ID test (blue) vs {ood_set} (red), seed {art.seed}. ROC: higher and further "
+                "left is better; the dashed line at TPR 95% is where FPR95 is read. PR: higher "
+                "is better; the dotted line is a detector that guesses.",
+            ),
+        ]
+    return out
+
+
+def _resampling(results: dict[str, Any], art: Artifacts) -> list[Block]:
+    r = results.get("resample")
+    comp = tables.composition(results)
+    if not (r or comp or art.resampling):
+        return []
+    out: list[Block] = [Heading("Background resampling")]
+    if r:
         fam = ", ".join(f"{f} {v:.2f}" for f, v in r["weight_by_family"].items())
-        parts += [
-            "## Resampling diagnostics",
-            "",
-            f"- draws per pool item: {r['draws_per_item']:.2f}; never drawn: "
-            f"{100 * r['never_drawn']:.1f}% of the pool",
-            "- Spearman correlation of learned weight with draw count: "
-            f"{r['weight_draws_spearman']:.2f}",
-            f"- mean weight per family (pool mean = 1): {fam}",
-            "",
+        out.append(
+            Bullets(
+                [
+                    f"draws per pool item: {r['draws_per_item']:.2f}; never drawn: "
+                    f"{100 * r['never_drawn']:.1f}% of the pool",
+                    "Spearman correlation of learned weight with draw count: "
+                    f"{r['weight_draws_spearman']:.2f}",
+                ]
+                + ([f"mean weight per family (pool mean = 1): {fam}"] if fam else [])
+            )
+        )
+    if comp:
+        out += [
+            Text(
+                "What the subsets are made of (share of each family, mean over seeds): a family "
+                "whose share in the resampled subset exceeds its share in the pool is one the "
+                "learned weights favour."
+            ),
+            comp,
         ]
-    if results.get("timing_s"):
-        parts += ["## Wall time", ""]
-        parts += [f"- {k}: {v:.1f} s" for k, v in results["timing_s"].items()]
-        parts.append("")
-    parts += ["## Config", "", "```yaml", dump(cfg).rstrip(), "```", ""]
-    return "\n".join(parts)
+    if art.resampling:
+        out.append(
+            Image(
+                art.resampling,
+                "Resampling diagnostics",
+                f"Seed {art.seed}. Top left: learned weights of all pool items (log scales), "
+                "stacked by family; items with high weight are the hard, ID-like background the "
+                "adversarial sampler draws most. Top right: weights of a few traced items over "
+                "the resampling steps, with the pool's min–max band and median. Bottom left: "
+                "effective sample size of the sampling distribution (100% = uniform; falling "
+                "means sampling concentrates on fewer items). Bottom right: family shares in "
+                "the pool and the subsets.",
+            )
+        )
+    return out
 
 
-def write_report(out: Path, results: dict[str, Any], cfg: dict[str, Any]) -> Path:
+def _galleries(art: Artifacts) -> list[Block]:
+    out: list[Block] = []
+    if art.weight_gallery:
+        out.append(
+            Image(
+                art.weight_gallery,
+                "Highest and lowest weighted pool images",
+                f"Seed {art.seed}: pool images with the highest (top) and lowest (bottom) learned "
+                "weights, with weight and family.",
+            )
+        )
+    if art.missed_gallery:
+        out.append(
+            Image(
+                art.missed_gallery,
+                "OOD test images each variant misses most",
+                f"Seed {art.seed}: per variant, the scored OOD test images with the highest MSP "
+                "(the most confidently mistaken for ID), with their set and MSP (1 = certain ID).",
+            )
+        )
+    return [Heading("Galleries"), *out] if out else []
+
+
+def _run_info(
+    results: dict[str, Any], cfg: dict[str, Any], meta: dict[str, Any], art: Artifacts
+) -> list[Block]:
+    info = [f"{k}: `{meta[k]}`" for k in ("code_version", "command", "started") if k in meta]
+    info.append(f"seeds: {results.get('seeds', [meta.get('seed', cfg.get('seed'))])}")
+    out: list[Block] = [Heading("Run information"), Bullets(info)]
+    timing = results.get("timing_s")
+    if timing:
+        total = timing.get("total") or sum(timing.values())
+        out += [
+            Heading("Wall time per stage", 3),
+            tables.Table(
+                ["stage", "seconds", "share of total"],
+                [[k, f"{v:.1f}", f"{100 * v / total:.0f}%"] for k, v in timing.items()],
+            ),
+        ]
+    if art.notes:
+        out += [Heading("Not in this report", 3), Bullets(art.notes)]
+    return out + [Heading("Config", 3), Code(dump(cfg), "yaml")]
+
+
+def blocks(
+    results: dict[str, Any],
+    cfg: dict[str, Any],
+    meta: dict[str, Any] | None = None,
+    artifacts: Artifacts | None = None,
+) -> list[Block]:
+    """The whole report; ``artifacts`` names the figures and galleries to show."""
+    meta = meta or {}
+    art = artifacts or Artifacts()
+    return (
+        _header(results, cfg, meta)
+        + _tables(results, art)
+        + _figure1(results, art)
+        + _resampling(results, art)
+        + _galleries(art)
+        + _run_info(results, cfg, meta, art)
+    )
+
+
+def render(
+    results: dict[str, Any],
+    cfg: dict[str, Any],
+    meta: dict[str, Any] | None = None,
+    artifacts: Artifacts | None = None,
+) -> str:
+    return to_markdown(blocks(results, cfg, meta, artifacts))
+
+
+def write_report(
+    out: Path,
+    results: dict[str, Any],
+    cfg: dict[str, Any],
+    meta: dict[str, Any] | None = None,
+    artifacts: Artifacts | None = None,
+) -> Path:
+    """Write ``out/report.md`` (tables only unless ``artifacts`` names figures)."""
     path = out / "report.md"
-    atomic_write_text(path, render(results, cfg))
+    atomic_write_text(path, render(results, cfg, meta, artifacts))
     return path

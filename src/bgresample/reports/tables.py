@@ -1,9 +1,18 @@
-"""The paper's Table 2 (OOD detection per set) and Table 3 (ID accuracy) from ``results.json``."""
+"""The paper's Table 2 (OOD detection per set) and Table 3 (ID accuracy) from ``results.json``.
+
+Display tables (:class:`Table`) render to Markdown, HTML and console text; the CSV files hold
+the same numbers unrounded (one value per column) and the LaTeX files the paper's layout.
+"""
 
 from __future__ import annotations
 
+import csv
+import html
+import io
+from dataclasses import dataclass
 from typing import Any
 
+METRICS = ("fpr95", "auroc", "aupr")
 METRIC_LABELS = {"fpr95": "FPR95 ↓", "auroc": "AUROC ↑", "aupr": "AUPR ↑"}
 CONVENTION_NOTE = {
     "ood-positive": "OOD is the positive class (the paper's convention); AUPR is AUPR-Out.",
@@ -11,8 +20,53 @@ CONVENTION_NOTE = {
 }
 
 
+@dataclass
+class Table:
+    """A display table: a header row and string cells."""
+
+    header: list[str]
+    rows: list[list[str]]
+
+    def markdown(self) -> str:
+        def line(cells: list[str]) -> str:
+            return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+        return "\n".join(
+            [line(self.header), "|" + "---|" * len(self.header), *map(line, self.rows)]
+        )
+
+    def html(self) -> str:
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.header)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+            for row in self.rows
+        )
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+    def text(self) -> str:
+        """Aligned plain text for the console."""
+        widths = [
+            max(len(r[i]) for r in [self.header, *self.rows]) for i in range(len(self.header))
+        ]
+        fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
+        return "\n".join(fmt.format(*r).rstrip() for r in [self.header, *self.rows])
+
+
+def csv_text(header: list[str], rows: list[list[Any]]) -> str:
+    """CSV with ``\\n`` line ends; floats keep full precision."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _pm(m: dict[str, float]) -> str:
+    return f"{m['mean']:.2f} ± {m['std']:.2f}"
+
+
 def _cell(m: dict[str, Any]) -> str:
-    return " / ".join(f"{m[k]['mean']:.2f} ± {m[k]['std']:.2f}" for k in ("fpr95", "auroc", "aupr"))
+    return " / ".join(_pm(m[k]) for k in METRICS)
 
 
 def ood_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, dict[str, Any]]]]:
@@ -21,69 +75,135 @@ def ood_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, dict[str, Any
     first = next(iter(variants.values()))
     rows = [(s, {v: variants[v]["ood"][s] for v in variants}) for s in first["ood"]]
     for key, label in (("average", "Average"), ("average_no_noise", "Average (no noise)")):
-        if all(key in variants[v] and variants[v][key] for v in variants):
+        if all(variants[v].get(key) for v in variants):
             rows.append((label, {v: variants[v][key] for v in variants}))
     return rows
 
 
-def table2_markdown(results: dict[str, Any]) -> str:
+def table2(results: dict[str, Any]) -> Table:
+    """OOD set x variant; cells FPR95 / AUROC / AUPR as mean ± std."""
     variants = list(results["variants"])
-    head = "| OOD set | " + " | ".join(variants) + " |"
-    lines = [head, "|---" * (len(variants) + 1) + "|"]
-    for label, cells in ood_rows(results):
-        name = f"**{label}**" if label.startswith("Average") else label
-        lines.append(f"| {name} | " + " | ".join(_cell(cells[v]) for v in variants) + " |")
-    return "\n".join(lines)
-
-
-def table3_markdown(results: dict[str, Any]) -> str:
-    variants = results["variants"]
-    lines = ["| | " + " | ".join(variants) + " |", "|---" * (len(variants) + 1) + "|"]
-    lines.append(
-        "| ID accuracy (%) | "
-        + " | ".join(
-            f"{variants[v]['accuracy']:.2f} ± {variants[v]['accuracy_std']:.2f}" for v in variants
-        )
-        + " |"
+    return Table(
+        ["OOD set", *variants],
+        [[label] + [_cell(cells[v]) for v in variants] for label, cells in ood_rows(results)],
     )
-    lines.append(
-        "| background items | "
-        + " | ".join(f"{variants[v].get('subset_size', 0):.0f}" for v in variants)
-        + " |"
-    )
-    return "\n".join(lines)
 
 
-def paired_markdown(results: dict[str, Any]) -> str:
-    lines = [
-        "| difference (per seed, paired) | metric | mean | 95% CI | per seed |",
-        "|---|---|---|---|---|",
+def table2_csv(results: dict[str, Any]) -> str:
+    """One row per (OOD set, variant): mean and std of each metric, in percent."""
+    header = ["ood_set", "variant"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+    rows = [
+        [label, v] + [cells[v][m][s] for m in METRICS for s in ("mean", "std")]
+        for label, cells in ood_rows(results)
+        for v in cells
     ]
+    return csv_text(header, rows)
+
+
+def _tex(s: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&")):
+        s = s.replace(a, b)
+    return s
+
+
+def _tex_ms(m: dict[str, float]) -> str:
+    return f"${m['mean']:.2f}_{{{m['std']:.2f}}}$"
+
+
+def table2_latex(results: dict[str, Any]) -> str:
+    """The paper's Table 2 layout (booktabs): cells ``FPR95 / AUROC / AUPR``, mean with std."""
+    variants = list(results["variants"])
+    lines = [
+        r"\begin{tabular}{l" + "c" * len(variants) + "}",
+        r"\toprule",
+        "OOD set & " + " & ".join(_tex(v) for v in variants) + r" \\",
+        r"\midrule",
+    ]
+    for label, cells in ood_rows(results):
+        if label == "Average":
+            lines.append(r"\midrule")
+        row = [" / ".join(_tex_ms(cells[v][m]) for m in METRICS) for v in variants]
+        lines.append(_tex(label) + " & " + " & ".join(row) + r" \\")
+    lines += [
+        r"\bottomrule",
+        r"\end{tabular}",
+        "% FPR95 (lower is better) / AUROC / AUPR (higher is better), in %; "
+        "mean with std over seeds as subscript.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _accuracy(r: dict[str, Any]) -> str:
+    return f"{r['accuracy']:.2f}" + (f" ± {r['accuracy_std']:.2f}" if "accuracy_std" in r else "")
+
+
+def table3(results: dict[str, Any]) -> Table:
+    variants = results["variants"]
+    return Table(
+        ["", *variants],
+        [
+            ["ID accuracy (%)"] + [_accuracy(variants[v]) for v in variants],
+            ["background items"] + [f"{variants[v].get('subset_size', 0):.0f}" for v in variants],
+        ],
+    )
+
+
+def table3_csv(results: dict[str, Any]) -> str:
+    rows = [
+        [v, r["accuracy"], r.get("accuracy_std", ""), r.get("subset_size", 0)]
+        for v, r in results["variants"].items()
+    ]
+    return csv_text(["variant", "accuracy_mean", "accuracy_std", "subset_size"], rows)
+
+
+def table3_latex(results: dict[str, Any]) -> str:
+    """Table 3 layout: one row per variant, ID accuracy in % (mean with std)."""
+    lines = [
+        r"\begin{tabular}{lcr}",
+        r"\toprule",
+        r"Background data & ID accuracy (\%) & background items \\",
+        r"\midrule",
+    ]
+    for v, r in results["variants"].items():
+        acc = (
+            _tex_ms({"mean": r["accuracy"], "std": r["accuracy_std"]})
+            if "accuracy_std" in r
+            else f"${r['accuracy']:.2f}$"
+        )
+        lines.append(f"{_tex(v)} & {acc} & {r.get('subset_size', 0):.0f} \\\\")
+    lines += [r"\bottomrule", r"\end{tabular}", ""]
+    return "\n".join(lines)
+
+
+def paired(results: dict[str, Any]) -> Table:
+    rows = []
     for pair, by_avg in results.get("paired_differences", {}).items():
         for avg, metrics in by_avg.items():
             for m, d in metrics.items():
                 ci = "[{:.2f}, {:.2f}]".format(*d["ci95"]) if "ci95" in d else "n/a"
                 per = ", ".join(f"{x:+.2f}" for x in d["per_seed"])
                 label = pair.replace("_minus_", " − ") + f" ({avg.replace('_', ' ')})"
-                lines.append(f"| {label} | {m} | {d['mean']:+.2f} | {ci} | {per} |")
-    return "\n".join(lines)
+                rows.append([label, METRIC_LABELS.get(m, m), f"{d['mean']:+.2f}", ci, per])
+    return Table(["difference (per seed, paired)", "metric", "mean", "95% CI", "per seed"], rows)
 
 
-def composition_markdown(results: dict[str, Any]) -> str:
+def composition(results: dict[str, Any]) -> Table | None:
+    """Share of each family in the pool and in each subset (mean over seeds); None without
+    provenance."""
     comp = results.get("composition")
     if not comp:
-        return ""
-    fams = sorted(next(iter(comp.values())))
+        return None
     variants = list(comp)
-    lines = [
-        "| family | pool | " + " | ".join(f"{v} subset" for v in variants) + " |",
-        "|---" * (len(variants) + 2) + "|",
-    ]
-    for f in fams:
-        pool = next(iter(comp.values()))[f]["pool"]
-        cells = " | ".join(f"{100 * comp[v][f]['subset']:.1f}%" for v in variants)
-        lines.append(f"| {f} | {100 * pool:.1f}% | {cells} |")
-    return "\n".join(lines)
+    first = comp[variants[0]]
+    return Table(
+        ["family", "pool", *(f"{v} subset" for v in variants)],
+        [
+            [f, f"{100 * first[f]['pool']:.1f}%"]
+            + [f"{100 * comp[v][f]['subset']:.1f}%" for v in variants]
+            for f in sorted(first)
+        ],
+    )
 
 
 def table2_text(results: dict[str, Any]) -> str:
@@ -94,10 +214,7 @@ def table2_text(results: dict[str, Any]) -> str:
     out.append(f"{'':<20}" + "".join(f"{'FPR95/AUROC/AUPR':>{w}}" for _ in variants))
     for label, cells in ood_rows(results):
         row = "".join(
-            f"{cells[v]['fpr95']['mean']:6.2f}/{cells[v]['auroc']['mean']:6.2f}/{cells[v]['aupr']['mean']:6.2f}".rjust(
-                w
-            )
-            for v in variants
+            "/".join(f"{cells[v][m]['mean']:6.2f}" for m in METRICS).rjust(w) for v in variants
         )
         out.append(f"{label:<20}{row}")
     accs = results["variants"]

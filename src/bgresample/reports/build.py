@@ -1,0 +1,165 @@
+"""Rebuild every report file of a finished run folder, without re-training (``bgresample report``).
+
+Writes ``figures/`` (Figure 1 per OOD set, resampling views, galleries), ``tables/`` (Tables 2
+and 3 as CSV and LaTeX), ``report.md`` and a self-contained ``report.html``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bgresample.checkpoint import atomic_write_text
+from bgresample.data.benchmark import Benchmark, load_benchmark
+from bgresample.errors import UserError
+from bgresample.reports import tables
+from bgresample.reports.document import to_html
+from bgresample.reports.figures import (
+    benchmark_name,
+    benchmark_title,
+    load_scores,
+    resampling_figure,
+    score_figure,
+)
+from bgresample.reports.galleries import missed_ood_gallery, weight_gallery
+from bgresample.reports.markdown import Artifacts, blocks, write_report
+from bgresample.resampling import BackgroundWeights
+
+log = logging.getLogger("bgresample")
+
+
+def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``results.json``, ``config.yaml`` and ``meta.json`` (empty where absent) of a run folder."""
+    res_path = run_dir / "results.json"
+    if not res_path.is_file():
+        raise UserError(
+            f"{run_dir} has no results.json; pass a folder written by `bgresample run` or "
+            "`bgresample evaluate` (a run that did not finish has none)"
+        )
+    results = json.loads(res_path.read_text())
+    cfg_path, meta_path = run_dir / "config.yaml", run_dir / "meta.json"
+    if not cfg_path.is_file():
+        raise UserError(f"{run_dir} has no config.yaml; is it a bgresample run folder?")
+    cfg = yaml.safe_load(cfg_path.read_text())
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    return results, cfg, meta
+
+
+def _load_benchmark(cfg: dict[str, Any], art: Artifacts) -> Benchmark | None:
+    try:
+        return load_benchmark(cfg)
+    except (UserError, OSError, ValueError) as exc:
+        art.notes.append(f"galleries: could not load the data from the config ({exc})")
+        return None
+
+
+def _write_tables(run: Path, results: dict[str, Any]) -> None:
+    for name, text in (
+        ("table2.csv", tables.table2_csv(results)),
+        ("table2.tex", tables.table2_latex(results)),
+        ("table3.csv", tables.table3_csv(results)),
+        ("table3.tex", tables.table3_latex(results)),
+    ):
+        atomic_write_text(run / "tables" / name, text)
+
+
+def build_report(run_dir: str | Path, data_root: str | Path | None = None) -> Path:
+    """Rebuild figures, galleries, tables, ``report.md`` and ``report.html`` of ``run_dir``.
+
+    ``data_root`` overrides the config's data root (the galleries reload the images from it).
+    Parts whose inputs the run lacks (a variant, resampling, provenance) are left out and
+    listed in the report. Returns the path of ``report.md``.
+    """
+    run = Path(run_dir)
+    results, cfg, meta = read_run(run)
+    if data_root is not None:
+        cfg["data"]["root"] = str(data_root)
+    art = Artifacts(tables=True)
+    _write_tables(run, results)
+    bench_name = benchmark_title(benchmark_name(results, cfg))
+    seeds = results.get("seeds") or []
+    if not seeds:
+        art.notes.append("figures and galleries: no per-seed folders (not a `run` folder)")
+        return _write(run, results, cfg, meta, art)
+    seed = art.seed = int(seeds[0])
+    seed_dir = run / f"seed_{seed}"
+    figs = run / "figures"
+
+    scores = load_scores(run, seed, list(results["variants"]))
+    missing = [v for v in results["variants"] if v not in scores]
+    if missing:
+        art.notes.append(f"score figures: no scores of {', '.join(missing)} for seed {seed}")
+    ood_sets = results.get("ood_sets") or list(next(iter(results["variants"].values()))["ood"])
+    for s in ood_sets:
+        if any(s in sc for sc in scores.values()):
+            title = f"{bench_name}: ID test vs OOD set '{s}' (MSP of seed {seed})"
+            art.scores[s] = _rel(run, score_figure(scores, s, title, figs / f"scores_{s}"))
+
+    w_path, h_path = seed_dir / "weights.safetensors", seed_dir / "resample_history.json"
+    weights = (
+        BackgroundWeights.load(w_path).weights().detach().double().numpy()
+        if w_path.is_file()
+        else None
+    )
+    history = json.loads(h_path.read_text()) if h_path.is_file() else None
+    bench = _load_benchmark(cfg, art)
+    if bench is not None and weights is not None and len(bench.pool) != len(weights):
+        art.notes.append(
+            f"galleries: the data has {len(bench.pool)} pool items but the weights "
+            f"{len(weights)}; pass the run's --data-root"
+        )
+        bench = None
+    pool_size = int(results.get("pool_size") or (len(weights) if weights is not None else 1))
+    if weights is not None or history is not None or results.get("composition"):
+        family = bench.pool.family if bench is not None else None
+        title = f"{bench_name}: adversarial background resampling"
+        fig = resampling_figure(
+            history,
+            weights,
+            family,
+            results.get("composition"),
+            pool_size,
+            seed,
+            title,
+            figs / "resampling",
+        )
+        art.resampling = _rel(run, fig)
+    else:
+        art.notes.append("resampling views: the run has no resampled variant")
+    if bench is not None:
+        if weights is not None:
+            title = f"{bench_name}: pool images by learned weight"
+            art.weight_gallery = _rel(
+                run, weight_gallery(bench.pool, weights, seed, title, figs / "gallery_weights.png")
+            )
+        missed = missed_ood_gallery(
+            bench.ood,
+            scores,
+            seed,
+            f"{bench_name}: OOD test images each variant misses most",
+            figs / "gallery_missed_ood.png",
+        )
+        art.missed_gallery = _rel(run, missed) if missed else None
+    return _write(run, results, cfg, meta, art)
+
+
+def _rel(run: Path, path: Path) -> str:
+    return path.relative_to(run).as_posix()
+
+
+def _write(
+    run: Path,
+    results: dict[str, Any],
+    cfg: dict[str, Any],
+    meta: dict[str, Any],
+    art: Artifacts,
+) -> Path:
+    md = write_report(run, results, cfg, meta, art)
+    title = f"bgresample report: {run.resolve().name}"
+    atomic_write_text(run / "report.html", to_html(blocks(results, cfg, meta, art), run, title))
+    log.info("report: %s and %s", md, run / "report.html")
+    return md

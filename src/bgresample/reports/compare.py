@@ -1,0 +1,115 @@
+"""Several runs side by side (``bgresample compare``): run x variant -> average FPR95 / AUROC /
+AUPR and ID accuracy, from each folder's ``results.json`` (``run`` or ``evaluate`` folders)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bgresample.checkpoint import atomic_write_text
+from bgresample.errors import UserError
+from bgresample.reports.tables import METRIC_LABELS, METRICS, Table, csv_text
+
+CSV_HEADER = [
+    "run",
+    "path",
+    "variant",
+    "seeds",
+    "ood_sets",
+    *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")),
+    "accuracy_mean",
+    "accuracy_std",
+]
+
+
+def _labels(dirs: list[Path]) -> list[str]:
+    """Folder names, or the paths as given where two runs share a name."""
+    names = [d.name or str(d) for d in dirs]
+    return [n if names.count(n) == 1 else str(d) for n, d in zip(names, dirs, strict=True)]
+
+
+def compare_records(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """One record per (run, variant): the average over OOD sets of each metric (mean, std over
+    seeds; over subsamples for a single-model ``evaluate`` folder) and the ID accuracy."""
+    dirs = [Path(d) for d in run_dirs]
+    records = []
+    for label, d in zip(_labels(dirs), dirs, strict=True):
+        path = d / "results.json"
+        if not path.is_file():
+            raise UserError(
+                f"{d} has no results.json; pass folders written by `bgresample run` or "
+                "`bgresample evaluate`"
+            )
+        results = json.loads(path.read_text())
+        n_seeds = len(results.get("seeds", [])) or 1
+        for v, r in results["variants"].items():
+            avg = r.get("average") or {}
+            rec: dict[str, Any] = {
+                "run": label,
+                "path": str(d),
+                "variant": v,
+                "seeds": n_seeds,
+                "ood_sets": len(r.get("ood", {})),
+            }
+            for m in METRICS:
+                rec[f"{m}_mean"] = avg.get(m, {}).get("mean", "")
+                rec[f"{m}_std"] = avg.get(m, {}).get("std", "")
+            rec["accuracy_mean"] = r["accuracy"]
+            rec["accuracy_std"] = r.get("accuracy_std", "")
+            records.append(rec)
+    return records
+
+
+def _pm(mean: Any, std: Any) -> str:
+    if mean == "":
+        return "n/a"
+    return f"{mean:.2f}" + (f" ± {std:.2f}" if std != "" else "")
+
+
+def compare_table(records: list[dict[str, Any]]) -> Table:
+    """The display table of :func:`compare_records`."""
+    header = ["run", "variant", "seeds", "OOD sets"]
+    header += [f"avg {METRIC_LABELS[m]}" for m in METRICS] + ["ID accuracy"]
+    rows = [
+        [r["run"], r["variant"], str(r["seeds"]), str(r["ood_sets"])]
+        + [_pm(r[f"{m}_mean"], r[f"{m}_std"]) for m in METRICS]
+        + [_pm(r["accuracy_mean"], r["accuracy_std"])]
+        for r in records
+    ]
+    return Table(header, rows)
+
+
+def compare_text(run_dirs: Sequence[str | Path]) -> str:
+    """The comparison as aligned console text."""
+    return compare_table(compare_records(run_dirs)).text()
+
+
+def compare_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
+    """Write ``compare.md`` and ``compare.csv`` into ``out``; returns the Markdown's path."""
+    if not run_dirs:
+        raise UserError("compare needs at least one run folder")
+    records = compare_records(run_dirs)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [[r[k] for k in CSV_HEADER] for r in records]
+    atomic_write_text(out / "compare.csv", csv_text(CSV_HEADER, rows))
+    md = "\n\n".join(
+        [
+            "# bgresample: runs compared",
+            "Averages over each run's OOD sets (FPR95 ↓ / AUROC ↑ / AUPR ↑, %) and ID accuracy "
+            "(%), mean ± std over seeds (for a single-model `evaluate` folder: std over the "
+            "evaluation subsamples, no accuracy std). Runs with different OOD sets are not "
+            "directly comparable.",
+            compare_table(records).markdown(),
+            "Runs:\n\n" + "\n".join(f"- {lbl}: `{p}`" for lbl, p in _runs(records)),
+        ]
+    )
+    path = out / "compare.md"
+    atomic_write_text(path, md + "\n")
+    return path
+
+
+def _runs(records: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return list(dict.fromkeys((r["run"], r["path"]) for r in records))

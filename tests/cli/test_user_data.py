@@ -1,0 +1,172 @@
+"""Issue acceptance: the experiment on user data in real on-disk formats (small fixtures)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.io
+from PIL import Image
+
+from bgresample.cli import main
+from bgresample.data.benchmark import SKIP_INTEGRITY_ENV
+from bgresample.engine.experiment import VARIANTS
+
+FAST = [
+    "--quiet",
+    "--device",
+    "cpu",
+    "--set",
+    "model.name=small_cnn",
+    "--set",
+    "pretrain.epochs=1",
+    "--set",
+    "resample.draws_per_item=1",
+    "--set",
+    "resample.batch_size=32",
+    "--set",
+    "finetune.epochs=1",
+    "--set",
+    "finetune.batch_size=32",
+    "--set",
+    "finetune.background_batch_size=32",
+    "--set",
+    "evaluate.repeats=2",
+    "--set",
+    "evaluate.batch_size=64",
+    "--set",
+    "run.seeds=1",
+]
+
+
+def _rng_images(n: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+
+
+def _png_folder(root: Path, n: int, seed: int, size: int = 32) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for i, img in enumerate(_rng_images(n, seed)):
+        Image.fromarray(img).resize((size, size)).save(root / f"{i:03d}.png")
+
+
+def _tiny_images_bin(path: Path, n: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hwc = _rng_images(n, 9)
+    path.write_bytes(np.stack([np.ravel(img, order="F") for img in hwc]).tobytes())
+    (path.parent / "80mn_cifar_idxs.txt").write_text("1\n5\n")
+
+
+def test_run_quick_on_imagefolder_tinyimages_and_folder(tmp_path):
+    idroot = tmp_path / "ID"
+    for split, n in (("train", 24), ("test", 12)):
+        for c in ("cat", "dog", "fish"):
+            _png_folder(idroot / split / c, n, seed=hash((split, c)) % 1000)
+    _tiny_images_bin(tmp_path / "POOL" / "tiny_images.bin", 130)
+    _png_folder(tmp_path / "OOD" / "a", 20, seed=3, size=48)
+    out = tmp_path / "RUN"
+    args = [
+        "run",
+        "--quick",
+        "--id",
+        f"imagefolder:{idroot}",
+        "--background",
+        f"tinyimages:{tmp_path / 'POOL' / 'tiny_images.bin'}",
+        "--ood",
+        f"folder:{tmp_path / 'OOD'}",
+        "--ood",
+        "gaussian",
+        "--out",
+        str(out),
+        *FAST,
+    ]
+    assert main(args) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert list(res["variants"]) == list(VARIANTS)
+    assert res["pool_size"] == 128  # 130 records, 2 excluded by 80mn_cifar_idxs.txt
+    assert set(res["variants"]["full"]["ood"]) == {"folder", "gaussian"}
+    assert (out / "report.md").is_file()
+
+
+def _pickle(path: Path, obj: object) -> None:
+    with open(path, "wb") as f:
+        pickle.dump(obj, f)
+
+
+def _cifar10(root: Path) -> None:
+    base = root / "cifar-10-batches-py"
+    base.mkdir(parents=True)
+    for k in range(5):
+        x = _rng_images(20, k).transpose(0, 3, 1, 2).reshape(20, 3072)
+        _pickle(base / f"data_batch_{k + 1}", {"data": x, "labels": [i % 10 for i in range(20)]})
+    x = _rng_images(40, 7).transpose(0, 3, 1, 2).reshape(40, 3072)
+    _pickle(base / "test_batch", {"data": x, "labels": [i % 10 for i in range(40)]})
+    _pickle(base / "batches.meta", {"label_names": [f"c{i}" for i in range(10)]})
+
+
+def test_preset_cifar10_quick_on_fixtures(tmp_path, monkeypatch):
+    root = tmp_path / "data"
+    _cifar10(root)
+    _png_folder(root / "dtd" / "images" / "banded", 20, 1, size=64)
+    _png_folder(root / "LSUN" / "test", 20, 2)
+    _png_folder(root / "places365" / "val_256", 20, 3, size=64)
+    (root / "svhn").mkdir()
+    y = np.arange(20) % 10 + 1
+    scipy.io.savemat(
+        root / "svhn" / "test_32x32.mat", {"X": _rng_images(20, 4).transpose(1, 2, 3, 0), "y": y}
+    )
+    np.save(tmp_path / "pool.npy", _rng_images(200, 5))
+    monkeypatch.setenv(SKIP_INTEGRITY_ENV, "1")  # fixtures have no genuine md5 sums
+    out = tmp_path / "RUN"
+    args = ["run", "--preset", "cifar10", "--quick", "--data-root", str(root)]
+    args += ["--background", f"random300k:{tmp_path / 'pool.npy'}", "--out", str(out), *FAST]
+    assert main(args) == 0
+    res = json.loads((out / "results.json").read_text())
+    sets = set(res["variants"]["none"]["ood"])
+    assert sets == {"gaussian", "uniform", "textures", "lsun", "svhn", "places365"}
+    assert res["benchmark"] == "cifar10"
+
+
+def test_preset_refuses_corrupt_cifar_without_override(tmp_path, capsys):
+    root = tmp_path / "data"
+    _cifar10(root)
+    np.save(tmp_path / "pool.npy", _rng_images(200, 5))
+    args = [
+        "run",
+        "--preset",
+        "cifar10",
+        "--quick",
+        "--data-root",
+        str(root),
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    args += ["--background", f"random300k:{tmp_path / 'pool.npy'}", *FAST]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "cifar10" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--preset", "cifar11"], "unknown preset 'cifar11'; valid presets: cifar10, cifar100"),
+        (["--id", "mnist:/x"], "unknown dataset kind 'mnist'"),
+        (["--id", "cifar10:/nonexistent"], "/nonexistent"),
+    ],
+)
+def test_bad_data_arguments(argv, fragment, tmp_path, capsys):
+    assert main(["run", "--quick", "--out", str(tmp_path / "o"), *argv, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_datasets_command_reports_found_and_missing(tmp_path, capsys):
+    _cifar10(tmp_path)
+    assert main(["datasets", "--data-root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "[found  ] cifar10" in out and "[missing] cifar100" in out
+    assert "[found  ] gaussian" in out and "layout:" in out

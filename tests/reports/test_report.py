@@ -1,0 +1,223 @@
+"""Reports rebuilt from finished run folders: files, images, HTML, tables, comparison."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bgresample.cli import main
+from bgresample.data.base import ImageArray
+from bgresample.reports import figures, galleries
+from bgresample.reports.build import build_report
+from bgresample.reports.compare import compare_records, compare_runs, compare_text
+
+SMALL = [
+    "data.embedded.pool_size=600",
+    "data.embedded.ood_size=60",
+    "data.embedded.noise_ood_size=200",
+    "pretrain.epochs=2",
+    "resample.draws_per_item=1",
+    "resample.batch_size=64",
+    "finetune.epochs=1",
+    "finetune.batch_size=64",
+    "finetune.background_batch_size=64",
+    "evaluate.repeats=2",
+    "run.seeds=2",
+]
+TABLES = ("table2.csv", "table2.tex", "table3.csv", "table3.tex")
+
+
+def _run(out: Path, data: Path, *extra: str) -> Path:
+    args = ["run", "--quick", "--out", str(out), "--data-root", str(data), "--quiet"]
+    for s in [*SMALL, *extra]:
+        args += ["--set", s]
+    assert main(args) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def report_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("report_data")
+
+
+@pytest.fixture(scope="session")
+def full_run(tmp_path_factory: pytest.TempPathFactory, report_data: Path) -> Path:
+    run = _run(tmp_path_factory.mktemp("report") / "run", report_data)
+    build_report(run, data_root=report_data)
+    return run
+
+
+@pytest.fixture(scope="session")
+def two_variant_run(tmp_path_factory: pytest.TempPathFactory, report_data: Path) -> Path:
+    """One seed of only the none and full variants: no resampling, no subsets."""
+    out = tmp_path_factory.mktemp("report") / "two"
+    return _run(out, report_data, "run.variants=[none, full]", "run.seeds=1")
+
+
+@pytest.fixture(scope="session")
+def eval_dir(tmp_path_factory: pytest.TempPathFactory, full_run: Path, report_data: Path) -> Path:
+    """A single-model `evaluate` folder (of the pre-trained model)."""
+    out = tmp_path_factory.mktemp("report") / "ev"
+    ckpt = full_run / "pretrain" / "pretrain.safetensors"
+    args = ["evaluate", "--checkpoint", str(ckpt), "--out", str(out), "--quiet"]
+    args += ["--data-root", str(report_data)]
+    for s in SMALL:
+        args += ["--set", s]
+    assert main(args) == 0
+    return out
+
+
+def _results(run: Path) -> dict:
+    return json.loads((run / "results.json").read_text())
+
+
+def _px(inches: tuple[float, float]) -> tuple[int, int]:
+    """Pixel size of a PNG of that many inches (Agg truncates)."""
+    return int(inches[0] * figures.DPI), int(inches[1] * figures.DPI)
+
+
+def test_every_file_exists_and_pngs_decode(full_run: Path):
+    res = _results(full_run)
+    n_variants = len(res["variants"])
+    expected = {f"figures/scores_{s}.png": _px(figures.SCORES_INCHES) for s in res["ood_sets"]}
+    expected["figures/resampling.png"] = _px(figures.RESAMPLING_INCHES)
+    expected["figures/gallery_weights.png"] = _px(
+        galleries.gallery_inches([galleries.WEIGHT_ROWS] * 2)
+    )
+    expected["figures/gallery_missed_ood.png"] = _px(galleries.gallery_inches([1] * n_variants))
+    for rel, size in expected.items():
+        with Image.open(full_run / rel) as img:
+            img.load()
+            assert img.size == size, rel
+    for s in res["ood_sets"]:
+        assert (full_run / f"figures/scores_{s}.svg").stat().st_size > 0
+    assert (full_run / "figures/resampling.svg").is_file()
+    for name in ("report.md", "report.html", *(f"tables/{t}" for t in TABLES)):
+        assert (full_run / name).stat().st_size > 0, name
+    md = (full_run / "report.md").read_text()
+    for rel in expected:
+        assert f"]({rel})" in md, rel
+
+
+def test_html_is_self_contained(full_run: Path):
+    page = (full_run / "report.html").read_text()
+    srcs = re.findall(r'src="([^"]*)"', page)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == len(_results(full_run)["ood_sets"]) + 3
+    assert "<link" not in page and "<script" not in page
+    assert "<table>" in page and "OOD is the positive class" in page
+
+
+def test_tables_match_results(full_run: Path):
+    res = _results(full_run)
+    with open(full_run / "tables/table2.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    by_key = {(r["ood_set"], r["variant"]): r for r in rows}
+    for v, r in res["variants"].items():
+        for s, metrics in r["ood"].items():
+            for m, d in metrics.items():
+                assert float(by_key[(s, v)][f"{m}_mean"]) == d["mean"]
+                assert float(by_key[(s, v)][f"{m}_std"]) == d["std"]
+        for m, d in r["average"].items():
+            assert float(by_key[("Average", v)][f"{m}_mean"]) == d["mean"]
+    with open(full_run / "tables/table3.csv", newline="") as f:
+        acc = {r["variant"]: r for r in csv.DictReader(f)}
+    assert set(acc) == set(res["variants"])
+    for v, r in res["variants"].items():
+        assert float(acc[v]["accuracy_mean"]) == r["accuracy"]
+        assert float(acc[v]["accuracy_std"]) == r["accuracy_std"]
+    md = (full_run / "report.md").read_text()
+    tex = (full_run / "tables/table2.tex").read_text()
+    for r in res["variants"].values():
+        m = r["average"]["fpr95"]
+        assert f"{m['mean']:.2f} ± {m['std']:.2f}" in md
+        assert f"${m['mean']:.2f}_{{{m['std']:.2f}}}$" in tex
+        assert f"{r['accuracy']:.2f} ± {r['accuracy_std']:.2f}" in md
+    meta = json.loads((full_run / "meta.json").read_text())
+    assert meta["code_version"] in md and "Wall time per stage" in md and "```yaml" in md
+
+
+def test_rebuild_gives_identical_tables(full_run: Path, report_data: Path):
+    names = ["report.md", *(f"tables/{t}" for t in TABLES)]
+    before = {n: (full_run / n).read_bytes() for n in names}
+    assert build_report(full_run, data_root=report_data) == full_run / "report.md"
+    assert {n: (full_run / n).read_bytes() for n in names} == before
+
+
+def test_run_without_resampling(two_variant_run: Path, report_data: Path):
+    build_report(two_variant_run, data_root=report_data)
+    md = (two_variant_run / "report.md").read_text()
+    assert not (two_variant_run / "figures/resampling.png").exists()
+    assert not (two_variant_run / "figures/gallery_weights.png").exists()
+    with Image.open(two_variant_run / "figures/gallery_missed_ood.png") as img:
+        assert img.size == _px(galleries.gallery_inches([1, 1]))
+    assert "Background resampling" not in md and "no resampled variant" in md
+    assert "data:image/png;base64," in (two_variant_run / "report.html").read_text()
+
+
+def test_compare_runs_and_evaluate_folder(
+    full_run: Path, two_variant_run: Path, eval_dir: Path, tmp_path: Path
+):
+    runs = [full_run, two_variant_run, eval_dir]
+    path = compare_runs(runs, tmp_path / "cmp")
+    assert path == tmp_path / "cmp" / "compare.md"
+    with open(tmp_path / "cmp" / "compare.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["run"], r["variant"]) for r in rows] == [
+        (run.name, v) for run in runs for v in _results(run)["variants"]
+    ]
+    full = _results(full_run)["variants"]["resampled"]
+    row = next(r for r in rows if r["run"] == full_run.name and r["variant"] == "resampled")
+    assert float(row["auroc_mean"]) == full["average"]["auroc"]["mean"]
+    assert float(row["accuracy_mean"]) == full["accuracy"]
+    assert next(r for r in rows if r["run"] == eval_dir.name)["accuracy_std"] == ""
+    assert f"{full['average']['auroc']['mean']:.2f}" in path.read_text()
+    text = compare_text(runs)
+    assert "resampled" in text and eval_dir.name in text and "model" in text
+    assert len(compare_records([full_run, full_run])) == 2 * len(_results(full_run)["variants"])
+
+
+def test_evaluate_folder_report(eval_dir: Path):
+    build_report(eval_dir)
+    assert "not a `run` folder" in (eval_dir / "report.md").read_text()
+    assert (eval_dir / "tables/table3.csv").is_file()
+    assert (eval_dir / "report.html").is_file()
+
+
+def test_views_without_provenance(tmp_path: Path):
+    """No families: single-colour weight histogram, composition panel marked, index captions."""
+    rng = np.random.default_rng(0)
+    n = 50
+    pool = ImageArray(torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8))
+    w = rng.lognormal(size=n)
+    steps = list(range(5))
+    hist = {
+        "step": steps,
+        "w_min": [0.5] * 5,
+        "w_median": [1.0] * 5,
+        "w_max": [2.0] * 5,
+        "ess": [float(n)] * 5,
+        "traced_items": [0, 7],
+        "traced_weights": [[1.0, 1.0 + 0.1 * k] for k in steps],
+    }
+    png = figures.resampling_figure(hist, w, None, None, n, 0, "t", tmp_path / "r")
+    with Image.open(png) as img:
+        assert img.size == _px(figures.RESAMPLING_INCHES)
+    png = galleries.weight_gallery(pool, w, 0, "t", tmp_path / "g.png")
+    with Image.open(png) as img:
+        assert img.size == _px(galleries.gallery_inches([galleries.WEIGHT_ROWS] * 2))
+    noise = ImageArray(torch.randn(4, 3, 32, 32), name="gaussian", normalized=True)
+    scores = {"none": {"id": np.ones(3), "gaussian": np.array([0.9, 0.2]), "gaussian__idx": [3, 1]}}
+    assert galleries.missed_ood(scores["none"], ["gaussian"]) == [
+        ("gaussian", 3, 0.9),
+        ("gaussian", 1, 0.2),
+    ]
+    assert galleries.missed_ood_gallery({"gaussian": noise}, scores, 0, "t", tmp_path / "m.png")
+    assert galleries.missed_ood_gallery({"faces": noise}, scores, 0, "t", tmp_path / "x") is None
