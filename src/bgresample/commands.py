@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from bgresample import config as C
 from bgresample import dist
 from bgresample.checkpoint import load_model_state, save_model
 from bgresample.data.benchmark import Benchmark, load_benchmark
@@ -197,7 +196,7 @@ def cmd_finetune(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
         bench.train,
         bench.pool,
         subset,
-        C.finetune_settings(cfg),
+        cfg["finetune"],
         accel=accel,
         seed=seed,
         flip=bench.flip,

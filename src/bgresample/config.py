@@ -81,7 +81,12 @@ def _read_yaml(text: str, where: str) -> dict[str, Any]:
 def load_config(
     path: str | Path | None = None, sets: list[str] | None = None, preset: str | None = None
 ) -> dict[str, Any]:
-    """Defaults, then a preset, then the YAML file at ``path``, then each ``key=value``."""
+    """Defaults, then a preset, then the YAML file at ``path``, then each ``key=value``.
+
+    A fine-tuning recipe (``finetune.recipe``) is expanded into the ``finetune`` section after
+    the preset and file and before the ``--set`` overrides, so the resolved config holds the
+    values actually used.
+    """
     cfg = default_config()
     if preset is not None:
         if preset not in presets():
@@ -93,21 +98,19 @@ def load_config(
         if not p.is_file():
             raise UserError(f"config file {p} not found; pass an existing YAML file to --config")
         cfg = merge(cfg, _read_yaml(p.read_text(), f"config file {p}"))
-    for item in sets or []:
-        cfg = merge(cfg, parse_set(item))
-    return cfg
-
-
-def finetune_settings(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The fine-tuning section with its recipe applied."""
-    ft = dict(cfg["finetune"])
-    recipe = ft.get("recipe", "custom")
+    overrides = [parse_set(item) for item in sets or []]
+    probe = cfg
+    for o in overrides:
+        probe = merge(probe, o)
+    recipe = probe["finetune"].get("recipe", "custom")
     if recipe != "custom":
         if recipe not in FINETUNE_RECIPES:
             valid = ", ".join(["custom", *FINETUNE_RECIPES])
             raise UserError(f"unknown finetune.recipe '{recipe}'; valid: {valid}")
-        ft.update(FINETUNE_RECIPES[recipe])
-    return ft
+        cfg = merge(cfg, {"finetune": FINETUNE_RECIPES[recipe]})
+    for o in overrides:
+        cfg = merge(cfg, o)
+    return cfg
 
 
 def dump(cfg: dict[str, Any]) -> str:

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from scipy import stats
 
-from bgresample import config as C
 from bgresample import dist
 from bgresample.checkpoint import (
     load_model_state,
@@ -211,7 +210,7 @@ def run_seed(
             bench.train,
             bench.pool,
             subsets[v],
-            C.finetune_settings(cfg),
+            cfg["finetune"],
             accel=accel,
             seed=seed,
             flip=bench.flip,
