@@ -86,7 +86,7 @@ def finetune(
         opt.step()
         sched.step()
         if step % 20 == 0:
-            bar.set_postfix(l_in=f"{l_in.item():.3f}", l_out=f"{l_out.item():.3f}")
+            bar.set_postfix(refresh=False, l_in=f"{l_in.item():.3f}", l_out=f"{l_out.item():.3f}")
         if every and (step + 1) % every == 0 and step + 1 < total:
             state.save(step + 1, parts)
     state.remove()

@@ -86,7 +86,9 @@ def pretrain(
             }
             history.append(rec)
             tot.zero_()
-            bar.set_postfix(ep=epoch, loss=f"{rec['loss']:.3f}", acc=f"{rec['train_acc']:.1f}")
+            bar.set_postfix(
+                refresh=False, ep=epoch, loss=f"{rec['loss']:.3f}", acc=f"{rec['train_acc']:.1f}"
+            )
             if every and epoch % every == 0 and epoch < epochs:
                 state.save(step + 1, parts, {"history": history})
     if out is not None and dist.info().is_main:

@@ -164,6 +164,7 @@ def resample(
                 history[k].append(st[k])
             history["traced_weights"].append(weights.weights()[traced.to(accel.device)].tolist())
             bar.set_postfix(
+                refresh=False,
                 l_in=f"{l_in.item():.3f}",
                 l_out=f"{l_out.item():.3f}",
                 w=f"{st['w_min']:.2g}/{st['w_median']:.2g}/{st['w_max']:.2g}",
