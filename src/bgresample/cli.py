@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--checkpoint", required=True, help="model .safetensors to evaluate")
     p.add_argument("--variant", default="model", help="name of this model in results.json")
+    p.add_argument(
+        "--scores",
+        default="msp",
+        metavar="NAMES",
+        help="comma-separated OOD scores, the first one the main one: msp, maxlogit, energy, "
+        "odin, mahalanobis, knn (default: msp)",
+    )
 
     p = sub.add_parser("resample", help="learn background weights (Algorithm 1)")
     _common(p)
@@ -125,6 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, out_required=False)
     p.add_argument("--quick", action="store_true", help="tiny smoke run (under a minute)")
     p.add_argument("--seeds", type=int, help="number of seeds (config: run.seeds)")
+
+    p = sub.add_parser(
+        "compare-selectors",
+        help="every way of choosing background data side by side, on the same budget",
+    )
+    _common(p, out_required=False)
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (about a minute)")
+    p.add_argument("--seeds", type=int, help="number of seeds (config: run.seeds)")
+    p.add_argument(
+        "--selectors",
+        metavar="A,B,C",
+        help="selectors to compare, comma-separated (config: selectors.names; none, full, "
+        "random, resampled, topk-weight, ntom, poem, dos)",
+    )
     return parser
 
 
@@ -188,7 +209,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "run" and args.out is None:
         args.out = "runs/quick" if args.quick else "runs/main"
     t0 = time.perf_counter()
-    handler = getattr(commands, f"cmd_{args.command}")
+    handler = getattr(commands, f"cmd_{args.command.replace('-', '_')}")
     handler(args, cfg)
     log.info(
         "%s finished in %.1f s; outputs in %s",

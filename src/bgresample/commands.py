@@ -14,6 +14,7 @@ import torch
 from bgresample import dist
 from bgresample.checkpoint import load_model_state, save_model
 from bgresample.data.benchmark import Benchmark, load_benchmark
+from bgresample.engine import compare_selectors
 from bgresample.engine.common import Accel, generator
 from bgresample.engine.evaluate import evaluate
 from bgresample.engine.experiment import (
@@ -96,22 +97,51 @@ def cmd_pretrain(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    """Evaluate a checkpoint with one or more OOD scores (``--scores msp,energy,...``).
+
+    ``results.json`` keeps the layout of a single-score run: ``variants = {VARIANT: res}`` where
+    ``res`` (accuracy, ood, averages) is that of the first score, so reports and ``compare`` read
+    it unchanged; with several scores ``res["scores"][NAME]`` holds each score's ``ood`` /
+    ``average`` / ``average_no_noise``, and the top-level ``scores`` lists the names in order.
+    One console table is printed per score; the raw scores go to ``scores_VARIANT.npz`` (first
+    score under ``id`` / ``SET``, the others under ``NAME:id`` / ``NAME:SET``).
+    """
+    from bgresample.scores import parse_scores
+
+    names = parse_scores(getattr(args, "scores", None) or "msp")
     out, accel, bench = _start(args, cfg)
     model = _checkpoint_model(cfg, bench, args.checkpoint)
+    model.to(accel.device)  # the batches go to accel.device; the weights must be there too
+    if accel.channels_last:
+        model.to(memory_format=torch.channels_last)
     res, scores = evaluate(
-        model, bench.test, bench.ood, cfg["evaluate"], accel=accel, seed=int(cfg["seed"])
+        model,
+        bench.test,
+        bench.ood,
+        cfg["evaluate"],
+        accel=accel,
+        seed=int(cfg["seed"]),
+        scores=names,
+        train=bench.train,
     )
     results = {
         "variants": {args.variant: res},
         "convention": res["convention"],
         "checkpoint": str(args.checkpoint),
         "protocol": {k: cfg["evaluate"][k] for k in ("ratio", "repeats")},
+        "scores": names,
     }
     _report_skipped(bench)
     if dist.info().is_main:
         write_json(out / "results.json", results)
         np.savez_compressed(out / f"scores_{args.variant}.npz", **scores)
-        print(tables.table2_text(results))
+        if len(names) == 1:
+            print(tables.table2_text(results))
+        else:
+            for name in names:
+                one = {"accuracy": res["accuracy"], **res["scores"][name]}
+                print(f"\nscore: {name}")
+                print(tables.table2_text({"variants": {f"{args.variant}:{name}": one}}))
         print(tables.CONVENTION_NOTE[res["convention"]])
 
 
@@ -268,3 +298,11 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     print(compare_text(args.run_dirs))
     print(f"written: {compare_runs(args.run_dirs, args.out)}")
+
+
+def cmd_compare_selectors(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    compare_selectors.prepare(args, cfg)
+    out, accel, bench = _start(args, cfg)
+    compare_selectors.compare_selectors(
+        cfg, bench, out, accel, quiet=args.quiet, resume=args.resume
+    )

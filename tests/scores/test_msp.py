@@ -32,7 +32,7 @@ def test_msp_shape_and_shift_invariance():
 
 
 def test_registry():
-    assert SCORES == {"msp": msp}
-    assert get_score("msp") is msp
-    with pytest.raises(UserError, match="valid names: msp"):
-        get_score("energy")
+    assert SCORES["msp"].fn is msp
+    assert get_score("msp").needs == "logits"
+    with pytest.raises(UserError, match="valid names: .*msp"):
+        get_score("nope")

@@ -1,21 +1,133 @@
-"""OOD evaluation with the authors' protocol (METHOD.md): MSP score, 5 subsamples per OOD set."""
+"""OOD evaluation with the authors' protocol (METHOD.md): 5 subsamples per OOD set, with MSP or
+any of the scores of :mod:`bgresample.scores` side by side."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from bgresample import dist
 from bgresample.data.base import LabeledImages
 from bgresample.data.pools import ImageSource
 from bgresample.engine.common import Accel, predict_logits
+from bgresample.errors import UserError
 from bgresample.metrics import accuracy, evaluate_protocol, protocol_indices
-from bgresample.scores import get_score
+from bgresample.scores import ScoreSpec, get_score, parse_scores
 
 #: Key suffix, in the saved scores, of the OOD item indices that were scored.
 INDEX_SUFFIX = "__idx"
+#: The per-score entries of ``results["scores"][name]``.
+SCORE_KEYS = ("ood", "average", "average_no_noise")
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The model under a DDP and/or torch.compile wrapper (``features``/``fc`` live there)."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def _sharded(
+    images: ImageSource | LabeledImages,
+    indices: torch.Tensor | None,
+    batch_size: int,
+    accel: Accel,
+    fn: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
+) -> tuple[torch.Tensor, ...]:
+    """``fn`` over batches of the items at ``indices`` (all items by default), outputs
+    concatenated on the CPU. Under torchrun each rank takes a contiguous share of the items and
+    the shares are gathered in rank order, as in :func:`~bgresample.engine.common.predict_logits`.
+    """
+    idx = torch.arange(len(images)) if indices is None else indices
+    info = dist.info()
+    mine = torch.tensor_split(idx, info.world_size)[info.rank] if info.enabled else idx
+    outs = [
+        fn(accel.batch(images, mine[i : i + batch_size])) for i in range(0, len(mine), batch_size)
+    ]
+    local = tuple(torch.cat(parts) for parts in zip(*outs, strict=True)) if outs else None
+    parts = [p for p in dist.gather_objects(local) if p is not None] if info.enabled else [local]
+    if not parts or parts[0] is None:
+        raise ValueError("no items to evaluate")
+    return tuple(torch.cat(cols) for cols in zip(*parts, strict=True))
+
+
+@torch.no_grad()
+def predict_outputs(
+    model: nn.Module,
+    images: ImageSource | LabeledImages,
+    accel: Accel,
+    batch_size: int = 1000,
+    indices: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and penultimate features (float32, CPU) of ``images`` in one pass, model in eval
+    mode: ``feats = model.features(x)``, ``logits = model.fc(feats)``. Gathered across ranks
+    like :func:`~bgresample.engine.common.predict_logits`."""
+    net = _unwrap(model)
+    was_training = net.training
+    net.eval()
+
+    def fn(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with accel.autocast():
+            feats = net.features(x)
+            logits = net.fc(feats)
+        return logits.float().cpu(), feats.float().cpu()
+
+    try:
+        logits, feats = _sharded(images, indices, batch_size, accel, fn)
+    finally:
+        net.train(was_training)
+    return logits, feats
+
+
+def predict_odin(
+    model: nn.Module,
+    images: ImageSource | LabeledImages,
+    accel: Accel,
+    batch_size: int = 1000,
+    indices: torch.Tensor | None = None,
+    **params: Any,
+) -> torch.Tensor:
+    """ODIN scores (float64, CPU) of ``images``: a pass of its own with input gradients, in fp32
+    (no autocast: a bf16 softmax at T=1000 would be too coarse). ``params``: ``T``, ``eps``."""
+    spec = get_score("odin")
+    net = _unwrap(model)
+    (out,) = _sharded(
+        images, indices, batch_size, accel, lambda x: (spec.fn(net, x, **params).cpu(),)
+    )
+    return out
+
+
+def _features_fit(
+    model: nn.Module,
+    specs: Mapping[str, ScoreSpec],
+    train: LabeledImages | None,
+    accel: Accel,
+    batch_size: int,
+) -> dict[str, Any]:
+    """The fitted ID-train state of each features score (one pass over ``train`` if any)."""
+    need = {n: s for n, s in specs.items() if s.needs == "features"}
+    if not need:
+        return {}
+    if train is None:
+        raise UserError(
+            f"score(s) {', '.join(need)} need the ID training set's features; pass train="
+        )
+    _, feats = predict_outputs(model, train, accel, batch_size)
+    labels = train.targets.cpu()
+    states = {}
+    for name, spec in need.items():
+        assert spec.fit is not None
+        state = spec.fit(feats, labels)
+        states[name] = state.to(accel.device) if hasattr(state, "to") else state
+    return states
 
 
 def evaluate(
@@ -26,40 +138,91 @@ def evaluate(
     *,
     accel: Accel,
     seed: int,
-    score: str = "msp",
+    scores: Sequence[str] | str = ("msp",),
+    train: LabeledImages | None = None,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Accuracy and per-OOD-set FPR95 / AUROC / AUPR (mean, std over repeats), in percent.
 
-    Only the OOD items that the protocol draws are passed through the model. Returns the
-    results dict (shape of ``results.json`` variants) and the raw scores for plots: ``id`` (every
-    ID test item), and for each OOD set ``SET`` the scores of its drawn items with their indices
-    in ``SET__idx``.
+    ``scores`` names the OOD scores (see :data:`bgresample.scores.SCORES`); the first is the
+    main one. Only the OOD items that the protocol draws are passed through the model, once for
+    all logits and feature scores (``model.features`` then ``model.fc`` when a feature score is
+    asked for, else the plain forward); ODIN, when asked for, takes a pass of its own with
+    gradients. Feature scores (mahalanobis, knn) are fitted once on the features of ``train``
+    (the ID training set, without augmentation). ``params`` gives keyword arguments per score,
+    e.g. ``{"odin": {"T": 1000, "eps": 0.0014}, "knn": {"k": 50}}``.
+
+    Returns the results dict (shape of ``results.json`` variants: accuracy, score, ood, average,
+    average_no_noise, convention), whose ood / averages are those of the first score; with more
+    than one score it also holds ``scores = {name: {ood, average, average_no_noise}}`` for every
+    score. Also returns the raw scores for plots: ``id`` (every ID test item), and for each OOD
+    set ``SET`` the first score of its drawn items with their indices in ``SET__idx``; the other
+    scores are under ``NAME:id`` and ``NAME:SET`` (same items, same order).
     """
-    score_fn = get_score(score)
+    names = parse_scores(scores)
+    specs = {n: get_score(n) for n in names}
+    params = params or {}
     bs = int(cfg.get("batch_size", 1000))
-    id_logits = predict_logits(model, test, accel, bs)
-    id_scores = score_fn(id_logits).numpy().astype(np.float64)
+    with_feats = any(s.needs == "features" for s in specs.values())
+    states = _features_fit(model, specs, train, accel, bs)
+
+    def score_items(
+        images: ImageSource | LabeledImages, indices: torch.Tensor | None
+    ) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+        if with_feats:
+            logits, feats = predict_outputs(model, images, accel, bs, indices)
+            feats = feats.to(accel.device)
+        else:
+            logits, feats = predict_logits(model, images, accel, bs, indices=indices), None
+        out = {}
+        for name, spec in specs.items():
+            kw = dict(params.get(name, {}))
+            if spec.needs == "logits":
+                s = spec.fn(logits, **kw)
+            elif spec.needs == "features":
+                s = spec.fn(feats, states[name], **kw)
+            else:
+                s = predict_odin(model, images, accel, bs, indices, **kw)
+            out[name] = s.detach().cpu().numpy().astype(np.float64)
+        return logits, out
+
+    id_logits, id_scores = score_items(test, None)
     ratio, repeats = float(cfg["ratio"]), int(cfg["repeats"])
     draws = protocol_indices(len(test), {k: len(v) for k, v in ood.items()}, ratio, repeats, seed)
-    scores: dict[str, np.ndarray] = {"id": id_scores}
+    ood_scores: dict[str, dict[str, np.ndarray]] = {}
+    used_by_set: dict[str, np.ndarray] = {}
     local_draws: dict[str, list[np.ndarray]] = {}
     for name, images in ood.items():
         used = np.unique(np.concatenate(draws[name]))
-        logits = predict_logits(model, images, accel, bs, indices=torch.from_numpy(used))
-        scores[name] = score_fn(logits).numpy().astype(np.float64)
-        scores[f"{name}{INDEX_SUFFIX}"] = used
+        _, ood_scores[name] = score_items(images, torch.from_numpy(used))
+        used_by_set[name] = used
         local_draws[name] = [np.searchsorted(used, d) for d in draws[name]]
-    res = evaluate_protocol(
-        id_scores,
-        {k: scores[k] for k in ood},
-        ratio=ratio,
-        repeats=repeats,
-        seed=seed,
-        convention=cfg.get("convention", "ood-positive"),
-        draws=local_draws,
-    )
-    return {
-        "accuracy": accuracy(id_logits.numpy(), test.targets.numpy()),
-        "score": score,
-        **res,
-    }, scores
+    per_score = {
+        n: evaluate_protocol(
+            id_scores[n],
+            {k: ood_scores[k][n] for k in ood},
+            ratio=ratio,
+            repeats=repeats,
+            seed=seed,
+            convention=cfg.get("convention", "ood-positive"),
+            draws=local_draws,
+        )
+        for n in names
+    }
+    first = names[0]
+    raw: dict[str, np.ndarray] = {"id": id_scores[first]}
+    for name in ood:
+        raw[name] = ood_scores[name][first]
+        raw[f"{name}{INDEX_SUFFIX}"] = used_by_set[name]
+    for n in names[1:]:
+        raw[f"{n}:id"] = id_scores[n]
+        for name in ood:
+            raw[f"{n}:{name}"] = ood_scores[name][n]
+    res: dict[str, Any] = {
+        "accuracy": accuracy(id_logits.numpy(), test.targets.cpu().numpy()),
+        "score": first,
+        **per_score[first],
+    }
+    if len(names) > 1:
+        res["scores"] = {n: {k: per_score[n][k] for k in SCORE_KEYS} for n in names}
+    return res, raw

@@ -1,22 +1,106 @@
-"""OOD scores: pure functions of logits, higher = more in-distribution."""
+"""OOD scores, each a pure function in its own module; higher = more in-distribution (as MSP).
 
-from collections.abc import Callable
+:data:`SCORES` is a plain dict from a score's name to a :class:`ScoreSpec` that says what the
+score needs:
+
+- ``"logits"``: ``fn(logits) -> scores`` (msp, maxlogit, energy);
+- ``"model"``: ``fn(model, x) -> scores``, with input gradients, so a pass of its own (odin);
+- ``"features"``: ``fn(features, state) -> scores`` on penultimate features, where
+  ``state = fit(train_features, train_labels)`` is fitted once on the ID training set
+  (mahalanobis, knn).
+
+A plain callable of logits may also be registered (``SCORES["name"] = fn``): :func:`get_score`
+treats it as a logits score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from torch import Tensor
 
 from bgresample.errors import UserError
+from bgresample.scores.energy import energy
+from bgresample.scores.extra_class import extra_class
+from bgresample.scores.knn import KNNState, fit_knn, knn
+from bgresample.scores.mahalanobis import MahalanobisState, fit_mahalanobis, mahalanobis
+from bgresample.scores.max_logit import max_logit
 from bgresample.scores.msp import msp
+from bgresample.scores.odin import odin, odin_perturb
 
-SCORES: dict[str, Callable[[Tensor], Tensor]] = {"msp": msp}
+Needs = Literal["logits", "model", "features"]
 
 
-def get_score(name: str) -> Callable[[Tensor], Tensor]:
+@dataclass(frozen=True)
+class ScoreSpec:
+    """A score function and what it needs (see the module docstring). Calling the spec calls
+    ``fn``, so ``get_score("msp")(logits)`` works for logits scores."""
+
+    fn: Callable[..., Tensor]
+    needs: Needs = "logits"
+    fit: Callable[[Tensor, Tensor], Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.needs not in ("logits", "model", "features"):
+            raise ValueError(f"needs must be logits, model or features, got {self.needs!r}")
+        if self.needs == "features" and self.fit is None:
+            raise ValueError("a features score needs fit(train_features, train_labels) -> state")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
+        return self.fn(*args, **kwargs)
+
+
+SCORES: dict[str, ScoreSpec | Callable[[Tensor], Tensor]] = {
+    "msp": ScoreSpec(msp),
+    "extra_class": ScoreSpec(extra_class),
+    "maxlogit": ScoreSpec(max_logit),
+    "energy": ScoreSpec(energy),
+    "odin": ScoreSpec(odin, needs="model"),
+    "mahalanobis": ScoreSpec(mahalanobis, needs="features", fit=fit_mahalanobis),
+    "knn": ScoreSpec(knn, needs="features", fit=fit_knn),
+}
+
+
+def get_score(name: str) -> ScoreSpec:
     """Look up a score by name; raise UserError listing the valid names."""
     try:
-        return SCORES[name]
+        entry = SCORES[name]
     except KeyError:
         valid = ", ".join(sorted(SCORES))
         raise UserError(f"unknown score {name!r}; valid names: {valid}") from None
+    return entry if isinstance(entry, ScoreSpec) else ScoreSpec(entry)
 
 
-__all__ = ["SCORES", "get_score", "msp"]
+def parse_scores(names: str | Iterable[str]) -> list[str]:
+    """Score names from ``"msp,energy"`` or a list: checked, duplicates dropped, order kept."""
+    items = names.split(",") if isinstance(names, str) else list(names)
+    out: list[str] = []
+    for raw in items:
+        name = raw.strip()
+        if name and name not in out:
+            get_score(name)
+            out.append(name)
+    if not out:
+        raise UserError(f"no score given; valid names: {', '.join(sorted(SCORES))}")
+    return out
+
+
+__all__ = [
+    "SCORES",
+    "KNNState",
+    "MahalanobisState",
+    "ScoreSpec",
+    "energy",
+    "fit_knn",
+    "fit_mahalanobis",
+    "get_score",
+    "knn",
+    "mahalanobis",
+    "max_logit",
+    "msp",
+    "odin",
+    "odin_perturb",
+    "parse_scores",
+]

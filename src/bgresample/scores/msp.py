@@ -1,4 +1,8 @@
-"""Maximum softmax probability (MSP), the paper's OOD score."""
+"""Maximum softmax probability (MSP), the paper's OOD score.
+
+Hendrycks and Gimpel, "A Baseline for Detecting Misclassified and Out-of-Distribution Examples in
+Neural Networks", ICLR 2017.
+"""
 
 import torch
 from torch import Tensor

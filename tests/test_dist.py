@@ -1,0 +1,95 @@
+"""Two processes with gloo on this CPU: the same weights and metrics as one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from bgresample.cli import main
+from bgresample.resampling import BackgroundWeights
+
+TINY_RESAMPLE = [
+    "--set",
+    "resample.draws_per_item=1",
+    "--set",
+    "resample.batch_size=64",
+    "--set",
+    "resample.refresh_every=3",
+    "--set",
+    "resample.check_every=1",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(
+    args: list[str], tmp: Path, script: Path | None = None
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    target = [str(script)] if script else ["-m", "bgresample"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
+    cmd += [f"--master_port={_free_port()}", *target, *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, tiny) -> Path:
+    out = tmp_path_factory.mktemp("pre")
+    assert main(["pretrain", "--out", str(out), *tiny]) == 0
+    return out / "pretrain.safetensors"
+
+
+def test_two_ranks_learn_the_single_process_weights(checkpoint, tiny, tmp_path):
+    single, double = tmp_path / "one", tmp_path / "two"
+    base = ["resample", "--checkpoint", str(checkpoint), *tiny, *TINY_RESAMPLE]
+    assert main([*base, "--out", str(single)]) == 0
+    proc = _torchrun([*base, "--out", str(double)], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    w1 = BackgroundWeights.load(single / "weights.safetensors").omega
+    w2 = BackgroundWeights.load(double / "weights.safetensors").omega
+    assert not torch.equal(w1, torch.zeros_like(w1))  # the weights moved
+    torch.testing.assert_close(w2, w1, rtol=0, atol=1e-5)
+    hist = json.loads((double / "resample_history.json").read_text())
+    assert hist["draws_per_item"] >= 1
+
+
+def test_distributed_evaluation_equals_single_process(checkpoint, tiny, tmp_path):
+    base = ["evaluate", "--checkpoint", str(checkpoint), *tiny]
+    assert main([*base, "--out", str(tmp_path / "one")]) == 0
+    proc = _torchrun([*base, "--out", str(tmp_path / "two")], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    one = json.loads((tmp_path / "one" / "results.json").read_text())["variants"]["model"]
+    two = json.loads((tmp_path / "two" / "results.json").read_text())["variants"]["model"]
+    assert one["accuracy"] == two["accuracy"]
+    for name, metrics in one["ood"].items():
+        for m, v in metrics.items():
+            assert v["mean"] == pytest.approx(two["ood"][name][m]["mean"], abs=1e-9), (name, m)
+
+
+def test_a_failing_rank_stops_the_job_with_its_message(checkpoint, tiny, tmp_path):
+    script = tmp_path / "fail_on_rank1.py"
+    script.write_text(
+        "import os, sys\n"
+        "import bgresample.engine.resample as R\n"
+        "from bgresample import cli\n"
+        "if os.environ['RANK'] == '1':\n"
+        "    def boom(*a, **k):\n"
+        "        raise RuntimeError('injected failure on rank 1')\n"
+        "    R.algorithm1_step = boom\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    args = ["resample", "--checkpoint", str(checkpoint), *tiny, *TINY_RESAMPLE]
+    proc = _torchrun([*args, "--out", str(tmp_path / "x")], tmp_path, script)
+    assert proc.returncode != 0
+    assert "injected failure on rank 1" in proc.stderr + proc.stdout
