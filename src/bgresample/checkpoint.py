@@ -20,14 +20,21 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     The previous file at ``path`` stays intact until the new one is complete.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        kept = "the previous file is intact" if path.exists() else "nothing was written"
+        raise UserError(
+            f"could not write {path}: {e.strerror or e}; {kept}. Free disk space or make the "
+            "output folder writable, then re-run with --resume"
+        ) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -68,12 +75,46 @@ def save_model(
     save_tensors(path, model.state_dict(), info)
 
 
+def load_foreign(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a foreign ``.pt`` / ``.pth`` file, loaded with ``weights_only=True``:
+    a pickle that would need more than tensors and plain containers is refused, never run."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError or RuntimeError, among others
+        raise UserError(
+            f"refused to load {path}: it is not a plain tensor checkpoint and loading it would "
+            f"execute code ({type(e).__name__}). Convert it to safetensors in a trusted session."
+        ) from None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserError(f"{path} does not hold a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
 def load_model_state(
     path: str | Path, model: torch.nn.Module, expect: str = "a pre-trained checkpoint"
 ) -> dict[str, Any]:
-    """Load weights into ``model``, refusing a checkpoint of another architecture or class count."""
-    tensors, meta = load_tensors(path)
-    name, k = meta.get("model_name"), meta.get("num_classes")
+    """Load weights into ``model``, refusing a checkpoint of another architecture or class count.
+
+    ``.safetensors`` files written by bgresample carry the architecture and class count; a
+    foreign ``.pt`` / ``.pth`` state dict is checked by its tensor names and shapes.
+    """
+    if Path(path).suffix in (".pt", ".pth"):
+        if not Path(path).is_file():
+            raise UserError(f"checkpoint {path} not found")
+        tensors, meta = load_foreign(path), {}
+        name, k = model.model_name, model.num_classes
+        own = model.state_dict()
+        bad = [n for n, t in tensors.items() if n in own and own[n].shape != t.shape]
+        if bad:
+            raise UserError(
+                f"checkpoint {path} does not fit {model.model_name} with {model.num_classes} "
+                f"classes (shape mismatch at {bad[0]}); pass {expect} of the same model and dataset"
+            )
+    else:
+        tensors, meta = load_tensors(path)
+        name, k = meta.get("model_name"), meta.get("num_classes")
     if name != model.model_name or k != model.num_classes:
         raise UserError(
             f"checkpoint {path} holds {name} with {k} classes, but this run uses "

@@ -59,7 +59,10 @@ def prepare_run_folder(
             f"{out} already holds a run; pass --overwrite to replace it, --resume to continue "
             "it, or choose another --out"
         )
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the run folder {out}: {e.strerror}; choose another --out")
     atomic_write_text(existing, C.dump(cfg))
     meta = {
         "command": command,

@@ -54,10 +54,6 @@ def _int_keys(d: Any) -> Any:
     return d
 
 
-def _scheduler_state(sched: Any) -> dict[str, Any]:
-    return {k: v for k, v in sched.state_dict().items() if k != "lr_lambdas"}
-
-
 class StageState:
     """Checkpointing of one training stage at ``path`` (``None``: never written)."""
 
@@ -72,12 +68,7 @@ class StageState:
         tensors: dict[str, torch.Tensor] = {}
         skeleton = {}
         for name, part in parts.items():
-            state = (
-                _scheduler_state(part)
-                if isinstance(part, torch.optim.lr_scheduler.LRScheduler)
-                else part.state_dict()
-            )
-            skeleton[name] = flatten(state, tensors, name)
+            skeleton[name] = flatten(part.state_dict(), tensors, name)
         save_tensors(self.path, tensors, {"step": step, "state": skeleton, "extra": extra or {}})
 
     def load(self, parts: dict[str, Any]) -> tuple[int, dict[str, Any]]:

@@ -1,0 +1,251 @@
+"""Fault injection: kills and resumes, malicious pickles, failed writes, bad data, bad arguments."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from bgresample import checkpoint
+from bgresample.checkpoint import load_model_state, save_model, save_tensors
+from bgresample.cli import main
+from bgresample.errors import UserError
+from bgresample.models import create_model
+
+RESUMABLE = [
+    "--set",
+    "pretrain.epochs=6",
+    "--set",
+    "pretrain.checkpoint_every=1",
+    "--set",
+    "resample.draws_per_item=3",
+    "--set",
+    "resample.batch_size=64",
+    "--set",
+    "resample.refresh_every=4",
+    "--set",
+    "finetune.epochs=4",
+    "--set",
+    "finetune.checkpoint_every=1",
+    "--set",
+    "finetune.batch_size=64",
+    "--set",
+    "finetune.background_batch_size=64",
+    "--set",
+    "run.seeds=1",
+]
+
+
+def _metrics(run: Path) -> dict:
+    res = json.loads((run / "results.json").read_text())
+    return {k: res[k] for k in ("variants", "paired_differences", "composition", "resample")}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, tiny) -> tuple[Path, list[str]]:
+    out = tmp_path_factory.mktemp("ref") / "run"
+    args = ["run", "--quick", *tiny, *RESUMABLE]
+    assert main([*args, "--out", str(out)]) == 0
+    return out, args
+
+
+def test_two_plain_runs_write_the_same_metrics(reference, tmp_path):
+    ref, args = reference
+    assert main([*args, "--out", str(tmp_path / "again")]) == 0
+    assert _metrics(tmp_path / "again") == _metrics(ref)
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [
+        "pretrain/pretrain.state.safetensors",  # during pre-training
+        "seed_0/resample.state.safetensors",  # during resampling
+        "seed_0/full.state.safetensors",  # during fine-tuning
+        "seed_0/resampled.json",  # between the last evaluation and the report
+    ],
+)
+def test_sigkill_then_resume_gives_the_uninterrupted_results(reference, marker, tmp_path):
+    ref, args = reference
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "bgresample", *args, "--out", str(out)]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (out / marker).exists():
+        assert proc.poll() is None, f"run ended before {marker} appeared"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "report.md").exists()
+    assert main([*args, "--out", str(out), "--resume"]) == 0
+    assert _metrics(out) == _metrics(ref)
+
+
+class _Evil:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_checkpoint_is_refused_and_never_runs(tmp_path, tiny, capsys):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "model.pt"
+    with open(evil, "wb") as f:
+        pickle.dump({"fc.weight": _Evil(marker)}, f)
+    model = create_model("small_cnn", 8)
+    with pytest.raises(UserError, match="refused to load"):
+        load_model_state(evil, model)
+    args = ["evaluate", "--checkpoint", str(evil), "--out", str(tmp_path / "ev"), *tiny]
+    assert main(args) == 2
+    assert "refused to load" in capsys.readouterr().err
+    assert not marker.exists()
+
+
+def test_foreign_plain_pt_state_dict_loads(tmp_path):
+    model = create_model("small_cnn", 8)
+    torch.save(
+        {"state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, tmp_path / "m.pt"
+    )
+    other = create_model("small_cnn", 8)
+    load_model_state(tmp_path / "m.pt", other)
+    for k, v in model.state_dict().items():
+        assert torch.equal(other.state_dict()[k], v)
+    with pytest.raises(UserError, match="shape mismatch"):
+        load_model_state(tmp_path / "m.pt", create_model("small_cnn", 3))
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    model = create_model("small_cnn", 8)
+    path = tmp_path / "model.safetensors"
+    save_model(path, model)
+    before = path.read_bytes()
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "fsync", full_disk)
+    with pytest.raises(UserError, match="No space left on device; the previous file is intact"):
+        save_model(path, create_model("small_cnn", 8))
+    assert path.read_bytes() == before
+    assert not list(tmp_path.glob(".*.tmp"))
+    load_model_state(path, create_model("small_cnn", 8))
+
+
+def test_read_only_output_folder_reports_the_error(tmp_path, tiny, capsys):
+    if os.geteuid() == 0:
+        target = Path("/proc/bgresample-run")  # not creatable, even for root
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        target = ro / "run"
+    assert main(["pretrain", "--out", str(target), *tiny]) == 2
+    err = capsys.readouterr().err
+    assert str(target) in err and "Traceback" not in err
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path):
+    path = tmp_path / "m.safetensors"
+    save_tensors(path, {"x": torch.zeros(1000)}, {})
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(UserError, match="not a readable safetensors file"):
+        checkpoint.load_tensors(path)
+
+
+def _bad_pool(root: Path) -> None:
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(150):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(root / f"ok{i}.jpg")
+    good = (root / "ok0.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (root / "empty.png").write_bytes(b"")
+    (root / "text.png").write_text("not an image")
+    deep = (rng.integers(0, 65535, (40, 40))).astype(np.uint16)
+    Image.fromarray(deep).save(root / "sixteen.png")
+
+
+def test_pool_with_broken_files_completes_and_reports_skips(tmp_path, tiny, caplog):
+    _bad_pool(tmp_path / "pool")
+    out = tmp_path / "run"
+    args = [
+        "run",
+        "--quick",
+        *tiny,
+        "--background",
+        f"folder:{tmp_path / 'pool'}",
+        "--out",
+        str(out),
+    ]
+    args += ["--set", "run.seeds=1", "--set", "resample.draws_per_item=3"]
+    assert main(args) == 0
+    log = (out / "log.txt").read_text()
+    assert "skipped" in log and "unreadable" in log
+    for name in ("truncated.jpg", "empty.png", "text.png"):
+        assert name in log
+    assert "sixteen.png" not in log  # 16-bit PNGs are converted, not skipped
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--set", "select.gamma=0"], "select.gamma=0 is invalid: expected a number in (0, 1]"),
+        (["--set", "select.gamma=1.5"], "expected a number in (0, 1]"),
+        (["--set", "resample.eps=1.2"], "resample.eps=1.2 is invalid: expected a number in [0, 1]"),
+        (["--set", "resample.alpha=-1"], "resample.alpha=-1 is invalid: expected a non-negative"),
+        (["--set", "finetune.alpha=-0.5"], "finetune.alpha=-0.5 is invalid"),
+        (
+            ["--set", "pretrain.lr=-0.1"],
+            "pretrain.lr=-0.1 is invalid: expected a positive learning",
+        ),
+        (["--set", "resample.lr_w=0"], "resample.lr_w=0 is invalid"),
+        (["--set", "model.name=vgg"], "unknown model 'vgg'; valid names: densenet100, resnet18"),
+        (["--preset", "imagenet"], "unknown preset 'imagenet'; valid presets: cifar10"),
+        (["--id", "mnist:/data"], "unknown dataset kind 'mnist'; valid id kinds: cifar10"),
+        (["--ood", "nope"], "unknown OOD set 'nope'"),
+        (["--set", "evaluate.ood=[]"], "no OOD test set given"),
+        (
+            ["--set", "resample.batch_size=1000", "--set", "data.embedded.pool_size=600"],
+            "fewer than one batch",
+        ),
+        (["--set", "nosuch.key=1"], "unknown config key 'nosuch'"),
+    ],
+)
+def test_bad_arguments_give_one_clear_line(extra, message, tiny, tmp_path, capsys):
+    code = main(["run", "--out", str(tmp_path / "run"), *tiny, *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert message in err, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_checkpoint_of_wrong_class_count_and_occupied_out(tmp_path, tiny, capsys):
+    path = tmp_path / "k3.safetensors"
+    save_model(path, create_model("small_cnn", 3))
+    assert main(["evaluate", "--checkpoint", str(path), "--out", str(tmp_path / "e"), *tiny]) == 2
+    assert "small_cnn with 3 classes" in capsys.readouterr().err
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "config.yaml").write_text("seed: 1\n")
+    assert main(["pretrain", "--out", str(tmp_path / "busy"), *tiny]) == 2
+    assert "already holds a run; pass --overwrite" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_with_step_and_checkpoint(tmp_path, tiny, capsys):
+    args = ["pretrain", "--out", str(tmp_path / "p"), *tiny, "--set", "pretrain.lr=1e30"]
+    args += ["--set", "pretrain.epochs=4", "--set", "pretrain.checkpoint_every=1"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "pretrain: loss became" in err and "at step" in err and "last good checkpoint" in err
