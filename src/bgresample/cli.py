@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bgresample import config as C
-from bgresample import dist
+from bgresample import dist, scalars
 from bgresample.errors import UserError
 
 log = logging.getLogger("bgresample")
@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{where}bgresample {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
+        scalars.close()
         dist.shutdown()
 
 

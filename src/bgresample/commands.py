@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bgresample import dist
+from bgresample import dist, scalars
 from bgresample.checkpoint import load_model_state, save_model
 from bgresample.data.benchmark import Benchmark, load_benchmark
 from bgresample.engine import compare_selectors
@@ -50,6 +50,7 @@ def _start(args: argparse.Namespace, cfg: dict[str, Any]) -> tuple[Path, Accel, 
         args.out, cfg, args.command, overwrite=args.overwrite, resume=args.resume, write=main
     )
     setup_logging(out, args.quiet or not main, write=main)
+    scalars.configure(out)
     torch.manual_seed(int(cfg["seed"]))
     accel = Accel.from_config(cfg)
     bench = load_benchmark(cfg)

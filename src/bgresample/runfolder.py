@@ -62,7 +62,9 @@ def prepare_run_folder(
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise UserError(f"cannot create the run folder {out}: {e.strerror}; choose another --out")
+        raise UserError(
+            f"cannot create the run folder {out}: {e.strerror}; choose another --out"
+        ) from None
     atomic_write_text(existing, C.dump(cfg))
     meta = {
         "command": command,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,10 +181,13 @@ def schedule(
     return torch.optim.lr_scheduler.LambdaLR(opt, fn)
 
 
-def check_finite(loss: torch.Tensor, stage: str, step: int, last_checkpoint: str | None) -> None:
+def check_finite(
+    loss: torch.Tensor, stage: str, step: int, last_checkpoint: Path | None
+) -> None:
     """Stop a stage on a NaN / inf loss, naming the step and the last good checkpoint."""
     if not torch.isfinite(loss):
-        where = last_checkpoint or "none yet"
+        exists = last_checkpoint is not None and Path(last_checkpoint).is_file()
+        where = str(last_checkpoint) if exists else "none yet"
         raise UserError(
             f"{stage}: loss became {loss.item()} at step {step}; last good checkpoint: {where}. "
             "Lower the learning rate (--set ...lr=) and resume or re-run."

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bgresample import dist
+from bgresample import dist, scalars
 from bgresample.checkpoint import save_model
 from bgresample.data.base import LabeledImages
 from bgresample.data.transforms import CropFlip
@@ -65,7 +65,7 @@ def pretrain(
         with accel.autocast():
             logits = net(x)
         loss = E.ce(logits, y)
-        E.check_finite(loss, "pretrain", step, str(state.path) if step > 0 else None)
+        E.check_finite(loss, "pretrain", step, state.path)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -85,6 +85,8 @@ def pretrain(
                 "train_acc": float(100 * tot[1] / tot[2]),
             }
             history.append(rec)
+            scalars.scalar(f"pretrain/seed{seed}/loss", rec["loss"], epoch)
+            scalars.scalar(f"pretrain/seed{seed}/train_acc", rec["train_acc"], epoch)
             tot.zero_()
             bar.set_postfix(
                 refresh=False, ep=epoch, loss=f"{rec['loss']:.3f}", acc=f"{rec['train_acc']:.1f}"

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bgresample import dist
+from bgresample import dist, scalars
 from bgresample.data.base import LabeledImages
 from bgresample.data.pools import ImageSource
 from bgresample.data.transforms import CropFlip
@@ -127,17 +127,17 @@ def resample(
     bar = progress(range(start, steps), "resample", "step", quiet or not main)
     log_every = max(steps // 100, 1)
     check_every = int(cfg.get("check_every") or 0)
-    sampler = WeightedSampler(weights.probs().cpu())
+    sampler = WeightedSampler(weights.masses())
     sl = E.local_slice(n)
     for step in bar:
         if step % refresh == 0:
             if step > start:
                 state.save(step, parts, {"history": history})
-            sampler.refresh(weights.probs().cpu())
+            sampler.refresh(weights.masses())
         E.seed_step(seed, step)
         gidx = batches.at(step)
         aug = CropFlip.draw(n, E.generator(seed, 2, step), flip=flip).shard(sl)
-        bidx = sampler.draw(n, E.generator(seed, 3, step))
+        bidx = sampler.draw(n, E.generator(seed, 3, step)).cpu()
         baug = CropFlip.draw(n, E.generator(seed, 4, step), flip=True).shard(sl)
         draws.index_add_(0, bidx, torch.ones(n, dtype=torch.int32))
         idx = gidx[sl]
@@ -162,6 +162,9 @@ def resample(
             history["step"].append(step)
             for k in ("w_min", "w_median", "w_max", "ess"):
                 history[k].append(st[k])
+                scalars.scalar(f"resample/seed{seed}/{k}", st[k], step)
+            scalars.scalar(f"resample/seed{seed}/l_in", l_in.item(), step)
+            scalars.scalar(f"resample/seed{seed}/l_out", l_out.item(), step)
             history["traced_weights"].append(weights.weights()[traced.to(accel.device)].tolist())
             bar.set_postfix(
                 refresh=False,
