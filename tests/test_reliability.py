@@ -24,6 +24,8 @@ from bgresample.models import create_model
 
 RESUMABLE = [
     "--set",
+    "evaluate.ood=[glyphs, gaussian]",
+    "--set",
     "pretrain.epochs=6",
     "--set",
     "pretrain.checkpoint_every=1",
@@ -68,10 +70,10 @@ def test_two_plain_runs_write_the_same_metrics(reference, tmp_path):
 @pytest.mark.parametrize(
     "marker",
     [
-        "pretrain/pretrain.state.safetensors",  # during pre-training
-        "seed_0/resample.state.safetensors",  # during resampling
-        "seed_0/full.state.safetensors",  # during fine-tuning
-        "seed_0/resampled.json",  # between the last evaluation and the report
+        pytest.param("pretrain/pretrain.state.safetensors", marks=pytest.mark.slow),
+        pytest.param("seed_0/resample.state.safetensors", marks=pytest.mark.slow),
+        "seed_0/full.state.safetensors",  # during fine-tuning (default suite)
+        pytest.param("seed_0/resampled.json", marks=pytest.mark.slow),  # before the report
     ],
 )
 def test_sigkill_then_resume_gives_the_uninterrupted_results(reference, marker, tmp_path):
@@ -191,6 +193,7 @@ def test_pool_with_broken_files_completes_and_reports_skips(tmp_path, tiny, capl
         str(out),
     ]
     args += ["--set", "run.seeds=1", "--set", "resample.draws_per_item=3"]
+    args += ["--set", "evaluate.ood=[glyphs]"]
     assert main(args) == 0
     log = (out / "log.txt").read_text()
     assert "skipped" in log and "unreadable" in log

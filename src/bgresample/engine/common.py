@@ -181,9 +181,7 @@ def schedule(
     return torch.optim.lr_scheduler.LambdaLR(opt, fn)
 
 
-def check_finite(
-    loss: torch.Tensor, stage: str, step: int, last_checkpoint: Path | None
-) -> None:
+def check_finite(loss: torch.Tensor, stage: str, step: int, last_checkpoint: Path | None) -> None:
     """Stop a stage on a NaN / inf loss, naming the step and the last good checkpoint."""
     if not torch.isfinite(loss):
         exists = last_checkpoint is not None and Path(last_checkpoint).is_file()

@@ -63,10 +63,10 @@ def algorithm1_step(
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-    opt_w.zero_grad(set_to_none=True)
     losses = dist.all_gather_cat(per_example.detach().to(weights.omega.device))
-    weights.omega.grad = weights.grad_omega(bidx, losses)
-    opt_w.step()
+    # Gradient of l_out w.r.t. omega and opt_w's SGD-with-momentum ascent in one pass over omega,
+    # equal to: opt_w.zero_grad(); omega.grad = weights.grad_omega(bidx, losses); opt_w.step().
+    weights.ascent_step(bidx, losses, opt_w)
     return l_in.detach(), l_out.detach()
 
 

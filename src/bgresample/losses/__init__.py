@@ -1,5 +1,7 @@
 """Losses of the training objective (eq. 2): L_cls (eq. 3) and the background losses (eq. 4)."""
 
+from bgresample.losses.energy import energy_margin_loss, free_energy
+from bgresample.losses.extra_class import add_background_class, extra_class_loss
 from bgresample.losses.uniformity import (
     OUTLIER_LOSSES,
     Reduction,
@@ -9,10 +11,19 @@ from bgresample.losses.uniformity import (
     uniformity_loss,
 )
 
+#: Background losses of fine-tuning (``finetune.loss``): the per-example losses of eq. 4, the
+#: energy margins (which also take the ID logits) and the extra (K+1)-th background class.
+FINETUNE_LOSSES = (*OUTLIER_LOSSES, "energy", "extra_class")
+
 __all__ = [
+    "FINETUNE_LOSSES",
     "OUTLIER_LOSSES",
     "Reduction",
+    "add_background_class",
     "classification_loss",
+    "energy_margin_loss",
+    "extra_class_loss",
+    "free_energy",
     "get_outlier_loss",
     "max_entropy_loss",
     "uniformity_loss",

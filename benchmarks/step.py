@@ -1,0 +1,274 @@
+"""Training-step cost of resampling: an Algorithm 1 step vs a plain Outlier Exposure step vs the
+model's own compute.
+
+    .venv/bin/python benchmarks/step.py [--model small_cnn|wrn40_2|wrn40_4] [--pool-size N]
+        [--device cpu|cuda] [--amp] [--channels-last] [--compile] [--threads 1]
+
+Three step variants run interleaved (A, B, C, A, B, C, ...) on synthetic uint8 32x32 data (an ID
+set with labels and a background pool of ``--pool-size`` items), batch 128 ID + 128 background,
+with the real engine pieces (``Accel``, ``CropFlip``, ``EpochBatches``, the samplers and
+``algorithm1_step``):
+
+- resample: one iteration of the loop of ``engine.resample.resample``: background batch drawn
+  by ``WeightedSampler`` from p (eq. 11), crops/flips, the draw counter, ``algorithm1_step``
+  (joint forward, CE + alpha r L_uni, backward, SGD, the weight step). The sampler refresh, once
+  per pool epoch (N / 128 steps), is timed apart and reported amortised.
+- oe: one iteration of the loop of ``engine.finetune.finetune`` on the full pool: background
+  batch drawn uniformly, same pre-processing, CE + alpha L_uni, backward, SGD.
+- compute: forward + losses + backward + SGD step on preloaded, normalised tensors (no data
+  pipeline, no sampling, no weights).
+
+Goals: resample / oe <= 1.05, resample / compute <= 1.10 (CPU). If the engine's
+``algorithm1_step`` does not call ``BackgroundWeights.ascent_step`` yet, a fourth variant
+"resample_fused" runs the same real ``algorithm1_step`` with its weight update routed to
+``ascent_step`` (what the proposed engine change does).
+
+The pool's images are ``--images`` distinct arrays indexed modulo their count (an 80M-image pool
+would need 245 GB): the gather from memory is real, disk reads are not measured.
+
+Ends with one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+
+import _common as C
+import torch
+
+from bgresample.data.base import LabeledImages
+from bgresample.data.transforms import CropFlip, prepare
+from bgresample.engine import common as E
+from bgresample.engine.resample import algorithm1_step
+from bgresample.losses import get_outlier_loss
+from bgresample.models import create_model
+from bgresample.resampling import BackgroundWeights, WeightedSampler
+
+BATCH = 128
+ALPHA = 0.5
+SEED = 0
+
+
+class ModuloPool:
+    """An in-memory background pool of ``size`` items backed by fewer distinct images."""
+
+    name = "synthetic"
+    normalized = False
+    family = None
+    source = None
+
+    def __init__(self, data: torch.Tensor, size: int) -> None:
+        self.data, self.size = data, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def get_batch(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.data[indices.to(self.data.device) % len(self.data)]
+
+
+class FusedRoute:
+    """Stands in for ``opt_w`` in the real ``algorithm1_step``: its
+    ``omega.grad = weights.grad_omega(bidx, losses); opt_w.step()`` becomes
+    ``weights.ascent_step(bidx, losses, sgd)``, the proposed engine change."""
+
+    def __init__(self, weights: BackgroundWeights, sgd: torch.optim.SGD, compile: bool) -> None:
+        self.weights, self.sgd, self.compile = weights, sgd, compile
+        self.args: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._placeholder = torch.zeros_like(weights.omega)
+        weights.grad_omega = self._capture  # this instance only
+
+    def _capture(self, indices: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+        self.args = (indices, losses)
+        return self._placeholder
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        pass
+
+    def step(self) -> None:
+        self.weights.omega.grad = None
+        self.weights.ascent_step(*self.args, self.sgd, compile=self.compile)
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default="small_cnn", choices=["small_cnn", "wrn40_2", "wrn40_4"])
+    p.add_argument("--pool-size", type=int, default=1_000_000)
+    p.add_argument("--id-size", type=int, default=10_000)
+    p.add_argument("--images", type=int, default=20_000, help="distinct pool images in memory")
+    p.add_argument("--eps", type=float, default=0.5)
+    p.add_argument("--amp", action="store_true", help="bf16 autocast")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument(
+        "--compile-weights",
+        action="store_true",
+        help="ascent_step(compile=True) in the fused route (GPU)",
+    )
+    p.add_argument("--reps", type=int, default=0, help="timed rounds (0: by model and device)")
+    p.add_argument("--warmup", type=int, default=0, help="untimed rounds (0: by model)")
+    C.add_common_args(p)
+    args = p.parse_args(argv)
+    device = C.setup(args)
+    cuda = device.type == "cuda"
+    heavy = args.model != "small_cnn" and not cuda
+    reps = args.reps or (5 if heavy else 30)
+    warmup = args.warmup or (3 if args.compile else 1 if heavy else 3)
+    n_pool = args.pool_size
+
+    accel = E.Accel(
+        device=device,
+        channels_last=args.channels_last,
+        amp=args.amp,
+        compile=args.compile,
+        data_on_device=cuda,
+    )
+    gen = torch.Generator().manual_seed(SEED)
+    train = LabeledImages(
+        torch.randint(0, 256, (args.id_size, 3, 32, 32), dtype=torch.uint8, generator=gen),
+        torch.randint(0, 10, (args.id_size,), generator=gen),
+    )
+    pool = ModuloPool(
+        torch.randint(0, 256, (args.images, 3, 32, 32), dtype=torch.uint8, generator=gen),
+        n_pool,
+    )
+    accel.stage(train)
+    if accel.data_on_device:
+        pool.data = pool.data.to(device)
+    model = create_model(args.model, num_classes=10)
+    net = accel.model(model)
+    model.train(False)  # the resample / fine-tune defaults: frozen BN, dropout off (freeze_bn)
+    opt = E.sgd(model, 0.001, 0.9, 5e-4)
+    loss_out = get_outlier_loss("uniform")
+    sl = E.local_slice(BATCH)
+    batches = E.EpochBatches(len(train), BATCH, SEED, 1)
+
+    def make_resample(route: bool):
+        weights = BackgroundWeights(n_pool, eps=args.eps).to(device)
+        sgd = torch.optim.SGD(weights.parameters(), lr=100.0, momentum=0.9, maximize=True)
+        opt_w = FusedRoute(weights, sgd, args.compile_weights) if route else sgd
+        sampler = WeightedSampler(weights.masses())
+        draws = torch.zeros(n_pool, dtype=torch.int32)
+        state = {"step": 0}
+
+        def step() -> None:
+            s = state["step"]
+            state["step"] += 1
+            E.seed_step(SEED, s)
+            gidx = batches.at(s)
+            aug = CropFlip.draw(BATCH, E.generator(SEED, 2, s), flip=True).shard(sl)
+            bidx = sampler.draw(BATCH, E.generator(SEED, 3, s)).cpu()
+            baug = CropFlip.draw(BATCH, E.generator(SEED, 4, s), flip=True).shard(sl)
+            draws.index_add_(0, bidx, torch.ones(BATCH, dtype=torch.int32))
+            idx = gidx[sl]
+            algorithm1_step(
+                net,
+                weights,
+                opt,
+                opt_w,
+                accel.batch(train, idx, aug),
+                train.targets[idx.to(train.targets.device)].to(device, non_blocking=True),
+                accel.batch(pool, bidx[sl], baug),
+                bidx.to(device),
+                ALPHA,
+                loss_out,
+                s,
+                accel,
+            )
+
+        return step, lambda: sampler.refresh(weights.masses())
+
+    def oe_step_factory():
+        state = {"step": 0}
+
+        def step() -> None:
+            s = state["step"]
+            state["step"] += 1
+            E.seed_step(SEED, s)
+            gidx = batches.at(s)
+            aug = CropFlip.draw(BATCH, E.generator(SEED, 2, s), flip=True).shard(sl)
+            idx = gidx[sl]
+            x_id = accel.batch(train, idx, aug)
+            pick = E.uniform_batch(n_pool, BATCH, SEED, 3, s)
+            baug = CropFlip.draw(BATCH, E.generator(SEED, 4, s), flip=True).shard(sl)
+            x_bg = accel.batch(pool, pick[sl], baug)
+            y = train.targets[idx.to(train.targets.device)].to(device, non_blocking=True)
+            with accel.autocast():
+                logits_id, logits_bg = E.joint_forward(net, x_id, x_bg)
+            l_in = E.ce(logits_id, y)
+            loss = l_in + ALPHA * loss_out(logits_bg.float())
+            E.check_finite(loss, "oe", s, None)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        return step
+
+    # Compute only: preloaded, normalised, augmented tensors.
+    x_pre = prepare(
+        torch.cat([train.data[:BATCH].cpu(), pool.data[:BATCH].cpu()]).to(device)
+    ).contiguous(
+        memory_format=torch.channels_last if args.channels_last else torch.contiguous_format
+    )
+    y_pre = train.targets[:BATCH].to(device)
+
+    def compute() -> None:
+        with accel.autocast():
+            logits = net(x_pre)
+        loss = E.ce(logits[:BATCH], y_pre) + ALPHA * loss_out(logits[BATCH:].float())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    engine_fused = "ascent_step" in inspect.getsource(algorithm1_step)
+    resample_step, refresh = make_resample(route=False)
+    fns = {"resample": resample_step, "oe": oe_step_factory(), "compute": compute}
+    if not engine_fused:
+        fns["resample_fused"] = make_resample(route=True)[0]
+    print(
+        f"model {args.model}, device {device}, amp {args.amp}, channels_last "
+        f"{args.channels_last}, compile {args.compile}, pool {n_pool:,}, threads "
+        f"{torch.get_num_threads()}; engine algorithm1_step uses ascent_step: {engine_fused}; "
+        f"{warmup} warm-up + {reps} timed rounds"
+    )
+    times = C.interleaved(fns, reps, device, warmup=warmup)
+    refresh_times = C.interleaved({"refresh": refresh}, 3, device, warmup=0)["refresh"]
+    refresh_per_step = C.median(refresh_times) / max(n_pool // BATCH, 1)
+
+    ms = {k: 1e3 * C.median(v) for k, v in times.items()}
+    for k, v in ms.items():
+        print(f"  {k:15s} {v:9.2f} ms/step")
+    print(
+        f"  refresh         {C.median(refresh_times):9.3f} s per pool epoch "
+        f"= {1e3 * refresh_per_step:.4f} ms/step amortised"
+    )
+    result: dict[str, object] = {
+        "benchmark": "step",
+        "model": args.model,
+        "pool_size": n_pool,
+        "amp": args.amp,
+        "channels_last": args.channels_last,
+        "compile": args.compile,
+        "engine_uses_ascent_step": engine_fused,
+        "reps": reps,
+        "step_ms": {k: round(v, 3) for k, v in ms.items()},
+        "refresh_s": round(C.median(refresh_times), 4),
+        "resample_over_oe": round(C.paired_ratio(times, "resample", "oe"), 4),
+        "step_over_compute": round(C.paired_ratio(times, "resample", "compute"), 4),
+        "oe_over_compute": round(C.paired_ratio(times, "oe", "compute"), 4),
+    }
+    if not engine_fused:
+        result["resample_fused_over_oe"] = round(C.paired_ratio(times, "resample_fused", "oe"), 4)
+        result["step_fused_over_compute"] = round(
+            C.paired_ratio(times, "resample_fused", "compute"), 4
+        )
+    for k in [k for k in result if k.endswith(("_over_oe", "_over_compute"))]:
+        print(f"  {k:24s} {result[k]:.3f}")
+    result.update(C.machine(device))
+    C.emit(result)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,458 @@
+"""``bgresample compare-selectors``: every way of choosing background data side by side, on the
+same pre-trained model, the same budget, the same fine-tuning and the same evaluation.
+
+Per seed: Algorithm 1 once (if a weight-based selector is asked for), then for each selector
+fine-tune the pre-trained model with the background it chooses (:mod:`bgresample.selectors`;
+``none`` = no background) and evaluate it. ``DIR/results.json`` has one variant per selector in
+the shape of ``bgresample run``'s (so ``report`` and ``compare`` read it), plus the selection
+costs; ``DIR/report.md`` adds a selector section and ``DIR/figures/pareto.png`` plots the
+average FPR95 against the selection cost. Fine-tuned checkpoints are kept in
+``DIR/seed_<seed>/<selector>.safetensors``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bgresample import dist
+from bgresample.checkpoint import atomic_write_text, save_model
+from bgresample.data.benchmark import Benchmark
+from bgresample.engine.common import Accel, predict_logits
+from bgresample.engine.evaluate import evaluate
+from bgresample.engine.experiment import aggregate, ensure_pretrained, load_pretrained
+from bgresample.engine.finetune import finetune
+from bgresample.engine.resample import resample
+from bgresample.errors import UserError
+from bgresample.metrics import accuracy
+from bgresample.reports import tables
+from bgresample.reports.build import build_report
+from bgresample.reports.document import Heading, Image, Text, to_markdown
+from bgresample.reports.figures import new_figure, save_figure, variant_color
+from bgresample.resampling import BackgroundWeights, composition
+from bgresample.runfolder import write_json
+from bgresample.selectors import (
+    SELECTORS,
+    WEIGHT_SELECTORS,
+    SelectionContext,
+    Selector,
+    build_selector,
+)
+
+log = logging.getLogger("bgresample")
+
+#: The reference that trains on no background data at all.
+NONE = "none"
+#: ``selectors.score: auto``: the OOD score that goes with a fine-tuning loss (default msp).
+AUTO_SCORES = {"extra_class": "extra_class", "energy": "energy"}
+#: Scores in [0, 1], as the figures of the standard report (:func:`build_report`) assume.
+PROBABILITY_SCORES = ("msp", "extra_class")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+COST_KEYS = ("setup", "per_epoch", "total", "id", "distinct_items", "working_set")
+
+
+def prepare(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    """Apply ``--selectors`` to the config and check the names; without ``--seeds``, run
+    min(``run.seeds``, ``selectors.max_seeds``) seeds; default ``--out``."""
+    names = args.selectors or cfg["selectors"]["names"]
+    if isinstance(names, str):
+        names = [s.strip() for s in names.split(",") if s.strip()]
+    cfg["selectors"]["names"] = names = list(names)
+    bad = [n for n in names if n != NONE and n not in SELECTORS]
+    if bad:
+        valid = ", ".join([NONE, *SELECTORS])
+        raise UserError(f"unknown selector(s) {', '.join(bad)}; valid: {valid}")
+    if not names or len(set(names)) != len(names):
+        raise UserError(f"give each selector once (--selectors a,b,c), got {names}")
+    if args.seeds is None:
+        seeds = min(int(cfg["run"]["seeds"]), int(cfg["selectors"]["max_seeds"]))
+        cfg["run"]["seeds"] = seeds
+    if args.out is None:
+        args.out = "runs/selectors-quick" if args.quick else "runs/selectors"
+
+
+def score_name(cfg: dict[str, Any]) -> str:
+    """``selectors.score``; ``auto`` = the score that matches ``finetune.loss``: extra_class,
+    energy, else msp."""
+    name = cfg["selectors"]["score"]
+    if name != "auto":
+        return name
+    return AUTO_SCORES.get(cfg["finetune"]["loss"], "msp")
+
+
+def compare_selectors(
+    cfg: dict[str, Any],
+    bench: Benchmark,
+    out: Path,
+    accel: Accel,
+    *,
+    quiet: bool = False,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Run every selector of ``selectors.names`` over ``run.seeds`` seeds; write results,
+    checkpoints, the report and the Pareto plot into ``out``. Returns the results."""
+    t_start = time.perf_counter()
+    timing: dict[str, float] = {}
+    pre_path = ensure_pretrained(cfg, bench, out, accel, quiet, resume)
+    timing["pretrain"] = time.perf_counter() - t_start
+    per_seed = []
+    for k in range(int(cfg["run"]["seeds"])):
+        seed = int(cfg["seed"]) + k
+        log.info("== seed %d (%d of %d)", seed, k + 1, cfg["run"]["seeds"])
+        res = _seed(cfg, bench, pre_path, seed, out / f"seed_{seed}", accel, quiet, resume)
+        for key, val in res.pop("timing_s").items():
+            timing[key] = timing.get(key, 0.0) + val
+        per_seed.append(res)
+    results = aggregate(per_seed, cfg["evaluate"]["convention"])
+    names = list(results["variants"])
+    results["selection"] = {
+        v: {
+            key: float(np.mean([s["variants"][v]["selection"][key] for s in per_seed]))
+            for key in COST_KEYS
+        }
+        | {"refresh": per_seed[0]["variants"][v]["selection"]["refresh"]}
+        for v in names
+    }
+    ft = cfg["finetune"]
+    first = per_seed[0]["variants"][names[0]]
+    results["budget"] = {
+        "gamma": float(cfg["select"]["gamma"]),
+        "k": first["selection"]["budget"],
+        "background_epoch_steps": first["selection"]["background_epoch_steps"],
+        "finetune_epochs": int(ft["epochs"]),
+        "background_draws": first["finetune"]["steps"] * int(ft["background_batch_size"]),
+        "loss": ft["loss"],
+        "score": score_name(cfg),
+    }
+    timing["total"] = time.perf_counter() - t_start
+    results["timing_s"] = timing
+    results["benchmark"] = bench.name
+    results["pool_size"] = len(bench.pool)
+    results["ood_sets"] = list(bench.ood)
+    if dist.info().is_main:
+        report = write_outputs(results, cfg, out)
+        print(summary_table(results).text())
+        print(tables.CONVENTION_NOTE[results["convention"]])
+        log.info("report: %s", report)
+    return results
+
+
+def write_outputs(results: dict[str, Any], cfg: dict[str, Any], out: Path) -> Path:
+    """``results.json``, the Pareto plot and ``report.md`` (the standard report plus the
+    selector section; the section alone for a score that is not a probability). Returns the
+    report's path."""
+    write_json(out / "results.json", results)
+    pareto = pareto_figure(results, out / "figures" / "pareto")
+    section = report_section(results, pareto.relative_to(out))
+    score = results["budget"]["score"]
+    if score in PROBABILITY_SCORES:
+        report = build_report(out, cfg["data"]["root"])
+        atomic_write_text(report, report.read_text() + "\n" + to_markdown(section))
+        return report
+    report = out / "report.md"
+    note = Text(
+        f"The score `{score}` is not a probability, which the figures of `bgresample report` "
+        "assume; this report holds the selector tables only."
+    )
+    atomic_write_text(report, to_markdown([Heading("compare-selectors report", 1), note, *section]))
+    return report
+
+
+def _done(*paths: Path) -> bool:
+    return bool(dist.broadcast_object(all(p.is_file() for p in paths)))
+
+
+def _learned_weights(
+    cfg: dict[str, Any],
+    bench: Benchmark,
+    pre_path: Path,
+    seed: int,
+    out: Path,
+    accel: Accel,
+    quiet: bool,
+    resume: bool,
+) -> tuple[torch.Tensor, int]:
+    """Algorithm 1's weights for ``seed`` (learned, or read back with ``resume``) and the pool
+    forward passes it took."""
+    wpath, hpath = out / "weights.safetensors", out / "resample_history.json"
+    if resume and _done(wpath, hpath):
+        weights, hist = BackgroundWeights.load(wpath), json.loads(hpath.read_text())
+    else:
+        torch.manual_seed(seed)
+        model = load_pretrained(cfg, bench, pre_path)
+        weights, hist = resample(
+            model,
+            bench.train,
+            bench.pool,
+            cfg["resample"],
+            accel=accel,
+            seed=seed,
+            flip=bench.flip,
+            state_path=out / "resample.state.safetensors",
+            resume=resume,
+            quiet=quiet,
+        )
+        hist.pop("draws")
+        if dist.info().is_main:
+            weights.save(wpath)
+            write_json(hpath, hist)
+    cost = int(hist["steps"]) * int(cfg["resample"]["batch_size"])
+    return weights.weights().detach().cpu(), cost
+
+
+def _seed(
+    cfg: dict[str, Any],
+    bench: Benchmark,
+    pre_path: Path,
+    seed: int,
+    out: Path,
+    accel: Accel,
+    quiet: bool,
+    resume: bool,
+) -> dict[str, Any]:
+    """One seed: fine-tune and evaluate every selector; returns ``run_seed``'s shape."""
+    if dist.info().is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    names = list(cfg["selectors"]["names"])
+    timing: dict[str, float] = {}
+    weights, weights_cost = None, 0
+    if any(n in WEIGHT_SELECTORS for n in names):
+        t0 = time.perf_counter()
+        weights, weights_cost = _learned_weights(
+            cfg, bench, pre_path, seed, out, accel, quiet, resume
+        )
+        timing["resample"] = time.perf_counter() - t0
+    ft = cfg["finetune"]
+    score = score_name(cfg)
+    options = {**cfg["selectors"], "resampled": {"method": cfg["select"]["method"]}}
+    results: dict[str, Any] = {}
+    for name in names:
+        mpath, rpath = out / f"{name}.safetensors", out / f"{name}.json"
+        if resume and _done(mpath, rpath):
+            results[name] = json.loads(rpath.read_text())
+            continue
+        t0 = time.perf_counter()
+        torch.manual_seed(seed)
+        model = load_pretrained(cfg, bench, pre_path)
+        ctx = SelectionContext(
+            pool=bench.pool,
+            train=bench.train,
+            accel=accel,
+            seed=seed,
+            gamma=float(cfg["select"]["gamma"]),
+            batch_size=int(ft["background_batch_size"]),
+            score=score,
+            score_batch_size=int(cfg["evaluate"]["batch_size"]),
+            weights=weights,
+            weights_cost=weights_cost,
+        )
+        selector = None if name == NONE else build_selector(name, ctx, options)
+        info = finetune(
+            model,
+            bench.train,
+            bench.pool,
+            None,
+            ft,
+            accel=accel,
+            seed=seed,
+            flip=bench.flip,
+            state_path=out / f"{name}.state.safetensors",
+            resume=resume,
+            desc=f"finetune[{name}]",
+            quiet=quiet,
+            selector=selector,
+            loss_options=cfg["selectors"]["energy"],
+        )
+        timing["finetune"] = timing.get("finetune", 0.0) + time.perf_counter() - t0
+        t0 = time.perf_counter()
+        res, scores = evaluate(
+            model, bench.test, bench.ood, cfg["evaluate"], accel=accel, seed=seed, scores=score
+        )
+        if ft["loss"] == "extra_class":
+            logits = predict_logits(model, bench.test, accel, int(cfg["evaluate"]["batch_size"]))
+            res["accuracy"] = accuracy(
+                logits[:, : bench.num_classes].numpy(), bench.test.targets.cpu().numpy()
+            )
+        timing["evaluate"] = timing.get("evaluate", 0.0) + time.perf_counter() - t0
+        res["selection"] = _cost(info.pop("selection", None), ctx, int(ft["epochs"]))
+        res["subset_size"] = res["selection"]["working_set"]
+        res["finetune"] = info
+        if selector is not None and bench.pool.family is not None:
+            res["composition"] = composition(_used(selector), bench.pool.family)
+        results[name] = res
+        if dist.info().is_main:
+            np.savez_compressed(out / f"scores_{name}.npz", **scores)
+            save_model(mpath, model, {"stage": "finetune", "variant": name, "seed": seed})
+            write_json(rpath, res)
+        log.info(
+            "seed %d %-11s acc %.2f  avg FPR95 %.2f  AUROC %.2f  AUPR %.2f  pool fwd %d",
+            seed,
+            name,
+            res["accuracy"],
+            res["average"]["fpr95"]["mean"],
+            res["average"]["auroc"]["mean"],
+            res["average"]["aupr"]["mean"],
+            res["selection"]["total"],
+        )
+    seed_result: dict[str, Any] = {"seed": seed, "variants": results, "timing_s": timing}
+    comps = {v: r["composition"] for v, r in results.items() if "composition" in r}
+    if comps:
+        seed_result["composition"] = comps
+    return seed_result
+
+
+def _used(selector: Selector) -> torch.Tensor:
+    return torch.nonzero(selector.used).flatten()
+
+
+def _cost(summary: dict[str, Any] | None, ctx: SelectionContext, epochs: int) -> dict[str, Any]:
+    """A selector's budget and costs: pool forward passes before fine-tuning (``setup``), per
+    fine-tuning epoch and in total, ID forward passes (``id``), and distinct items trained on."""
+    if summary is None:
+        summary = {
+            "refresh": NONE,
+            "working_set": 0,
+            "forwards": {"setup": 0, "during": 0, "id": 0},
+            "distinct_items": 0,
+        }
+    fw = summary["forwards"]
+    return {
+        "refresh": summary["refresh"],
+        "budget": ctx.budget,
+        "background_epoch_steps": ctx.epoch_steps,
+        "working_set": summary["working_set"],
+        "setup": fw["setup"],
+        "per_epoch": fw["during"] / max(epochs, 1),
+        "total": fw["setup"] + fw["during"],
+        "id": fw["id"],
+        "distinct_items": summary["distinct_items"],
+    }
+
+
+def _pm(m: dict[str, float]) -> str:
+    return f"{m['mean']:.2f} ± {m['std']:.2f}"
+
+
+def _count(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def summary_table(results: dict[str, Any]) -> tables.Table:
+    """Selector -> average FPR95 / AUROC / AUPR, ID accuracy and selection cost."""
+    rows = []
+    for v, r in results["variants"].items():
+        c = results["selection"][v]
+        rows.append(
+            [v, c["refresh"]]
+            + [_pm(r["average"][m]) for m in tables.METRICS]
+            + [f"{r['accuracy']:.2f} ± {r['accuracy_std']:.2f}"]
+            + [_count(c[k]) for k in ("working_set", "distinct_items", "setup", "per_epoch")]
+            + [_count(c["total"])]
+        )
+    header = ["selector", "refresh"] + [f"avg {tables.METRIC_LABELS[m]}" for m in tables.METRICS]
+    header += ["ID acc.", "working set", "distinct used", "fwd setup", "fwd / epoch", "fwd total"]
+    return tables.Table(header, rows)
+
+
+def ood_table(results: dict[str, Any]) -> tables.Table:
+    """Selector x OOD set; cells FPR95 / AUROC / AUPR as mean ± std over seeds."""
+    variants = results["variants"]
+    sets = list(next(iter(variants.values()))["ood"])
+    return tables.Table(
+        ["selector", *sets, "Average"],
+        [
+            [v]
+            + [" / ".join(_pm(r["ood"][s][m]) for m in tables.METRICS) for s in sets]
+            + [" / ".join(_pm(r["average"][m]) for m in tables.METRICS)]
+            for v, r in variants.items()
+        ],
+    )
+
+
+def pareto_front(costs: list[float], fprs: list[float]) -> list[int]:
+    """Indices of the points no other point beats on both cost and FPR95, by rising cost."""
+    order = sorted(range(len(costs)), key=lambda i: (costs[i], fprs[i]))
+    front: list[int] = []
+    for i in order:
+        if not front or fprs[i] < fprs[front[-1]]:
+            front.append(i)
+    return front
+
+
+def pareto_figure(results: dict[str, Any], stem: Path) -> Path:
+    """Average FPR95 (mean ± std over seeds) against total selection cost in passes over the
+    pool, one point per selector with background data, the Pareto front as a dashed line;
+    ``none`` is quoted in the title. Returns the PNG's path."""
+    names = [v for v in results["variants"] if v != NONE]
+    n_pool = max(1, int(results["pool_size"]))
+    costs = [results["selection"][v]["total"] / n_pool for v in names]
+    fprs = [results["variants"][v]["average"]["fpr95"]["mean"] for v in names]
+    stds = [results["variants"][v]["average"]["fpr95"]["std"] for v in names]
+    fig = new_figure((8.0, 5.5))
+    ax = fig.add_subplot()
+    for i, v in enumerate(names):
+        ax.errorbar(
+            costs[i],
+            fprs[i],
+            yerr=stds[i],
+            fmt=MARKERS[i % len(MARKERS)],
+            color=variant_color(v, list(results["variants"]).index(v)),
+            capsize=3,
+            markersize=8,
+            label=v,
+        )
+    front = pareto_front(costs, fprs)
+    ax.plot([costs[i] for i in front], [fprs[i] for i in front], "--", color="#555", lw=1)
+    ax.set_xlabel("selection cost: forward passes over pool items / pool size (total)")
+    ax.set_ylabel("average FPR95 (%) ↓")
+    title = f"Selectors at γ = {results['budget']['gamma']}: detection vs selection cost"
+    if NONE in results["variants"]:
+        none_fpr = results["variants"][NONE]["average"]["fpr95"]["mean"]
+        title += f"\n(none, no background data: {none_fpr:.2f})"
+    ax.set_title(title)
+    ax.legend(loc="best")
+    return save_figure(fig, stem, svg=False)
+
+
+def report_section(results: dict[str, Any], pareto: Path) -> list[Any]:
+    """The selector section appended to ``report.md``."""
+    b = results["budget"]
+    notes = (
+        f"Every selector fine-tunes the same pre-trained model for {b['finetune_epochs']} epochs "
+        f"on the same ID batches with {b['background_draws']:,} background draws, loss "
+        f"`{b['loss']}`, score `{b['score']}`. Budget: at most k = round(γN) = {b['k']:,} "
+        "distinct pool items are eligible per background epoch "
+        f"({b['background_epoch_steps']} steps, one pass over k items): `random`, `resampled` "
+        "and `topk-weight` fix one subset (`resampled`'s rule keeps about k), `ntom` and `poem` "
+        "choose k items anew every background epoch, `dos` picks each batch from a random "
+        "k-subset drawn anew every background epoch; `full` (every item) and `none` (no "
+        "background) are the references. **working set**: items eligible at a time; "
+        "**distinct used**: items trained on over the run. Cost: forward passes over pool "
+        "items spent on choosing (mean over seeds): **setup** before fine-tuning (Algorithm 1, "
+        "whose passes also back-propagate), **per epoch** during it, **total** both."
+    )
+    poem_id = results["selection"].get("poem", {}).get("id")
+    if poem_id:
+        notes += f" `poem` also passes {poem_id:,.0f} ID images for its posterior (not counted)."
+    return [
+        Heading("Background selectors on the same budget"),
+        Text(notes),
+        summary_table(results),
+        Heading("Selector × OOD set", 3),
+        Text("Cells: FPR95 ↓ / AUROC ↑ / AUPR ↑, mean ± std over seeds."),
+        ood_table(results),
+        Image(
+            pareto.as_posix(),
+            "Average FPR95 against selection cost",
+            "One point per selector (mean ± std over seeds); the dashed line joins the selectors "
+            "that no other beats on both cost and FPR95. Cost 1 = one forward pass per pool "
+            "item.",
+        ),
+    ]

@@ -1,0 +1,184 @@
+"""The selector interface: which background items the fine-tuning loop trains on, and when.
+
+A selector sees the pool (and may score it with the current model) and chooses a *working set*:
+
+- ``refresh = "once"``: one static subset for the whole run (:meth:`Selector.select_once`);
+- ``refresh = "epoch"``: a fresh working set every background epoch (:meth:`Selector.select_epoch`);
+- ``refresh = "batch"``: the items of every background batch (:meth:`Selector.select_batch`).
+
+Budget (the same for every selector): at most ``k = round(gamma N)`` distinct pool items are
+eligible in any background epoch, and every selector trains on the same number of background
+draws (``background_batch_size`` per step, the same steps). A background epoch is
+``ceil(k / background_batch_size)`` steps, one pass over a working set of k items, as in ATOM /
+NTOM, whose epoch trains once on the M outliers it selected. Static and epoch selectors draw
+each batch uniformly with replacement from their working set; a batch selector picks from a
+uniformly random k-subset of the pool drawn anew each background epoch. Only ``full`` (the
+paper's 100% reference) ignores gamma.
+
+Cost: forward passes over pool items spent on choosing, before fine-tuning (``setup``, e.g.
+Algorithm 1) and during it (``during``), and over ID items (``id``, POEM's posterior update).
+
+Every choice is a function of ``(seed, step or epoch)`` and of the model at that point, drawn
+from :func:`bgresample.engine.common.generator`; pool scores are computed in shards and gathered,
+so every torchrun rank makes the same global selection. A selector's state (working set,
+counters, posterior) is saved with the fine-tuning state, so runs resume exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import Tensor, nn
+
+from bgresample.data.base import LabeledImages
+from bgresample.data.pools import ImageSource
+from bgresample.engine import common as E
+from bgresample.engine.evaluate import predict_outputs
+from bgresample.errors import UserError
+from bgresample.resampling.selection import subset_size
+from bgresample.scores import get_score
+
+Refresh = Literal["once", "epoch", "batch"]
+
+#: Random streams (:func:`bgresample.engine.common.generator`) of the selectors. Stream 3 is the
+#: fine-tuning loop's own background stream: static subsets are drawn from exactly as before.
+PICK_STREAM = 3
+NTOM_CANDIDATES_STREAM = 201
+POEM_CANDIDATES_STREAM = 202
+POEM_THOMPSON_STREAM = 203
+POEM_ID_STREAM = 204
+DOS_ELIGIBLE_STREAM = 205
+DOS_CANDIDATES_STREAM = 206
+DOS_KMEANS_STREAM = 207
+
+
+@dataclass
+class SelectionContext:
+    """What a selector may look at: the data, the budget and the run's seed.
+
+    ``weights`` are learned background weights (Algorithm 1) for the weight-based selectors, and
+    ``weights_cost`` the pool forward passes that learning them took.
+    """
+
+    pool: ImageSource
+    train: LabeledImages
+    accel: E.Accel
+    seed: int
+    gamma: float
+    batch_size: int
+    score: str = "msp"
+    score_batch_size: int = 1000
+    weights: Tensor | None = None
+    weights_cost: int = 0
+
+    @property
+    def budget(self) -> int:
+        """k = round(gamma N), at least 1: distinct items eligible per background epoch."""
+        return subset_size(len(self.pool), self.gamma)
+
+    @property
+    def epoch_steps(self) -> int:
+        """Steps of one background epoch: ceil(k / background batch size)."""
+        return math.ceil(self.budget / self.batch_size)
+
+
+class Selector:
+    """Base class: subclasses set ``name`` and ``refresh`` and implement the matching hook.
+
+    The fine-tuning loop calls :meth:`background` once per step; it refreshes the working set
+    when due, draws the batch and counts the distinct items trained on.
+    """
+
+    name: ClassVar[str]
+    refresh: ClassVar[Refresh]
+
+    def __init__(self, ctx: SelectionContext) -> None:
+        self.ctx = ctx
+        self.used = torch.zeros(len(ctx.pool), dtype=torch.bool)
+        self.forwards = {"setup": 0, "during": 0, "id": 0}
+        self.working = torch.empty(0, dtype=torch.long)
+        self.epoch = -1
+
+    def select_once(self) -> Tensor:
+        """The static subset (pool indices) of a ``once`` selector."""
+        raise NotImplementedError
+
+    def select_epoch(self, model: nn.Module, epoch: int) -> Tensor:
+        """The working set (pool indices) of background epoch ``epoch``."""
+        raise NotImplementedError
+
+    def select_batch(self, model: nn.Module, step: int) -> Tensor:
+        """The ``batch_size`` pool indices of the background batch at ``step``."""
+        raise NotImplementedError
+
+    def background(self, model: nn.Module, step: int) -> Tensor:
+        """The global background batch at ``step`` (pool indices, CPU)."""
+        if self.refresh == "batch":
+            idx = self.select_batch(model, step)
+        else:
+            epoch = 0 if self.refresh == "once" else step // self.ctx.epoch_steps
+            if epoch != self.epoch:
+                once = self.refresh == "once"
+                self.working = self.select_once() if once else self.select_epoch(model, epoch)
+                self.epoch = epoch
+                if len(self.working) == 0:
+                    raise UserError(f"selector {self.name} chose no background items")
+            pick = E.uniform_batch(
+                len(self.working), self.ctx.batch_size, self.ctx.seed, PICK_STREAM, step
+            )
+            idx = self.working[pick]
+        self.used[idx] = True
+        return idx
+
+    def summary(self) -> dict[str, Any]:
+        """Budget, cost counters and the number of distinct items trained on."""
+        return {
+            "selector": self.name,
+            "refresh": self.refresh,
+            "budget": self.ctx.budget,
+            "working_set": len(self.working) if self.refresh != "batch" else self.ctx.budget,
+            "forwards": dict(self.forwards),
+            "distinct_items": int(self.used.sum()),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "used": self.used,
+            "working": self.working,
+            "epoch": self.epoch,
+            "forwards": dict(self.forwards),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.used = state["used"].clone()
+        self.working = state["working"].clone()
+        self.epoch = int(state["epoch"])
+        self.forwards = {k: int(v) for k, v in state["forwards"].items()}
+
+    def candidates(self, n: int, stream: int, key: int) -> Tensor:
+        """``n`` distinct pool indices drawn uniformly (stream ``stream`` at ``key``)."""
+        perm = torch.randperm(len(self.ctx.pool), generator=E.generator(self.ctx.seed, stream, key))
+        return perm[:n]
+
+    def outputs(
+        self, model: nn.Module, idx: Tensor, images: ImageSource | LabeledImages | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Penultimate features and logits (float32, CPU, eval mode, gathered over ranks) of pool
+        items ``idx`` (or of ``images[idx]``), counted as cost."""
+        of_pool = images is None
+        source = self.ctx.pool if of_pool else images
+        logits, feats = predict_outputs(
+            model, source, self.ctx.accel, self.ctx.score_batch_size, idx
+        )
+        self.forwards["during" if of_pool else "id"] += len(idx)
+        return feats, logits
+
+    def id_scores(self, logits: Tensor) -> Tensor:
+        """The context's OOD score of ``logits``; higher = more in-distribution."""
+        spec = get_score(self.ctx.score)
+        if spec.needs != "logits":
+            raise UserError(f"selectors score by logits; {self.ctx.score!r} needs {spec.needs}")
+        return spec(logits)

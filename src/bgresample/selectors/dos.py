@@ -1,0 +1,119 @@
+"""``dos``: diverse outlier sampling (Jiang, Cheng, Chen, Wang & Wei, "DOS: Diverse Outlier
+Sampling for Out-of-Distribution Detection", ICLR 2024).
+
+Every batch: take a candidate set, cluster its L2-normalised penultimate features with k-means
+into as many clusters as the background batch has items, and keep from each cluster its most
+ID-like candidate (highest score: MSP, or the extra class's with the ``extra_class`` loss), the
+most informative outlier of that region of feature space. Clusters left empty by k-means are
+made up by the most ID-like candidates not yet kept.
+
+Budget: the candidates (``candidates`` x batch size items, without replacement) are drawn from
+a uniformly random k-subset of the pool drawn anew each background epoch, so no more than k
+distinct items are eligible per background epoch, as for every selector. Cost: the candidates'
+forward passes, every step.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bgresample.engine.common import generator
+from bgresample.errors import UserError
+from bgresample.selectors.base import (
+    DOS_CANDIDATES_STREAM,
+    DOS_ELIGIBLE_STREAM,
+    DOS_KMEANS_STREAM,
+    SelectionContext,
+    Selector,
+)
+
+
+def _sq_dist(x: Tensor, c: Tensor) -> Tensor:
+    """Squared Euclidean distances between the rows of ``x`` and of ``c``."""
+    d2 = x.square().sum(1, keepdim=True) - 2 * x @ c.T + c.square().sum(1)
+    return d2.clamp_min_(0)
+
+
+def kmeans(x: Tensor, k: int, generator: torch.Generator, iters: int = 10) -> tuple[Tensor, Tensor]:
+    """Lloyd's k-means of the rows of ``x`` with k-means++ seeding; returns (centroids, the
+    cluster of each row). A cluster that loses all its rows keeps its centroid."""
+    n = len(x)
+    first = int(torch.randint(n, (1,), generator=generator))
+    seeds, d2 = [first], _sq_dist(x, x[first : first + 1])[:, 0]
+    for _ in range(1, k):
+        if float(d2.sum()) > 0:
+            nxt = int(torch.multinomial(d2, 1, generator=generator))
+        else:
+            nxt = int(torch.randint(n, (1,), generator=generator))
+        seeds.append(nxt)
+        d2 = torch.minimum(d2, _sq_dist(x, x[nxt : nxt + 1])[:, 0])
+    centroids = x[seeds].clone()
+    assign = _sq_dist(x, centroids).argmin(dim=1)
+    for _ in range(iters):
+        sums = torch.zeros_like(centroids).index_add_(0, assign, x)
+        counts = torch.bincount(assign, minlength=k)
+        filled = counts > 0
+        centroids[filled] = sums[filled] / counts[filled, None].to(x.dtype)
+        new = _sq_dist(x, centroids).argmin(dim=1)
+        if torch.equal(new, assign):
+            break
+        assign = new
+    return centroids, assign
+
+
+def diverse_pick(
+    features: Tensor, scores: Tensor, k: int, generator: torch.Generator, iters: int = 10
+) -> Tensor:
+    """Positions of k items: the highest-scoring row of each of k k-means clusters of the
+    normalised ``features``, completed by the highest-scoring rows not kept (and repeated
+    cyclically when there are fewer than k rows)."""
+    n_clusters = min(k, len(features))
+    _, assign = kmeans(F.normalize(features.double(), dim=1), n_clusters, generator, iters)
+    order = scores.argsort(descending=True, stable=True)
+    first = torch.zeros(n_clusters, dtype=torch.bool)
+    kept = torch.zeros(len(scores), dtype=torch.bool)
+    for pos in order.tolist():
+        c = int(assign[pos])
+        if not first[c]:
+            first[c] = kept[pos] = True
+    picks = torch.cat([order[kept[order]], order[~kept[order]]])[:k]
+    return picks.repeat(-(-k // len(picks)))[:k]
+
+
+class DOS(Selector):
+    """One most-ID-like candidate per k-means cluster, every batch."""
+
+    name = "dos"
+    refresh = "batch"
+
+    def __init__(
+        self, ctx: SelectionContext, candidates: float = 4.0, kmeans_iters: int = 10
+    ) -> None:
+        super().__init__(ctx)
+        if candidates < 1 or kmeans_iters < 1:
+            raise UserError(
+                "selectors.dos needs candidates >= 1 and kmeans_iters >= 1, got "
+                f"{candidates} and {kmeans_iters}"
+            )
+        self.n_candidates = min(ctx.budget, round(candidates * ctx.batch_size))
+        self.kmeans_iters = kmeans_iters
+
+    def select_batch(self, model: nn.Module, step: int) -> Tensor:
+        ctx = self.ctx
+        epoch = step // ctx.epoch_steps
+        if epoch != self.epoch:
+            self.working = self.candidates(ctx.budget, DOS_ELIGIBLE_STREAM, epoch)
+            self.epoch = epoch
+        gen = generator(ctx.seed, DOS_CANDIDATES_STREAM, step)
+        cand = self.working[torch.randperm(len(self.working), generator=gen)[: self.n_candidates]]
+        feats, logits = self.outputs(model, cand)
+        pos = diverse_pick(
+            feats,
+            self.id_scores(logits),
+            ctx.batch_size,
+            generator(ctx.seed, DOS_KMEANS_STREAM, step),
+            self.kmeans_iters,
+        )
+        return cand[pos]

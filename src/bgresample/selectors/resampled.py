@@ -1,0 +1,46 @@
+"""``resampled``: the paper's method (Li & Vasconcelos, "Background Data Resampling for
+Outlier-Aware Classification", CVPR 2020): weights learned by adversarial resampling
+(Algorithm 1, :func:`bgresample.engine.resample.resample`), then the authors' rule keeps item i
+with probability min(1, gamma w_i / mean w) (expected size k; ``select.method`` may name another
+weight-based rule). Its cost is Algorithm 1's forward (and backward) passes over pool items."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from bgresample.engine.common import generator
+from bgresample.errors import UserError
+from bgresample.resampling import select
+from bgresample.selectors.base import SelectionContext, Selector
+
+#: The stream of ``bgresample run``'s resampled subset (the same subset for a seed).
+SELECT_STREAM = 5
+
+
+def learned_weights(ctx: SelectionContext, name: str) -> Tensor:
+    """The context's learned weights; a clear error where they are missing."""
+    if ctx.weights is None:
+        raise UserError(f"selector {name!r} needs learned background weights (Algorithm 1)")
+    return ctx.weights
+
+
+class Resampled(Selector):
+    """A static subset chosen by the learned weights with ``method`` (default: the authors')."""
+
+    name = "resampled"
+    refresh = "once"
+
+    def __init__(self, ctx: SelectionContext, method: str = "authors") -> None:
+        super().__init__(ctx)
+        self.method = method
+        self.forwards["setup"] = ctx.weights_cost
+
+    def select_once(self) -> Tensor:
+        ctx = self.ctx
+        return select(
+            self.method,
+            n=len(ctx.pool),
+            gamma=ctx.gamma,
+            weights=learned_weights(ctx, self.name),
+            generator=generator(ctx.seed, SELECT_STREAM),
+        )

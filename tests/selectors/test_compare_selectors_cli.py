@@ -1,0 +1,93 @@
+"""``bgresample compare-selectors --quick`` end to end on a tiny configuration."""
+
+import argparse
+import json
+
+import pytest
+
+from bgresample.cli import main
+from bgresample.config import load_config
+from bgresample.engine.compare_selectors import prepare
+from bgresample.errors import UserError
+
+TINY = [
+    "data.embedded.pool_size=600",
+    "data.embedded.ood_size=60",
+    "data.embedded.noise_ood_size=200",
+    "pretrain.epochs=1",
+    "pretrain.checkpoint_every=0",
+    "resample.draws_per_item=1",
+    "resample.batch_size=64",
+    "finetune.epochs=1",
+    "finetune.batch_size=64",
+    "finetune.background_batch_size=64",
+    "evaluate.repeats=2",
+    "run.seeds=1",
+]
+
+
+def _args(out, data_root, *extra: str) -> list[str]:
+    sets = [a for s in TINY for a in ("--set", s)]
+    return [
+        "compare-selectors",
+        "--quick",
+        "--out",
+        str(out),
+        "--quiet",
+        "--device",
+        "cpu",
+        *sets,
+        "--data-root",
+        str(data_root),
+        *extra,
+    ]
+
+
+def test_compare_selectors_quick(tmp_path, data_root, capsys):
+    out = tmp_path / "sel"
+    names = ["none", "resampled", "ntom", "dos"]  # no background, once, epoch, batch
+    # one OOD set keeps the standard report's figures (most of the time) short
+    assert main(_args(out, data_root, "--selectors", ",".join(names), "--ood", "digits89")) == 0
+    printed = capsys.readouterr().out
+    assert all(n in printed for n in names) and "fwd total" in printed
+    res = json.loads((out / "results.json").read_text())
+    assert list(res["variants"]) == names and res["seeds"] == [0]
+    k = res["budget"]["k"]
+    assert k == 60 and res["budget"]["background_draws"] == 11 * 64
+    for v in names:
+        entry = res["variants"][v]
+        assert set(entry["average"]) == {"fpr95", "auroc", "aupr"}
+        assert list(entry["ood"]) == ["digits89"]
+        assert (out / "seed_0" / f"{v}.safetensors").is_file()
+    sel = res["selection"]
+    assert sel["none"]["total"] == 0 and sel["none"]["distinct_items"] == 0
+    assert sel["resampled"]["setup"] == 10 * 64 and sel["resampled"]["per_epoch"] == 0
+    assert sel["ntom"]["total"] == 11 * 240  # a background epoch = 1 step; 4 k candidates
+    assert sel["dos"]["total"] == 11 * 60  # candidates capped at the k eligible items
+    assert 0 < sel["dos"]["distinct_items"] <= 600
+    assert (out / "figures" / "pareto.png").is_file()
+    report = (out / "report.md").read_text()
+    assert "Background selectors on the same budget" in report and "figures/pareto.png" in report
+
+
+def test_unknown_selector_is_a_clean_error(tmp_path, data_root, capsys):
+    assert main(_args(tmp_path / "x", data_root, "--selectors", "ntom,nope")) == 2
+    err = capsys.readouterr().err
+    assert "unknown selector(s) nope" in err and "Traceback" not in err
+
+
+def test_prepare_names_seeds_and_out():
+    cfg = load_config()
+    args = argparse.Namespace(selectors="ntom, dos", seeds=None, out=None, quick=False)
+    prepare(args, cfg)
+    assert cfg["selectors"]["names"] == ["ntom", "dos"] and args.out == "runs/selectors"
+    assert cfg["run"]["seeds"] == min(5, cfg["selectors"]["max_seeds"])
+    cfg = load_config(sets=["selectors.names=none,full", "run.seeds=2"])
+    args = argparse.Namespace(selectors=None, seeds=None, out="x", quick=True)
+    prepare(args, cfg)
+    assert cfg["selectors"]["names"] == ["none", "full"] and cfg["run"]["seeds"] == 2
+    cfg = load_config(sets=["run.seeds=7"])  # what --seeds 7 resolves to
+    prepare(argparse.Namespace(selectors=None, seeds=7, out="x", quick=False), cfg)
+    assert cfg["run"]["seeds"] == 7
+    with pytest.raises(UserError, match="once"):
+        prepare(argparse.Namespace(selectors="dos,dos", seeds=1, out="x", quick=False), cfg)

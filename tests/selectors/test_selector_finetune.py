@@ -1,0 +1,108 @@
+"""Every selector inside the fine-tuning loop: the budget (at most k distinct items eligible
+per background epoch), determinism, and an interrupted run that resumes exactly."""
+
+from typing import Any
+
+import pytest
+import torch
+
+from bgresample.data.base import ImageArray, LabeledImages
+from bgresample.engine.common import Accel
+from bgresample.engine.finetune import finetune
+from bgresample.models import create_model
+from bgresample.selectors import SELECTORS, SelectionContext, Selector, build_selector
+
+N, GAMMA, BBS = 120, 0.1, 4  # k = 12: a background epoch is 3 steps
+CFG: dict[str, Any] = {
+    "epochs": 2,
+    "batch_size": 8,
+    "background_batch_size": BBS,
+    "lr": 0.01,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "schedule": "cosine",
+    "alpha": 0.5,
+    "freeze_bn": True,
+    "loss": "uniform",
+    "checkpoint_every": 1,
+}
+OPTIONS = {"ntom": {"candidates": 2.0}, "poem": {"candidates": 2.0}, "dos": {"candidates": 2.0}}
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[LabeledImages, ImageArray, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    img = lambda n: torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)  # noqa: E731
+    train = LabeledImages(img(40), torch.arange(40) % 2)  # 5 steps per epoch
+    return train, ImageArray(img(N)), torch.rand(N, generator=g) + 0.1
+
+
+def _selector(name: str, data: Any) -> Selector:
+    train, pool, weights = data
+    ctx = SelectionContext(
+        pool, train, Accel(torch.device("cpu")), 7, GAMMA, BBS, weights=weights, weights_cost=99
+    )
+    return build_selector(name, ctx, OPTIONS)
+
+
+def _model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("small_cnn", 2).eval()
+
+
+@pytest.mark.parametrize("name", list(SELECTORS))
+def test_budget_and_determinism(name: str, data: Any) -> None:
+    model, k = _model(), round(GAMMA * N)
+    a, b = _selector(name, data), _selector(name, data)
+    epochs: dict[int, set[int]] = {}
+    for step in range(9):
+        idx = a.background(model, step)
+        assert len(idx) == BBS and torch.equal(idx, b.background(model, step))
+        epochs.setdefault(step // a.ctx.epoch_steps, set()).update(idx.tolist())
+    if name != "full":
+        assert all(len(items) <= k for items in epochs.values())
+    s = a.summary()
+    assert s["distinct_items"] == len(set().union(*epochs.values()))
+    assert s["forwards"]["setup"] == (99 if name in ("resampled", "topk-weight") else 0)
+    expected = {"ntom": 3 * 24, "poem": 3 * 24, "dos": 9 * 8}.get(name, 0)
+    assert s["forwards"]["during"] == expected
+
+
+@pytest.mark.parametrize("name", ["poem", "dos"])
+def test_interrupted_finetune_resumes_exactly(name: str, data: Any, tmp_path) -> None:
+    train, pool, _ = data
+    kw: dict[str, Any] = {"accel": Accel(torch.device("cpu")), "seed": 7, "flip": False}
+    ref = _model()
+    info = finetune(ref, train, pool, None, CFG, selector=_selector(name, data), quiet=True, **kw)
+    assert info["selection"]["selector"] == name
+
+    state = tmp_path / "ft.state.safetensors"
+    sel = _selector(name, data)
+    draw = sel.background
+
+    def interrupt(model: torch.nn.Module, step: int) -> torch.Tensor:
+        if step == 7:  # the state was saved after epoch 1 (step 5)
+            raise KeyboardInterrupt
+        return draw(model, step)
+
+    sel.background = interrupt  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        finetune(_model(), train, pool, None, CFG, selector=sel, state_path=state, quiet=True, **kw)
+    assert state.is_file()
+    resumed = _model()
+    again = _selector(name, data)
+    info2 = finetune(
+        resumed,
+        train,
+        pool,
+        None,
+        CFG,
+        selector=again,
+        state_path=state,
+        resume=True,
+        quiet=True,
+        **kw,
+    )
+    for p, q in zip(ref.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(p, q)
+    assert info2["selection"] == info["selection"]
