@@ -139,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p, out_required=False)
     p.add_argument("--quick", action="store_true", help="tiny smoke run (about a minute)")
-    p.add_argument("--seeds", type=int, help="number of seeds (config: run.seeds)")
+    p.add_argument(
+        "--seeds", type=int, help="number of seeds (default: min(run.seeds, selectors.max_seeds))"
+    )
     p.add_argument(
         "--selectors",
         metavar="A,B,C",

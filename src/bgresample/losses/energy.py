@@ -1,12 +1,12 @@
 """The energy-bounded fine-tuning loss of Liu et al., "Energy-based Out-of-distribution
-Detection" (NeurIPS 2020, eq. 8): squared hinges that push the free energy of ID inputs below
+Detection" (NeurIPS 2020): squared hinges that push the free energy of ID inputs below
 ``m_in`` and that of background (outlier) inputs above ``m_out``."""
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-#: Liu et al.'s margins for CIFAR-10 with a WRN-40-2 (their Section 4.1).
+#: Liu et al.'s margins for CIFAR-10 (a WRN); other models and data may need others.
 M_IN, M_OUT = -25.0, -7.0
 
 
