@@ -87,6 +87,16 @@ def score_name(cfg: dict[str, Any]) -> str:
     return AUTO_SCORES.get(cfg["finetune"]["loss"], "msp")
 
 
+def finetune_config(cfg: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
+    """The ``finetune`` section and the energy margins; with ``finetune.loss=energy``, alpha is
+    ``selectors.energy.alpha`` (Liu et al.'s lambda)."""
+    energy = dict(cfg["selectors"]["energy"])
+    alpha = energy.pop("alpha")
+    if cfg["finetune"]["loss"] != "energy":
+        return cfg["finetune"], energy
+    return {**cfg["finetune"], "alpha": alpha}, energy
+
+
 def compare_selectors(
     cfg: dict[str, Any],
     bench: Benchmark,
@@ -120,7 +130,7 @@ def compare_selectors(
         | {"refresh": per_seed[0]["variants"][v]["selection"]["refresh"]}
         for v in names
     }
-    ft = cfg["finetune"]
+    ft, _ = finetune_config(cfg)
     first = per_seed[0]["variants"][names[0]]
     results["budget"] = {
         "gamma": float(cfg["select"]["gamma"]),
@@ -129,6 +139,7 @@ def compare_selectors(
         "finetune_epochs": int(ft["epochs"]),
         "background_draws": first["finetune"]["steps"] * int(ft["background_batch_size"]),
         "loss": ft["loss"],
+        "alpha": float(ft["alpha"]),
         "score": score_name(cfg),
     }
     timing["total"] = time.perf_counter() - t_start
@@ -229,7 +240,7 @@ def _seed(
             cfg, bench, pre_path, seed, out, accel, quiet, resume
         )
         timing["resample"] = time.perf_counter() - t0
-    ft = cfg["finetune"]
+    ft, margins = finetune_config(cfg)
     score = score_name(cfg)
     options = {**cfg["selectors"], "resampled": {"method": cfg["select"]["method"]}}
     results: dict[str, Any] = {}
@@ -268,7 +279,7 @@ def _seed(
             desc=f"finetune[{name}]",
             quiet=quiet,
             selector=selector,
-            loss_options=cfg["selectors"]["energy"],
+            loss_options=margins,
         )
         timing["finetune"] = timing.get("finetune", 0.0) + time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -427,8 +438,8 @@ def report_section(results: dict[str, Any], pareto: Path) -> list[Any]:
     notes = (
         f"Every selector fine-tunes the same pre-trained model for {b['finetune_epochs']} epochs "
         f"on the same ID batches with {b['background_draws']:,} background draws, loss "
-        f"`{b['loss']}`, score `{b['score']}`. Budget: at most k = round(γN) = {b['k']:,} "
-        "distinct pool items are eligible per background epoch "
+        f"`{b['loss']}` (alpha {b['alpha']}), score `{b['score']}`. Budget: at most "
+        f"k = round(γN) = {b['k']:,} distinct pool items are eligible per background epoch "
         f"({b['background_epoch_steps']} steps, one pass over k items): `random`, `resampled` "
         "and `topk-weight` fix one subset (`resampled`'s rule keeps about k), `ntom` and `poem` "
         "choose k items anew every background epoch, `dos` picks each batch from a random "
