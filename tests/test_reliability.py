@@ -70,10 +70,10 @@ def test_two_plain_runs_write_the_same_metrics(reference, tmp_path):
 @pytest.mark.parametrize(
     "marker",
     [
-        pytest.param("pretrain/pretrain.state.safetensors", marks=pytest.mark.slow),
-        pytest.param("seed_0/resample.state.safetensors", marks=pytest.mark.slow),
-        "seed_0/full.state.safetensors",  # during fine-tuning (default suite)
-        pytest.param("seed_0/resampled.json", marks=pytest.mark.slow),  # before the report
+        "pretrain/pretrain.state.safetensors",  # during pre-training
+        "seed_0/resample.state.safetensors",  # during resampling
+        "seed_0/full.state.safetensors",  # during fine-tuning
+        "seed_0/resampled.json",  # between the last evaluation and the report
     ],
 )
 def test_sigkill_then_resume_gives_the_uninterrupted_results(reference, marker, tmp_path):
