@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,30 @@ def check_finite(loss: torch.Tensor, stage: str, step: int, last_checkpoint: Pat
         )
 
 
+def map_sharded(
+    images: ImageSource | LabeledImages,
+    indices: torch.Tensor | None,
+    batch_size: int,
+    accel: Accel,
+    fn: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
+) -> tuple[torch.Tensor, ...]:
+    """``fn`` over batches of the items at ``indices`` (all items by default), outputs
+    concatenated on the CPU. Under torchrun each rank takes a contiguous share of the items and
+    the shares are gathered in rank order, so every item is counted once.
+    """
+    idx = torch.arange(len(images)) if indices is None else indices
+    info = dist.info()
+    mine = torch.tensor_split(idx, info.world_size)[info.rank] if info.enabled else idx
+    outs = [
+        fn(accel.batch(images, mine[i : i + batch_size])) for i in range(0, len(mine), batch_size)
+    ]
+    local = tuple(torch.cat(parts) for parts in zip(*outs, strict=True)) if outs else None
+    parts = [p for p in dist.gather_objects(local) if p is not None] if info.enabled else [local]
+    if not parts or parts[0] is None:
+        raise ValueError("no items to evaluate")
+    return tuple(torch.cat(cols) for cols in zip(*parts, strict=True))
+
+
 @torch.no_grad()
 def predict_logits(
     model: nn.Module,
@@ -200,25 +225,22 @@ def predict_logits(
     batch_size: int = 1000,
     indices: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Logits (float32, CPU) of ``images`` (or the items at ``indices``), model in eval mode.
-
-    Under torchrun each rank scores a contiguous share of the items; the shares are gathered in
-    rank order, so every item is counted once.
-    """
+    """Logits (float32, CPU) of ``images`` (or the items at ``indices``), model in eval mode;
+    sharded across ranks and gathered by :func:`map_sharded`."""
+    if indices is not None and len(indices) == 0 or len(images) == 0:
+        return torch.empty(0)
     was_training = model.training
     model.eval()
-    idx = torch.arange(len(images)) if indices is None else indices
-    info = dist.info()
-    mine = torch.tensor_split(idx, info.world_size)[info.rank] if info.enabled else idx
-    out = []
-    for i in range(0, len(mine), batch_size):
+
+    def fn(x: torch.Tensor) -> tuple[torch.Tensor]:
         with accel.autocast():
-            out.append(model(accel.batch(images, mine[i : i + batch_size])).float().cpu())
-    model.train(was_training)
-    local = torch.cat(out) if out else torch.empty(0)
-    if not info.enabled:
-        return local
-    return torch.cat([p for p in dist.gather_objects(local) if len(p)])
+            return (model(x).float().cpu(),)
+
+    try:
+        (logits,) = map_sharded(images, indices, batch_size, accel, fn)
+    finally:
+        model.train(was_training)
+    return logits
 
 
 def joint_forward(

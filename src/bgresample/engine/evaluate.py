@@ -3,17 +3,16 @@ any of the scores of :mod:`bgresample.scores` side by side."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from bgresample import dist
 from bgresample.data.base import LabeledImages
 from bgresample.data.pools import ImageSource
-from bgresample.engine.common import Accel, predict_logits
+from bgresample.engine.common import Accel, map_sharded, predict_logits
 from bgresample.errors import UserError
 from bgresample.metrics import accuracy, evaluate_protocol, protocol_indices
 from bgresample.scores import ScoreSpec, get_score, parse_scores
@@ -33,30 +32,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
             model = model._orig_mod
         else:
             return model
-
-
-def _sharded(
-    images: ImageSource | LabeledImages,
-    indices: torch.Tensor | None,
-    batch_size: int,
-    accel: Accel,
-    fn: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
-) -> tuple[torch.Tensor, ...]:
-    """``fn`` over batches of the items at ``indices`` (all items by default), outputs
-    concatenated on the CPU. Under torchrun each rank takes a contiguous share of the items and
-    the shares are gathered in rank order, as in :func:`~bgresample.engine.common.predict_logits`.
-    """
-    idx = torch.arange(len(images)) if indices is None else indices
-    info = dist.info()
-    mine = torch.tensor_split(idx, info.world_size)[info.rank] if info.enabled else idx
-    outs = [
-        fn(accel.batch(images, mine[i : i + batch_size])) for i in range(0, len(mine), batch_size)
-    ]
-    local = tuple(torch.cat(parts) for parts in zip(*outs, strict=True)) if outs else None
-    parts = [p for p in dist.gather_objects(local) if p is not None] if info.enabled else [local]
-    if not parts or parts[0] is None:
-        raise ValueError("no items to evaluate")
-    return tuple(torch.cat(cols) for cols in zip(*parts, strict=True))
 
 
 @torch.no_grad()
@@ -81,7 +56,7 @@ def predict_outputs(
         return logits.float().cpu(), feats.float().cpu()
 
     try:
-        logits, feats = _sharded(images, indices, batch_size, accel, fn)
+        logits, feats = map_sharded(images, indices, batch_size, accel, fn)
     finally:
         net.train(was_training)
     return logits, feats
@@ -99,7 +74,7 @@ def predict_odin(
     (no autocast: a bf16 softmax at T=1000 would be too coarse). ``params``: ``T``, ``eps``."""
     spec = get_score("odin")
     net = _unwrap(model)
-    (out,) = _sharded(
+    (out,) = map_sharded(
         images, indices, batch_size, accel, lambda x: (spec.fn(net, x, **params).cpu(),)
     )
     return out
