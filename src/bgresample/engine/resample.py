@@ -133,6 +133,9 @@ def resample(
         if step % refresh == 0:
             if step > start:
                 state.save(step, parts, {"history": history})
+            # Recompute the sums from omega here, in an uninterrupted run as after a resume
+            # (the fused step's running sums can differ in the last bits): resumes stay exact.
+            weights.invalidate()
             sampler.refresh(weights.masses())
         E.seed_step(seed, step)
         gidx = batches.at(step)
