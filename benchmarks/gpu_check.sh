@@ -1,21 +1,26 @@
 #!/usr/bin/env bash
 # GPU check of the speed goals (docs/benchmarks.md), for a session lent a GPU machine; about
-# 5-8 minutes on one H100 / H200. From the repository root:
+# 6-8 minutes on one H100 / H200. From the repository root:
 #
 #   bash benchmarks/gpu_check.sh              (the device tool: run(command="bash
-#                                              benchmarks/gpu_check.sh", timeout_s=560))
+#                                              benchmarks/gpu_check.sh", timeout_s=580))
 #
 # Uses .venv/bin/python where it exists, else python3 with PYTHONPATH=src (the GPU image's own
 # PyTorch). Two files go to $OUT (set by the device tool; it returns at most 8) or runs/gpu_check:
 # gpu_check.log (every run's full output) and results.jsonl (the JSON line of every benchmark).
-# Runs are skipped once BUDGET seconds (default 450) are spent.
+# Runs are skipped once BUDGET seconds (default 480) are spent.
+#
+# Dry run of the script itself on a CPU (small sizes, a few rounds; not a measurement):
+#   DEVICE=cpu POOL=200000 FAST="--reps 2 --warmup 1" bash benchmarks/gpu_check.sh
 set -u
 cd "$(dirname "$0")/.."
 if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 DEST=${OUT:-runs/gpu_check}
-BUDGET=${BUDGET:-450}
+BUDGET=${BUDGET:-480}
 POOL=${POOL:-80000000}
+DEVICE=${DEVICE:-cuda}
+FAST=${FAST:-}
 mkdir -p "$DEST"
 
 LOG="$DEST/gpu_check.log"
@@ -38,26 +43,29 @@ run() {  # run NAME TIMEOUT CMD...: output appended to $LOG; skipped once the bu
 }
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-  $PY -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())'
+  $PY -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())'
 } 2>&1 | tee -a "$LOG"
 
-# Correctness on the GPU: same draws as on the CPU; fused / compiled weight step == CPU.
+# Correctness on the GPU: same draws as on the CPU; fused / compiled weight step == CPU; the
+# fp32 path is bit-identical with and without the data kept on the GPU.
 run tests 150 $PY -m pytest -q -p no:cacheprovider -m "slow or not slow" \
-  tests/resampling/test_sampler_blocks.py tests/resampling/test_fast_update.py
+  tests/resampling/test_sampler_blocks.py tests/resampling/test_fast_update.py \
+  tests/engine/test_data_path.py tests/data/test_transforms.py
 
 # Sampler and weight step at 80M: refresh, draw, bytes per item, eager / compiled / plain step.
-run sampler 150 $PY benchmarks/sampler.py --pool-size "$POOL" --device cuda --compile
+run sampler 120 $PY benchmarks/sampler.py --pool-size "$POOL" --device "$DEVICE" --compile
 
-# Training steps: fp32, then bf16 + channels_last (+ torch.compile of the model).
+# Training steps at 80M, batch 128 + 128: fp32 (eager and compiled weight step), then bf16 +
+# channels_last (compiled weight step, the CUDA default), then + torch.compile of the model.
 for m in wrn40_2 wrn40_4; do
-  run "step_${m}_fp32" 90 $PY benchmarks/step.py --model "$m" --device cuda --pool-size "$POOL"
-  run "step_${m}_bf16_cl" 90 $PY benchmarks/step.py --model "$m" --device cuda \
-    --pool-size "$POOL" --amp --channels-last --compile-weights
-  run "step_${m}_bf16_cl_compile" 180 $PY benchmarks/step.py --model "$m" --device cuda \
-    --pool-size "$POOL" --amp --channels-last --compile --compile-weights
+  S="$PY benchmarks/step.py --model $m --device $DEVICE --pool-size $POOL $FAST"
+  [ "$m" = wrn40_2 ] && run "step_${m}_fp32_eager_weights" 90 $S
+  run "step_${m}_fp32" 90 $S --compile-weights
+  run "step_${m}_bf16_cl" 90 $S --amp --channels-last --compile-weights
+  run "step_${m}_bf16_cl_compile" 200 $S --amp --channels-last --compile --compile-weights
 done
 
-run eval 60 $PY benchmarks/eval.py --device cuda --amp --channels-last
+run eval 60 $PY benchmarks/eval.py --device "$DEVICE" --amp --channels-last
 
 grep '^{' "$LOG" >"$DEST/results.jsonl"
 rm -f "$TMP"

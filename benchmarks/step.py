@@ -18,10 +18,8 @@ with the real engine pieces (``Accel``, ``CropFlip``, ``EpochBatches``, the samp
 - compute: forward + losses + backward + SGD step on preloaded, normalised tensors (no data
   pipeline, no sampling, no weights).
 
-Goals: resample / oe <= 1.05, resample / compute <= 1.10 (CPU). If the engine's
-``algorithm1_step`` does not call ``BackgroundWeights.ascent_step`` yet, a fourth variant
-"resample_fused" runs the same real ``algorithm1_step`` with its weight update routed to
-``ascent_step`` (what the proposed engine change does).
+Goals: resample / oe <= 1.05, resample / compute <= 1.10 (CPU). ``--compile-weights`` runs the
+weight step as one compiled kernel (``Accel.compile_weights``, the CUDA default).
 
 The pool's images are ``--images`` distinct arrays indexed modulo their count (an 80M-image pool
 would need 245 GB): the gather from memory is real, disk reads are not measured.
@@ -32,7 +30,6 @@ Ends with one JSON line.
 from __future__ import annotations
 
 import argparse
-import inspect
 
 import _common as C
 import torch
@@ -68,29 +65,6 @@ class ModuloPool:
         return self.data[indices.to(self.data.device) % len(self.data)]
 
 
-class FusedRoute:
-    """Stands in for ``opt_w`` in the real ``algorithm1_step``: its
-    ``omega.grad = weights.grad_omega(bidx, losses); opt_w.step()`` becomes
-    ``weights.ascent_step(bidx, losses, sgd)``, the proposed engine change."""
-
-    def __init__(self, weights: BackgroundWeights, sgd: torch.optim.SGD, compile: bool) -> None:
-        self.weights, self.sgd, self.compile = weights, sgd, compile
-        self.args: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._placeholder = torch.zeros_like(weights.omega)
-        weights.grad_omega = self._capture  # this instance only
-
-    def _capture(self, indices: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
-        self.args = (indices, losses)
-        return self._placeholder
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        pass
-
-    def step(self) -> None:
-        self.weights.omega.grad = None
-        self.weights.ascent_step(*self.args, self.sgd, compile=self.compile)
-
-
 def main(argv: list[str] | None = None) -> dict[str, object]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="small_cnn", choices=["small_cnn", "wrn40_2", "wrn40_4"])
@@ -104,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     p.add_argument(
         "--compile-weights",
         action="store_true",
-        help="ascent_step(compile=True) in the fused route (GPU)",
+        help="the weight step as one torch.compile-d kernel (accel.compile_weights; GPU)",
     )
     p.add_argument("--reps", type=int, default=0, help="timed rounds (0: by model and device)")
     p.add_argument("--warmup", type=int, default=0, help="untimed rounds (0: by model)")
@@ -123,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         amp=args.amp,
         compile=args.compile,
         data_on_device=cuda,
+        compile_weights=args.compile_weights,
     )
     gen = torch.Generator().manual_seed(SEED)
     train = LabeledImages(
@@ -144,10 +119,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     sl = E.local_slice(BATCH)
     batches = E.EpochBatches(len(train), BATCH, SEED, 1)
 
-    def make_resample(route: bool):
+    def make_resample():
         weights = BackgroundWeights(n_pool, eps=args.eps).to(device)
-        sgd = torch.optim.SGD(weights.parameters(), lr=100.0, momentum=0.9, maximize=True)
-        opt_w = FusedRoute(weights, sgd, args.compile_weights) if route else sgd
+        opt_w = torch.optim.SGD(weights.parameters(), lr=100.0, momentum=0.9, maximize=True)
         sampler = WeightedSampler(weights.masses())
         draws = torch.zeros(n_pool, dtype=torch.int32)
         state = {"step": 0}
@@ -221,15 +195,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         loss.backward()
         opt.step()
 
-    engine_fused = "ascent_step" in inspect.getsource(algorithm1_step)
-    resample_step, refresh = make_resample(route=False)
+    resample_step, refresh = make_resample()
     fns = {"resample": resample_step, "oe": oe_step_factory(), "compute": compute}
-    if not engine_fused:
-        fns["resample_fused"] = make_resample(route=True)[0]
     print(
         f"model {args.model}, device {device}, amp {args.amp}, channels_last "
         f"{args.channels_last}, compile {args.compile}, pool {n_pool:,}, threads "
-        f"{torch.get_num_threads()}; engine algorithm1_step uses ascent_step: {engine_fused}; "
+        f"{torch.get_num_threads()}; compiled weight step {args.compile_weights}; "
         f"{warmup} warm-up + {reps} timed rounds"
     )
     times = C.interleaved(fns, reps, device, warmup=warmup)
@@ -250,7 +221,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "amp": args.amp,
         "channels_last": args.channels_last,
         "compile": args.compile,
-        "engine_uses_ascent_step": engine_fused,
+        "compile_weights": args.compile_weights,
         "reps": reps,
         "step_ms": {k: round(v, 3) for k, v in ms.items()},
         "refresh_s": round(C.median(refresh_times), 4),
@@ -258,11 +229,6 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "step_over_compute": round(C.paired_ratio(times, "resample", "compute"), 4),
         "oe_over_compute": round(C.paired_ratio(times, "oe", "compute"), 4),
     }
-    if not engine_fused:
-        result["resample_fused_over_oe"] = round(C.paired_ratio(times, "resample_fused", "oe"), 4)
-        result["step_fused_over_compute"] = round(
-            C.paired_ratio(times, "resample_fused", "compute"), 4
-        )
     for k in [k for k in result if k.endswith(("_over_oe", "_over_compute"))]:
         print(f"  {k:24s} {result[k]:.3f}")
     result.update(C.machine(device))

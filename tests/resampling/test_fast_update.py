@@ -201,3 +201,18 @@ def test_gpu_step_equals_cpu(compile):
     _close(gpu.omega.detach().cpu(), cpu.omega.detach())
     for a, b in zip(gpu.sums(), cpu.sums(), strict=True):
         torch.testing.assert_close(a.cpu(), b, rtol=1e-6, atol=0)
+
+
+def test_compile_failure_falls_back_to_the_eager_step(monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C compiler found")
+
+    monkeypatch.setattr(weights_module, "_COMPILED", {})
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: broken)
+    fast, eager = _module(0.5), _module(0.5)
+    opt_fast, opt_eager = _sgd(fast), _sgd(eager)
+    with pytest.warns(RuntimeWarning, match="no C compiler found"):
+        for idx, losses in _batches(3):
+            fast.ascent_step(idx, losses, opt_fast, compile=True)
+            eager.ascent_step(idx, losses, opt_eager)
+    assert torch.equal(fast.omega.detach(), eager.omega.detach())

@@ -46,17 +46,22 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_crop_flip(x: torch.Tensor, p: CropFlip, pad: int = PAD) -> torch.Tensor:
-    """Crop each image of ``x`` (N x C x H x W) at its offset after zero padding; flip some."""
-    n, _, h, w = x.shape
+    """Crop each image of ``x`` (N x C x H x W) at its offset after zero padding; flip some.
+
+    One ``gather`` over the flattened padded images with a per-image (row, column) index (the
+    flip reverses an image's columns): about 5x faster on a CPU than advanced indexing, and the
+    same values.
+    """
+    n, c, h, w = x.shape
     dev = x.device
-    xp = F.pad(x, (pad, pad, pad, pad))
+    wp = w + 2 * pad
+    xp = F.pad(x, (pad, pad, pad, pad)).reshape(n, c, (h + 2 * pad) * wp)
     rows = p.dy.to(dev)[:, None] + torch.arange(h, device=dev)  # n x h
     cols = p.dx.to(dev)[:, None] + torch.arange(w, device=dev)  # n x w
     if p.flips is not None:
         cols = torch.where(p.flips.to(dev)[:, None], cols.flip(1), cols)
-    b = torch.arange(n, device=dev)[:, None, None]
-    out = xp.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]]  # n x h x w x c
-    return out.permute(0, 3, 1, 2).contiguous()
+    flat = (rows[:, :, None] * wp + cols[:, None, :]).reshape(n, 1, h * w)
+    return xp.gather(2, flat.expand(n, c, h * w)).reshape(n, c, h, w)
 
 
 def random_crop_flip(

@@ -38,7 +38,8 @@ def _auto(value: Any, cuda: bool) -> bool:
 
 @dataclass
 class Accel:
-    """Where and how the model runs: device, channels_last, bf16 autocast, torch.compile.
+    """Where and how the model runs: device, channels_last, bf16 autocast, torch.compile (of the
+    model, and of the background-weight step: ``compile_weights``).
 
     ``auto`` settings are on for CUDA and off on the CPU; fp32 is the default on the CPU, and the
     GPU path is the CPU path on another device.
@@ -49,6 +50,7 @@ class Accel:
     amp: bool = False
     compile: bool = False
     data_on_device: bool = False
+    compile_weights: bool = False
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> Accel:
@@ -60,6 +62,7 @@ class Accel:
             amp=_auto(a["amp"], cuda),
             compile=bool(a["compile"]),
             data_on_device=_auto(a["data_on_device"], cuda) and cuda,
+            compile_weights=_auto(a["compile_weights"], cuda),
         )
 
     def model(self, model: nn.Module) -> nn.Module:

@@ -66,7 +66,7 @@ def algorithm1_step(
     losses = dist.all_gather_cat(per_example.detach().to(weights.omega.device))
     # Gradient of l_out w.r.t. omega and opt_w's SGD-with-momentum ascent in one pass over omega,
     # equal to: opt_w.zero_grad(); omega.grad = weights.grad_omega(bidx, losses); opt_w.step().
-    weights.ascent_step(bidx, losses, opt_w)
+    weights.ascent_step(bidx, losses, opt_w, compile=accel is not None and accel.compile_weights)
     return l_in.detach(), l_out.detach()
 
 

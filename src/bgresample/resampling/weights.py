@@ -26,6 +26,7 @@ pass: the whole weight step reads and writes omega and the momentum buffer once.
 """
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -184,10 +185,26 @@ def _fused_whole(
 _COMPILED: dict[str, object] = {}
 
 
-def _compiled_whole():
+def _run_compiled(*args) -> tuple[Tensor, Tensor] | None:
+    """``_fused_whole`` compiled (once per process); None, with one warning, where compiling is
+    not possible here (no Triton / C compiler): the caller then runs the eager pass. A failure
+    happens before the kernel runs, so omega and buf are untouched."""
+    if _COMPILED.get("failed"):
+        return None
     if "fn" not in _COMPILED:
         _COMPILED["fn"] = torch.compile(_fused_whole, dynamic=False)
-    return _COMPILED["fn"]
+    try:
+        return _COMPILED["fn"](*args)
+    except Exception as exc:  # torch.compile raises many backend-specific error types
+        _COMPILED["failed"] = True
+        warnings.warn(
+            f"torch.compile of the background-weight step failed ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); using the eager step, which "
+            "gives the same values more slowly. Set accel.compile_weights=false to skip the try.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
 
 
 class BackgroundWeights(nn.Module):
@@ -420,9 +437,12 @@ class BackgroundWeights(nn.Module):
             buf_i = -g_i if first else buf[indices].mul_(momentum).sub_(g_i)
             new_i = omega_i.add(buf_i, alpha=-lr)
         c0, c1 = c0.float(), c1.float()
+        sums = None
         if compile and buf is not None:
             lr_t = torch.tensor(lr, dtype=torch.float32, device=omega.device)
-            s_1, s_eps = _compiled_whole()(omega, buf, c0, c1, lr_t, eps, momentum, first)
+            sums = _run_compiled(omega, buf, c0, c1, lr_t, eps, momentum, first)
+        if sums is not None:
+            s_1, s_eps = sums
         else:
             s_1 = torch.zeros((), dtype=torch.float64, device=omega.device)
             s_eps = torch.zeros_like(s_1)
