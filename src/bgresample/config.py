@@ -144,3 +144,5 @@ def validate(cfg: dict[str, Any]) -> None:
     check("evaluate.ratio", 0 < float(cfg["evaluate"]["ratio"]) <= 1, "a number in (0, 1]")
     check("run.seeds", int(cfg["run"]["seeds"]) >= 1, "a positive integer")
     check("finetune.epochs", int(f["epochs"]) >= 0, "a non-negative integer")
+    workers = cfg["data"]["workers"]
+    check("data.workers", isinstance(workers, int) and workers >= 0, "a non-negative integer")

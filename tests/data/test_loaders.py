@@ -12,6 +12,7 @@ import scipy.io
 import torch
 from PIL import Image
 
+from bgresample.data.base import ImageArray
 from bgresample.data.datasets import (
     ImageFolderID,
     TinyImageNet,
@@ -20,6 +21,7 @@ from bgresample.data.datasets import (
     load_svhn,
     load_tiny_imagenet,
 )
+from bgresample.data.loader import batches, decodes
 from bgresample.data.pools import (
     IMAGENET32_BATCHES,
     FolderImages,
@@ -434,3 +436,29 @@ def test_folder_images_wraps_around_and_errors(tmp_path):
     assert str(empty) in str(e.value) and ".png" in str(e.value)
     with pytest.raises(UserError, match="folder not found"):
         FolderImages(tmp_path / "nope")
+
+
+# --- reading ahead in DataLoader worker processes ---------------------------------------------
+
+
+def test_worker_batches_equal_inline_and_report_unreadable_files(tmp_path):
+    write_folder(tmp_path)
+    keys = [torch.tensor([0, 5, 8]), torch.tensor([7, 1]), torch.tensor([6, 6, 2, 3, 4])]
+    inline_pool = FolderImages(tmp_path)
+    inline = list(batches(inline_pool, keys, workers=0))
+    pool = FolderImages(tmp_path)
+    assert decodes(pool)
+    ahead = list(batches(pool, iter(keys), workers=2, prefetch=1))
+    assert len(ahead) == len(keys)
+    for a, b in zip(ahead, inline, strict=True):
+        assert torch.equal(a, b)
+    # The unreadable files met in the workers are recorded in this process, each once.
+    assert sorted(pool.skipped) == sorted(inline_pool.skipped)
+    assert len(pool.skipped) == 3
+
+
+def test_arrays_are_read_in_this_process():
+    pool = ImageArray(torch.arange(5 * 3 * 32 * 32).reshape(5, 3, 32, 32).to(torch.uint8))
+    assert not decodes(pool)
+    (x,) = batches(pool, [torch.tensor([4, 0])], workers=2)
+    assert torch.equal(x, pool.data[[4, 0]])

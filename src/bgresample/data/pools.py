@@ -393,7 +393,11 @@ class FolderImages:
     Items are the image files in sorted path order; ``family`` is an item's first-level subfolder
     ("" for files at the top) and ``source`` its path relative to ``root``. A file that cannot be
     decoded is replaced by the next readable item and its path is added to ``skipped``.
+    ``decodes`` marks a source whose batches are best read in DataLoader worker processes
+    (:func:`bgresample.data.loader.batches`).
     """
+
+    decodes = True
 
     def __init__(
         self,
@@ -414,12 +418,24 @@ class FolderImages:
         rel = [p.relative_to(self.root) for p in self.paths]
         self.source: list[str] | None = [r.as_posix() for r in rel]
         self.family: list[str] | None = [r.parts[0] if len(r.parts) > 1 else "" for r in rel]
-        #: Paths of files that could not be decoded, in the order they were met.
-        self.skipped: list[str] = []
-        self._bad: set[int] = set()
+        self._bad: dict[int, str] = {}  # index -> path of files that could not be decoded
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    @property
+    def skipped(self) -> list[str]:
+        """Paths of files that could not be decoded, in the order they were met."""
+        return list(self._bad.values())
+
+    def bad_items(self, since: int = 0) -> list[tuple[int, str]]:
+        """(index, path) of the unreadable files met so far, from the ``since``-th on."""
+        return list(self._bad.items())[since:]
+
+    def add_bad_items(self, items: list[tuple[int, str]]) -> None:
+        """Record unreadable files met elsewhere (in a DataLoader worker process)."""
+        for i, path in items:
+            self._bad.setdefault(i, path)
 
     def _read(self, i: int) -> torch.Tensor:
         n = len(self.paths)
@@ -430,8 +446,7 @@ class FolderImages:
             try:
                 return load_image(self.paths[j])
             except DECODE_ERRORS:
-                self._bad.add(j)
-                self.skipped.append(str(self.paths[j]))
+                self._bad[j] = str(self.paths[j])
         raise UserError(f"{self.name}: none of the {n} image files under {self.root} is readable")
 
     def get_batch(self, indices: torch.Tensor) -> torch.Tensor:

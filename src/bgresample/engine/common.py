@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bgresample import dist
+from bgresample.data import loader
 from bgresample.data.base import ImageArray, LabeledImages
 from bgresample.data.pools import ImageSource
 from bgresample.data.transforms import CropFlip, prepare
@@ -39,7 +40,8 @@ def _auto(value: Any, cuda: bool) -> bool:
 @dataclass
 class Accel:
     """Where and how the model runs: device, channels_last, bf16 autocast, torch.compile (of the
-    model, and of the background-weight step: ``compile_weights``).
+    model, and of the background-weight step: ``compile_weights``), and how its batches are read
+    (``workers`` DataLoader processes decode image-file pools).
 
     ``auto`` settings are on for CUDA and off on the CPU; fp32 is the default on the CPU, and the
     GPU path is the CPU path on another device.
@@ -51,6 +53,7 @@ class Accel:
     compile: bool = False
     data_on_device: bool = False
     compile_weights: bool = False
+    workers: int = 0
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> Accel:
@@ -63,6 +66,7 @@ class Accel:
             compile=bool(a["compile"]),
             data_on_device=_auto(a["data_on_device"], cuda) and cuda,
             compile_weights=_auto(a["compile_weights"], cuda),
+            workers=int(cfg["data"]["workers"]),
         )
 
     def model(self, model: nn.Module) -> nn.Module:
@@ -81,20 +85,35 @@ class Accel:
     def batch(
         self, images: ImageSource | LabeledImages, idx: torch.Tensor, aug: CropFlip | None = None
     ) -> torch.Tensor:
-        """Images at ``idx`` on the device (uint8 copied, pinned, non-blocking), augmented with
+        """Images at ``idx`` ready for the model (:meth:`ready`), read in this process."""
+        return self.ready(_fetch(images, idx), aug, getattr(images, "normalized", False))
+
+    def batches(
+        self,
+        images: ImageSource | LabeledImages,
+        keys: Iterable[torch.Tensor],
+        ahead: bool = True,
+    ) -> Iterator[torch.Tensor]:
+        """Raw batches of ``images`` at the index tensors ``keys``, in order, for :meth:`ready`.
+
+        With ``ahead`` (``keys`` then must not depend on what the loop does with the batches)
+        and a source that decodes image files, they are decoded ``workers`` batches ahead in
+        DataLoader worker processes (:func:`bgresample.data.loader.batches`) and pinned for a
+        GPU; otherwise each is read when the loop asks for it.
+        """
+        if isinstance(images, LabeledImages):
+            return (_fetch(images, k) for k in keys)
+        workers = self.workers if ahead else 0
+        return loader.batches(images, keys, workers, pin_memory=self.device.type == "cuda")
+
+    def ready(
+        self, raw: torch.Tensor, aug: CropFlip | None = None, normalized: bool = False
+    ) -> torch.Tensor:
+        """A raw batch on the device (uint8 copied pinned and non-blocking), augmented with
         ``aug`` on the device, normalised, in the model's memory format."""
-        raw = (
-            images.data[idx.to(images.data.device)]
-            if isinstance(images, LabeledImages)
-            else (images.get_batch(idx))
-        )
-        if self.device.type == "cuda" and raw.device.type == "cpu":
+        if self.device.type == "cuda" and raw.device.type == "cpu" and not raw.is_pinned():
             raw = raw.pin_memory()
-        x = prepare(
-            raw.to(self.device, non_blocking=True),
-            normalized=getattr(images, "normalized", False),
-            aug=aug,
-        )
+        x = prepare(raw.to(self.device, non_blocking=True), normalized=normalized, aug=aug)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def stage(self, *sets: LabeledImages | ImageSource | None) -> None:
@@ -106,6 +125,12 @@ class Accel:
                 s.data = s.data.to(self.device)
                 if isinstance(s, LabeledImages):
                     s.targets = s.targets.to(self.device)
+
+
+def _fetch(images: ImageSource | LabeledImages, idx: torch.Tensor) -> torch.Tensor:
+    if isinstance(images, LabeledImages):
+        return images.data[idx.to(images.data.device)]
+    return images.get_batch(idx)
 
 
 def generator(seed: int, stream: int, step: int = 0) -> torch.Generator:
@@ -210,9 +235,9 @@ def map_sharded(
     idx = torch.arange(len(images)) if indices is None else indices
     info = dist.info()
     mine = torch.tensor_split(idx, info.world_size)[info.rank] if info.enabled else idx
-    outs = [
-        fn(accel.batch(images, mine[i : i + batch_size])) for i in range(0, len(mine), batch_size)
-    ]
+    keys = (mine[i : i + batch_size] for i in range(0, len(mine), batch_size))
+    normalized = getattr(images, "normalized", False)
+    outs = [fn(accel.ready(raw, None, normalized)) for raw in accel.batches(images, keys)]
     local = tuple(torch.cat(parts) for parts in zip(*outs, strict=True)) if outs else None
     parts = [p for p in dist.gather_objects(local) if p is not None] if info.enabled else [local]
     if not parts or parts[0] is None:

@@ -99,6 +99,12 @@ def finetune(
     model.train(not cfg["freeze_bn"])
     bar = progress(range(start, total), desc, "step", quiet or not dist.info().is_main)
     l_in = l_out = torch.zeros(())
+    bsl = E.local_slice(bbs)
+    # Background batches read ahead where they do not depend on training (no selector).
+    pool_batches = None
+    if draw is not None:
+        keys = (draw(s)[bsl] for s in range(start, total))
+        pool_batches = accel.batches(pool, keys, ahead=selector is None)
     for step in bar:
         E.seed_step(seed, step)
         gidx = batches.at(step)
@@ -107,11 +113,9 @@ def finetune(
         idx = gidx[sl]
         x_id = accel.batch(train, idx, aug)
         x_bg = None
-        if draw is not None:
-            bidx = draw(step)
-            bsl = E.local_slice(bbs)
+        if pool_batches is not None:
             baug = CropFlip.draw(bbs, E.generator(seed, 4, step), flip=True).shard(bsl)
-            x_bg = accel.batch(pool, bidx[bsl], baug)
+            x_bg = accel.ready(next(pool_batches), baug, pool.normalized)
         y = train.targets[idx.to(train.targets.device)].to(accel.device, non_blocking=True)
         with accel.autocast():
             logits_id, logits_bg = E.joint_forward(net, x_id, x_bg)

@@ -129,18 +129,27 @@ def resample(
     check_every = int(cfg.get("check_every") or 0)
     sampler = WeightedSampler(weights.masses())
     sl = E.local_slice(n)
+
+    def draw(step: int) -> torch.Tensor:  # the global background batch of a step (eq. 11)
+        return sampler.draw(n, E.generator(seed, 3, step)).cpu()
+
     for step in bar:
-        if step % refresh == 0:
-            if step > start:
-                state.save(step, parts, {"history": history})
-            # Recompute the sums from omega here, in an uninterrupted run as after a resume
-            # (the fused step's running sums can differ in the last bits): resumes stay exact.
-            weights.invalidate()
-            sampler.refresh(weights.masses())
+        if step % refresh == 0 or step == start:
+            if step % refresh == 0:
+                if step > start:
+                    state.save(step, parts, {"history": history})
+                # Recompute the sums from omega here, in an uninterrupted run as after a resume
+                # (the fused step's running sums can differ in the last bits): resumes stay exact.
+                weights.invalidate()
+                sampler.refresh(weights.masses())
+            # The sampler is fixed until the next refresh: this rank's batches up to there can
+            # be read ahead (decoded in worker processes for pools of image files).
+            until = min((step // refresh + 1) * refresh, steps)
+            pool_batches = accel.batches(pool, (draw(s)[sl] for s in range(step, until)))
         E.seed_step(seed, step)
         gidx = batches.at(step)
         aug = CropFlip.draw(n, E.generator(seed, 2, step), flip=flip).shard(sl)
-        bidx = sampler.draw(n, E.generator(seed, 3, step)).cpu()
+        bidx = draw(step)
         baug = CropFlip.draw(n, E.generator(seed, 4, step), flip=True).shard(sl)
         draws.index_add_(0, bidx, torch.ones(n, dtype=torch.int32))
         idx = gidx[sl]
@@ -151,7 +160,7 @@ def resample(
             opt_w,
             accel.batch(train, idx, aug),
             train.targets[idx.to(train.targets.device)].to(accel.device, non_blocking=True),
-            accel.batch(pool, bidx[sl], baug),
+            accel.ready(next(pool_batches), baug, pool.normalized),
             bidx.to(accel.device),
             alpha,
             loss_out,
