@@ -10,6 +10,8 @@
 # gpu_check.log (every run's full output) and results.jsonl (the JSON line of every benchmark).
 # Runs are skipped once BUDGET seconds (default 480) are spent.
 #
+# ONLY="tests sampler ..." runs just the named runs (names as printed after "==").
+#
 # Dry run of the script itself on a CPU (small sizes, a few rounds; not a measurement):
 #   DEVICE=cpu POOL=200000 FAST="--reps 2 --warmup 1" bash benchmarks/gpu_check.sh
 set -u
@@ -21,6 +23,7 @@ BUDGET=${BUDGET:-480}
 POOL=${POOL:-80000000}
 DEVICE=${DEVICE:-cuda}
 FAST=${FAST:-}
+ONLY=${ONLY:-}
 mkdir -p "$DEST"
 
 LOG="$DEST/gpu_check.log"
@@ -30,6 +33,9 @@ TMP=$(mktemp)
 run() {  # run NAME TIMEOUT CMD...: output appended to $LOG; skipped once the budget is spent
   local name=$1 limit=$2 rc
   shift 2
+  if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then
+    return
+  fi
   if [ "$SECONDS" -ge "$BUDGET" ]; then
     echo "== $name: skipped ($SECONDS s spent of $BUDGET)" | tee -a "$LOG"
     return

@@ -65,6 +65,25 @@ class ModuloPool:
         return self.data[indices.to(self.data.device) % len(self.data)]
 
 
+@torch.no_grad()
+def calibrate_bn(model: torch.nn.Module, train: LabeledImages, accel: E.Accel) -> None:
+    """BatchNorm running statistics from 8 batches of the ID data, as a pre-trained model has
+    them. Resampling and fine-tuning freeze BN (eval mode); with a fresh model's statistics
+    (mean 0, variance 1) the activations of a WRN grow through its blocks, and the bf16 step
+    diverged at its second step on an H200."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the calibration batches
+    model.train(True)
+    for k in range(8):
+        idx = torch.arange(k * 2 * BATCH, (k + 1) * 2 * BATCH) % len(train)
+        with accel.autocast():
+            model(accel.batch(train, idx))
+    for m in bns:
+        m.momentum = 0.1
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="small_cnn", choices=["small_cnn", "wrn40_2", "wrn40_4"])
@@ -111,8 +130,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     accel.stage(train)
     if accel.data_on_device:
         pool.data = pool.data.to(device)
+    torch.manual_seed(SEED)
     model = create_model(args.model, num_classes=10)
     net = accel.model(model)
+    calibrate_bn(model, train, accel)
     model.train(False)  # the resample / fine-tune defaults: frozen BN, dropout off (freeze_bn)
     opt = E.sgd(model, 0.001, 0.9, 5e-4)
     loss_out = get_outlier_loss("uniform")
