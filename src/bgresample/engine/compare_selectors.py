@@ -27,16 +27,21 @@ from bgresample.checkpoint import atomic_write_text, save_model
 from bgresample.data.benchmark import Benchmark
 from bgresample.engine.common import Accel, predict_logits
 from bgresample.engine.evaluate import evaluate
-from bgresample.engine.experiment import aggregate, ensure_pretrained, load_pretrained
+from bgresample.engine.experiment import (
+    aggregate,
+    done,
+    ensure_pretrained,
+    learned_weights,
+    load_pretrained,
+)
 from bgresample.engine.finetune import finetune
-from bgresample.engine.resample import resample
 from bgresample.errors import UserError
 from bgresample.metrics import accuracy
 from bgresample.reports import tables
 from bgresample.reports.build import build_report
 from bgresample.reports.document import Heading, Image, Text, to_markdown
 from bgresample.reports.figures import new_figure, save_figure, variant_color
-from bgresample.resampling import BackgroundWeights, composition
+from bgresample.resampling import composition
 from bgresample.runfolder import write_json
 from bgresample.selectors import (
     SELECTORS,
@@ -176,48 +181,6 @@ def write_outputs(results: dict[str, Any], cfg: dict[str, Any], out: Path) -> Pa
     return report
 
 
-def _done(*paths: Path) -> bool:
-    return bool(dist.broadcast_object(all(p.is_file() for p in paths)))
-
-
-def _learned_weights(
-    cfg: dict[str, Any],
-    bench: Benchmark,
-    pre_path: Path,
-    seed: int,
-    out: Path,
-    accel: Accel,
-    quiet: bool,
-    resume: bool,
-) -> tuple[torch.Tensor, int]:
-    """Algorithm 1's weights for ``seed`` (learned, or read back with ``resume``) and the pool
-    forward passes it took."""
-    wpath, hpath = out / "weights.safetensors", out / "resample_history.json"
-    if resume and _done(wpath, hpath):
-        weights, hist = BackgroundWeights.load(wpath), json.loads(hpath.read_text())
-    else:
-        torch.manual_seed(seed)
-        model = load_pretrained(cfg, bench, pre_path)
-        weights, hist = resample(
-            model,
-            bench.train,
-            bench.pool,
-            cfg["resample"],
-            accel=accel,
-            seed=seed,
-            flip=bench.flip,
-            state_path=out / "resample.state.safetensors",
-            resume=resume,
-            quiet=quiet,
-        )
-        hist.pop("draws")
-        if dist.info().is_main:
-            weights.save(wpath)
-            write_json(hpath, hist)
-    cost = int(hist["steps"]) * int(cfg["resample"]["batch_size"])
-    return weights.weights().detach().cpu(), cost
-
-
 def _seed(
     cfg: dict[str, Any],
     bench: Benchmark,
@@ -236,9 +199,9 @@ def _seed(
     weights, weights_cost = None, 0
     if any(n in WEIGHT_SELECTORS for n in names):
         t0 = time.perf_counter()
-        weights, weights_cost = _learned_weights(
-            cfg, bench, pre_path, seed, out, accel, quiet, resume
-        )
+        learned, hist, _ = learned_weights(cfg, bench, pre_path, seed, out, accel, quiet, resume)
+        weights = learned.weights().detach().cpu()
+        weights_cost = int(hist["steps"]) * int(cfg["resample"]["batch_size"])
         timing["resample"] = time.perf_counter() - t0
     ft, margins = finetune_config(cfg)
     score = score_name(cfg)
@@ -246,7 +209,7 @@ def _seed(
     results: dict[str, Any] = {}
     for name in names:
         mpath, rpath = out / f"{name}.safetensors", out / f"{name}.json"
-        if resume and _done(mpath, rpath):
+        if resume and done(mpath, rpath):
             results[name] = json.loads(rpath.read_text())
             continue
         t0 = time.perf_counter()

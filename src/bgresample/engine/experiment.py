@@ -93,9 +93,52 @@ def load_pretrained(cfg: dict[str, Any], bench: Benchmark, path: Path) -> torch.
     return model
 
 
-def _done(*paths: Path) -> bool:
+def done(*paths: Path) -> bool:
     """Whether every output exists (decided on rank 0, the same on every rank)."""
     return bool(dist.broadcast_object(all(p.is_file() for p in paths)))
+
+
+def learned_weights(
+    cfg: dict[str, Any],
+    bench: Benchmark,
+    pre_path: Path,
+    seed: int,
+    out: Path,
+    accel: Accel,
+    quiet: bool,
+    resume: bool = False,
+) -> tuple[BackgroundWeights, dict[str, Any], torch.Tensor]:
+    """Algorithm 1 from the pre-trained model for ``seed``: (weights, history, draws per item),
+    saved in ``out``; with ``resume``, read back when saved, or continued from its state."""
+    wpath, hpath, dpath = (
+        out / "weights.safetensors",
+        out / "resample_history.json",
+        out / "resample_draws.safetensors",
+    )
+    if resume and done(wpath, hpath, dpath):
+        weights = BackgroundWeights.load(wpath)
+        hist = json.loads(hpath.read_text())
+        return weights, hist, load_tensors(dpath)[0]["draws"]
+    torch.manual_seed(seed)
+    model = load_pretrained(cfg, bench, pre_path)
+    weights, hist = resample(
+        model,
+        bench.train,
+        bench.pool,
+        cfg["resample"],
+        accel=accel,
+        seed=seed,
+        flip=bench.flip,
+        state_path=out / "resample.state.safetensors",
+        resume=resume,
+        quiet=quiet,
+    )
+    draws = hist.pop("draws")
+    if dist.info().is_main:
+        save_tensors(dpath, {"draws": draws}, {})
+        write_json(hpath, hist)
+        weights.save(wpath)
+    return weights, hist, draws
 
 
 def run_seed(
@@ -125,35 +168,9 @@ def run_seed(
 
     if "resampled" in variants:
         t0 = time.perf_counter()
-        wpath, hpath, dpath = (
-            out / "weights.safetensors",
-            out / "resample_history.json",
-            out / "resample_draws.safetensors",
+        weights, hist, draws = learned_weights(
+            cfg, bench, pre_path, seed, out, accel, quiet, resume
         )
-        if resume and _done(wpath, hpath, dpath):
-            weights = BackgroundWeights.load(wpath)
-            hist = json.loads(hpath.read_text())
-            draws = load_tensors(dpath)[0]["draws"]
-        else:
-            torch.manual_seed(seed)
-            model = load_pretrained(cfg, bench, pre_path)
-            weights, hist = resample(
-                model,
-                bench.train,
-                bench.pool,
-                cfg["resample"],
-                accel=accel,
-                seed=seed,
-                flip=bench.flip,
-                state_path=out / "resample.state.safetensors",
-                resume=resume,
-                quiet=quiet,
-            )
-            draws = hist.pop("draws")
-            if main:
-                save_tensors(dpath, {"draws": draws}, {})
-                write_json(hpath, hist)
-                weights.save(wpath)
         timing["resample"] = time.perf_counter() - t0
         w = weights.weights().detach().cpu()
         subsets["resampled"] = select(
@@ -200,7 +217,7 @@ def run_seed(
     for v in variants:
         t0 = time.perf_counter()
         mpath, rpath = out / f"{v}.safetensors", out / f"{v}.json"
-        if resume and _done(mpath, rpath):
+        if resume and done(mpath, rpath):
             results[v] = json.loads(rpath.read_text())
             continue
         torch.manual_seed(seed)
