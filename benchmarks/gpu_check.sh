@@ -61,14 +61,15 @@ run tests 150 $PY -m pytest -q -p no:cacheprovider -m "slow or not slow" \
 # Sampler and weight step at 80M: refresh, draw, bytes per item, eager / compiled / plain step.
 run sampler 120 $PY benchmarks/sampler.py --pool-size "$POOL" --device "$DEVICE" --compile
 
-# Training steps at 80M, batch 128 + 128: fp32 (eager and compiled weight step), then bf16 +
-# channels_last (compiled weight step, the CUDA default), then + torch.compile of the model.
+# Training steps at 80M, batch 128 + 128: fp32 with the weight step's dense pass as one Triton
+# kernel (the eager CUDA path) and as torch.compile-d whole step, then bf16 + channels_last, then
+# + torch.compile of the model.
 for m in wrn40_2 wrn40_4; do
   S="$PY benchmarks/step.py --model $m --device $DEVICE --pool-size $POOL $FAST"
-  [ "$m" = wrn40_2 ] && run "step_${m}_fp32_eager_weights" 90 $S
-  run "step_${m}_fp32" 90 $S --compile-weights
-  run "step_${m}_bf16_cl" 90 $S --amp --channels-last --compile-weights
-  run "step_${m}_bf16_cl_compile" 200 $S --amp --channels-last --compile --compile-weights
+  run "step_${m}_fp32" 90 $S
+  [ "$m" = wrn40_2 ] && run "step_${m}_fp32_compiled_weights" 90 $S --compile-weights
+  run "step_${m}_bf16_cl" 90 $S --amp --channels-last
+  run "step_${m}_bf16_cl_compile" 200 $S --amp --channels-last --compile
 done
 
 run eval 60 $PY benchmarks/eval.py --device "$DEVICE" --amp --channels-last

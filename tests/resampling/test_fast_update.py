@@ -2,6 +2,9 @@
 softplus and the sums, then torch's SGD with momentum), and resumes through the SGD state."""
 
 import copy
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -216,3 +219,58 @@ def test_compile_failure_falls_back_to_the_eager_step(monkeypatch):
             fast.ascent_step(idx, losses, opt_fast, compile=True)
             eager.ascent_step(idx, losses, opt_eager)
     assert torch.equal(fast.omega.detach(), eager.omega.detach())
+
+
+_TRITON_CHECK = """
+import torch
+from bgresample.resampling import kernels, weights as W
+
+def run(eps, use_kernel):
+    kernels.available = lambda omega: use_kernel  # the interpreter runs on CPU tensors
+    module = W.BackgroundWeights(3001, eps=eps)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        module.omega.copy_(torch.cat([3 * torch.randn(3000, generator=gen), torch.tensor([-30.0])]))
+    opt = torch.optim.SGD(module.parameters(), lr=50.0, momentum=0.9, maximize=True)
+    for step in range(3):
+        idx = torch.randint(3001, (64,), generator=gen)
+        idx[:3] = idx[3]
+        module.ascent_step(idx, 3 * torch.rand(64, generator=gen), opt)
+    return module.omega.detach(), opt.state[module.omega]["momentum_buffer"], module.sums()
+
+for eps in (0.0, 0.25, 0.5, 1.0):
+    got, want = run(eps, True), run(eps, False)
+    for a, b in zip(got[:2], want[:2]):
+        torch.testing.assert_close(a, b, rtol=2e-6, atol=2e-6 * b.abs().max().item())
+    for a, b in zip(got[2], want[2]):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=0)
+    assert got[0].ne(want[0]).sum() < got[0].numel()  # the kernel really ran (rounding differs)
+
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+
+@triton.jit
+def softplus_kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
+    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    tl.store(y_ptr + offs, kernels._softplus(tl.load(x_ptr + offs, mask=mask), 1e-12), mask=mask)
+
+x = torch.cat([torch.linspace(-40, 40, 40_001), torch.linspace(-1, 1, 20_001)])
+y = torch.empty_like(x)
+softplus_kernel[(triton.cdiv(x.numel(), 1024),)](x, y, x.numel(), 1024)
+ref = F.softplus(x.double()).clamp_min(1e-12)
+assert ((y.double() - ref) / ref).abs().max() < 3e-7
+print("ok")
+"""
+
+
+@pytest.mark.skipif(weights_module.kernels.triton is None, reason="needs Triton")
+def test_triton_dense_pass_equals_torch_pass_in_the_interpreter():
+    """The CUDA kernel of the dense pass, run by Triton's interpreter on the CPU, equals the
+    chunked torch pass over 3 momentum steps for every eps kind (sqrt, general, 0, 1)."""
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", _TRITON_CHECK], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]

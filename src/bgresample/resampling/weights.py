@@ -38,6 +38,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
 from bgresample.errors import UserError
+from bgresample.resampling import kernels
 
 W_FLOOR = 1e-12
 """Smallest weight value; w = max(softplus(omega), W_FLOOR)."""
@@ -519,6 +520,28 @@ class BackgroundWeights(nn.Module):
             buf_i = -g_i if first else buf[indices].mul_(momentum).sub_(g_i)
             new_i = omega_i.add(buf_i, alpha=-lr)
         c0, c1 = c0.float(), c1.float()
+        if buf is not None and kernels.available(omega):
+            # One Triton kernel on CUDA: omega and buf read and written once, in place.
+            s_1, s_eps = kernels.dense_pass(omega, buf, c0, c1, lr, eps, momentum, first, W_FLOOR)
+        else:
+            s_1, s_eps = self._dense_chunks(buf, c0, c1, lr, momentum, first, chunk)
+        s_1, s_eps = _patch(omega, buf, indices, same, new_i, buf_i, s_1, s_eps, eps, _softplus32)
+        self.omega.grad = None
+        self._set_sums(s_eps, s_1)
+
+    def _dense_chunks(
+        self,
+        buf: Tensor | None,
+        c0: Tensor,
+        c1: Tensor,
+        lr: float,
+        momentum: float,
+        first: bool,
+        chunk: int | None,
+    ) -> tuple[Tensor, Tensor]:
+        """The dense pass of ``ascent_step`` over chunks of omega (``_fused_chunk``); returns the
+        new (S_1, S_eps)."""
+        omega = self.omega.detach()
         s_1 = torch.zeros((), dtype=torch.float64, device=omega.device)
         s_eps = torch.zeros_like(s_1)
         size = _chunk_size(omega.device, chunk)
@@ -529,7 +552,7 @@ class BackgroundWeights(nn.Module):
                 None if buf is None else buf[lo:hi],
                 c0,
                 c1,
-                eps,
+                self.eps,
                 lr,
                 momentum,
                 first,
@@ -537,9 +560,7 @@ class BackgroundWeights(nn.Module):
             )
             s_1 += part[0]
             s_eps += part[1]
-        s_1, s_eps = _patch(omega, buf, indices, same, new_i, buf_i, s_1, s_eps, eps, _softplus32)
-        self.omega.grad = None
-        self._set_sums(s_eps, s_1)
+        return s_1, s_eps
 
     def _lr_tensor(self, lr: float, device: torch.device) -> Tensor:
         """``lr`` as a 0-d float32 tensor on ``device``, made once per value (a fresh one each
