@@ -54,7 +54,7 @@ def _start(args: argparse.Namespace, cfg: dict[str, Any]) -> tuple[Path, Accel, 
     torch.manual_seed(int(cfg["seed"]))
     accel = Accel.from_config(cfg)
     bench = load_benchmark(cfg)
-    accel.stage(bench.train, bench.pool)
+    accel.stage(bench.train, bench.test, bench.pool, *bench.ood.values())
     return out, accel, bench
 
 

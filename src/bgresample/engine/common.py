@@ -117,7 +117,8 @@ class Accel:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def stage(self, *sets: LabeledImages | ImageSource | None) -> None:
-        """Keep in-memory ID data and pools on the GPU (``data_on_device``), as airbench does."""
+        """Keep in-memory ID data, pools and OOD sets on the GPU (``data_on_device``), as
+        airbench does (sources read from files on demand stay where they are)."""
         if not self.data_on_device:
             return
         for s in sets:

@@ -37,7 +37,7 @@ def gallery_inches(rows: list[int]) -> tuple[float, float]:
 def to_rgb(images: ImageSource, indices: np.ndarray) -> np.ndarray:
     """N x H x W x 3 floats in [0, 1]; normalised-space sets are mapped back with x*0.25+0.5."""
     idx = torch.from_numpy(np.ascontiguousarray(indices, dtype=np.int64))
-    x = images.get_batch(idx).float()
+    x = images.get_batch(idx).float().cpu()
     x = x * 0.25 + 0.5 if images.normalized else x / 255.0
     return x.clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
