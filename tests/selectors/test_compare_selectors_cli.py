@@ -68,6 +68,20 @@ def test_compare_selectors_quick(tmp_path, data_root, capsys):
     assert (out / "figures" / "pareto.png").is_file()
     report = (out / "report.md").read_text()
     assert "Background selectors on the same budget" in report and "figures/pareto.png" in report
+    html = (out / "report.html").read_text()
+    assert "Background selectors on the same budget" in html and "data:image/png" in html
+    # `bgresample report` rebuilds the same report, selector section included.
+    (out / "report.md").unlink()
+    assert main(["report", str(out), "--data-root", str(data_root)]) == 0
+    assert (out / "report.md").read_text() == report
+    # A score that is not a probability: the selector section alone, in both files.
+    res["budget"]["score"] = "energy"
+    (out / "results.json").write_text(json.dumps(res))
+    assert main(["report", str(out), "--data-root", str(data_root)]) == 0
+    for name in ("report.md", "report.html"):
+        text = (out / name).read_text()
+        assert "is not a probability" in text and "Background selectors on the same budget" in text
+        assert "OOD detection (Table 2 analogue)" not in text
 
 
 def test_unknown_selector_is_a_clean_error(tmp_path, data_root, capsys):

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from bgresample import dist
-from bgresample.checkpoint import atomic_write_text, save_model
+from bgresample.checkpoint import save_model
 from bgresample.data.benchmark import Benchmark
 from bgresample.engine.common import Accel, predict_logits
 from bgresample.engine.evaluate import evaluate
@@ -39,8 +39,7 @@ from bgresample.errors import UserError
 from bgresample.metrics import accuracy
 from bgresample.reports import tables
 from bgresample.reports.build import build_report
-from bgresample.reports.document import Heading, Image, Text, to_markdown
-from bgresample.reports.figures import new_figure, save_figure, variant_color
+from bgresample.reports.selectors import NONE, summary_table
 from bgresample.resampling import composition
 from bgresample.runfolder import write_json
 from bgresample.selectors import (
@@ -53,13 +52,8 @@ from bgresample.selectors import (
 
 log = logging.getLogger("bgresample")
 
-#: The reference that trains on no background data at all.
-NONE = "none"
 #: ``selectors.score: auto``: the OOD score that goes with a fine-tuning loss (default msp).
 AUTO_SCORES = {"extra_class": "extra_class", "energy": "energy"}
-#: Scores in [0, 1], as the figures of the standard report (:func:`build_report`) assume.
-PROBABILITY_SCORES = ("msp", "extra_class")
-MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 COST_KEYS = ("setup", "per_epoch", "total", "id", "distinct_items", "working_set")
 
 
@@ -161,24 +155,11 @@ def compare_selectors(
 
 
 def write_outputs(results: dict[str, Any], cfg: dict[str, Any], out: Path) -> Path:
-    """``results.json``, the Pareto plot and ``report.md`` (the standard report plus the
-    selector section; the section alone for a score that is not a probability). Returns the
+    """``results.json`` and the report (:func:`build_report`: the standard report with the
+    selector section, or the section alone for a score that is not a probability). Returns the
     report's path."""
     write_json(out / "results.json", results)
-    pareto = pareto_figure(results, out / "figures" / "pareto")
-    section = report_section(results, pareto.relative_to(out))
-    score = results["budget"]["score"]
-    if score in PROBABILITY_SCORES:
-        report = build_report(out, cfg["data"]["root"])
-        atomic_write_text(report, report.read_text() + "\n" + to_markdown(section))
-        return report
-    report = out / "report.md"
-    note = Text(
-        f"The score `{score}` is not a probability, which the figures of `bgresample report` "
-        "assume; this report holds the selector tables only."
-    )
-    atomic_write_text(report, to_markdown([Heading("compare-selectors report", 1), note, *section]))
-    return report
+    return build_report(out, cfg["data"]["root"])
 
 
 def _seed(
@@ -308,125 +289,3 @@ def _cost(summary: dict[str, Any] | None, ctx: SelectionContext, epochs: int) ->
         "id": fw["id"],
         "distinct_items": summary["distinct_items"],
     }
-
-
-def _pm(m: dict[str, float]) -> str:
-    return f"{m['mean']:.2f} ± {m['std']:.2f}"
-
-
-def _count(x: float) -> str:
-    return f"{x:,.0f}"
-
-
-def summary_table(results: dict[str, Any]) -> tables.Table:
-    """Selector -> average FPR95 / AUROC / AUPR, ID accuracy and selection cost."""
-    rows = []
-    for v, r in results["variants"].items():
-        c = results["selection"][v]
-        rows.append(
-            [v, c["refresh"]]
-            + [_pm(r["average"][m]) for m in tables.METRICS]
-            + [f"{r['accuracy']:.2f} ± {r['accuracy_std']:.2f}"]
-            + [_count(c[k]) for k in ("working_set", "distinct_items", "setup", "per_epoch")]
-            + [_count(c["total"])]
-        )
-    header = ["selector", "refresh"] + [f"avg {tables.METRIC_LABELS[m]}" for m in tables.METRICS]
-    header += ["ID acc.", "working set", "distinct used", "fwd setup", "fwd / epoch", "fwd total"]
-    return tables.Table(header, rows)
-
-
-def ood_table(results: dict[str, Any]) -> tables.Table:
-    """Selector x OOD set; cells FPR95 / AUROC / AUPR as mean ± std over seeds."""
-    variants = results["variants"]
-    sets = list(next(iter(variants.values()))["ood"])
-    return tables.Table(
-        ["selector", *sets, "Average"],
-        [
-            [v]
-            + [" / ".join(_pm(r["ood"][s][m]) for m in tables.METRICS) for s in sets]
-            + [" / ".join(_pm(r["average"][m]) for m in tables.METRICS)]
-            for v, r in variants.items()
-        ],
-    )
-
-
-def pareto_front(costs: list[float], fprs: list[float]) -> list[int]:
-    """Indices of the points no other point beats on both cost and FPR95, by rising cost."""
-    order = sorted(range(len(costs)), key=lambda i: (costs[i], fprs[i]))
-    front: list[int] = []
-    for i in order:
-        if not front or fprs[i] < fprs[front[-1]]:
-            front.append(i)
-    return front
-
-
-def pareto_figure(results: dict[str, Any], stem: Path) -> Path:
-    """Average FPR95 (mean ± std over seeds) against total selection cost in passes over the
-    pool, one point per selector with background data, the Pareto front as a dashed line;
-    ``none`` is quoted in the title. Returns the PNG's path."""
-    names = [v for v in results["variants"] if v != NONE]
-    n_pool = max(1, int(results["pool_size"]))
-    costs = [results["selection"][v]["total"] / n_pool for v in names]
-    fprs = [results["variants"][v]["average"]["fpr95"]["mean"] for v in names]
-    stds = [results["variants"][v]["average"]["fpr95"]["std"] for v in names]
-    fig = new_figure((8.0, 5.5))
-    ax = fig.add_subplot()
-    for i, v in enumerate(names):
-        ax.errorbar(
-            costs[i],
-            fprs[i],
-            yerr=stds[i],
-            fmt=MARKERS[i % len(MARKERS)],
-            color=variant_color(v, list(results["variants"]).index(v)),
-            capsize=3,
-            markersize=8,
-            label=v,
-        )
-    front = pareto_front(costs, fprs)
-    ax.plot([costs[i] for i in front], [fprs[i] for i in front], "--", color="#555", lw=1)
-    ax.set_xlabel("selection cost: forward passes over pool items / pool size (total)")
-    ax.set_ylabel("average FPR95 (%) ↓")
-    title = f"Selectors at γ = {results['budget']['gamma']}: detection vs selection cost"
-    if NONE in results["variants"]:
-        none_fpr = results["variants"][NONE]["average"]["fpr95"]["mean"]
-        title += f"\n(none, no background data: {none_fpr:.2f})"
-    ax.set_title(title)
-    ax.legend(loc="best")
-    return save_figure(fig, stem, svg=False)
-
-
-def report_section(results: dict[str, Any], pareto: Path) -> list[Any]:
-    """The selector section appended to ``report.md``."""
-    b = results["budget"]
-    notes = (
-        f"Every selector fine-tunes the same pre-trained model for {b['finetune_epochs']} epochs "
-        f"on the same ID batches with {b['background_draws']:,} background draws, loss "
-        f"`{b['loss']}` (alpha {b['alpha']}), score `{b['score']}`. Budget: at most "
-        f"k = round(γN) = {b['k']:,} distinct pool items are eligible per background epoch "
-        f"({b['background_epoch_steps']} steps, one pass over k items): `random`, `resampled` "
-        "and `topk-weight` fix one subset (`resampled`'s rule keeps about k), `ntom` and `poem` "
-        "choose k items anew every background epoch, `dos` picks each batch from a random "
-        "k-subset drawn anew every background epoch; `full` (every item) and `none` (no "
-        "background) are the references. **working set**: items eligible at a time; "
-        "**distinct used**: items trained on over the run. Cost: forward passes over pool "
-        "items spent on choosing (mean over seeds): **setup** before fine-tuning (Algorithm 1, "
-        "whose passes also back-propagate), **per epoch** during it, **total** both."
-    )
-    poem_id = results["selection"].get("poem", {}).get("id")
-    if poem_id:
-        notes += f" `poem` also passes {poem_id:,.0f} ID images for its posterior (not counted)."
-    return [
-        Heading("Background selectors on the same budget"),
-        Text(notes),
-        summary_table(results),
-        Heading("Selector × OOD set", 3),
-        Text("Cells: FPR95 ↓ / AUROC ↑ / AUPR ↑, mean ± std over seeds."),
-        ood_table(results),
-        Image(
-            pareto.as_posix(),
-            "Average FPR95 against selection cost",
-            "One point per selector (mean ± std over seeds); the dashed line joins the selectors "
-            "that no other beats on both cost and FPR95. Cost 1 = one forward pass per pool "
-            "item.",
-        ),
-    ]

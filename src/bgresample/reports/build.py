@@ -17,7 +17,7 @@ from bgresample.checkpoint import atomic_write_text
 from bgresample.data.benchmark import Benchmark, load_benchmark
 from bgresample.errors import UserError
 from bgresample.reports import tables
-from bgresample.reports.document import to_html
+from bgresample.reports.document import Block, Heading, Text, to_html, to_markdown
 from bgresample.reports.figures import (
     benchmark_name,
     benchmark_title,
@@ -26,7 +26,8 @@ from bgresample.reports.figures import (
     score_figure,
 )
 from bgresample.reports.galleries import missed_ood_gallery, weight_gallery
-from bgresample.reports.markdown import Artifacts, blocks, write_report
+from bgresample.reports.markdown import Artifacts, blocks
+from bgresample.reports.selectors import PROBABILITY_SCORES, pareto_figure, report_section
 from bgresample.resampling import BackgroundWeights
 
 log = logging.getLogger("bgresample")
@@ -79,6 +80,16 @@ def build_report(run_dir: str | Path, data_root: str | Path | None = None) -> Pa
     if data_root is not None:
         cfg["data"]["root"] = str(data_root)
     art = Artifacts(tables=True)
+    if "budget" in results:  # compare-selectors
+        pareto = pareto_figure(results, run / "figures" / "pareto")
+        art.extra = report_section(results, pareto.relative_to(run))
+        score = results["budget"]["score"]
+        if score not in PROBABILITY_SCORES:
+            note = Text(
+                f"The score `{score}` is not a probability, which the standard figures and "
+                "tables assume; this report holds the selector section only."
+            )
+            return _write_blocks(run, [Heading("compare-selectors report", 1), note, *art.extra])
     _write_tables(run, results)
     bench_name = benchmark_title(benchmark_name(results, cfg))
     seeds = results.get("seeds") or []
@@ -158,8 +169,14 @@ def _write(
     meta: dict[str, Any],
     art: Artifacts,
 ) -> Path:
-    md = write_report(run, results, cfg, meta, art)
+    return _write_blocks(run, blocks(results, cfg, meta, art))
+
+
+def _write_blocks(run: Path, report: list[Block]) -> Path:
+    """``report.md`` and a self-contained ``report.html`` of the same blocks."""
+    md = run / "report.md"
+    atomic_write_text(md, to_markdown(report))
     title = f"bgresample report: {run.resolve().name}"
-    atomic_write_text(run / "report.html", to_html(blocks(results, cfg, meta, art), run, title))
+    atomic_write_text(run / "report.html", to_html(report, run, title))
     log.info("report: %s and %s", md, run / "report.html")
     return md

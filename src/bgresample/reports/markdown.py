@@ -8,13 +8,11 @@ config. The same blocks make the self-contained ``report.html``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from bgresample.checkpoint import atomic_write_text
 from bgresample.config import dump
 from bgresample.reports import tables
-from bgresample.reports.document import Block, Bullets, Code, Heading, Image, Text, to_markdown
+from bgresample.reports.document import Block, Bullets, Code, Heading, Image, Text
 from bgresample.reports.figures import benchmark_name, benchmark_title
 
 VARIANT_NOTES = {
@@ -37,6 +35,8 @@ class Artifacts:
     missed_gallery: str | None = None
     tables: bool = False
     notes: list[str] = field(default_factory=list)
+    #: Blocks placed after the standard sections (the compare-selectors section).
+    extra: list[Block] = field(default_factory=list)
 
 
 def _header(results: dict[str, Any], cfg: dict[str, Any], meta: dict[str, Any]) -> list[Block]:
@@ -227,27 +227,6 @@ def blocks(
         + _figure1(results, art)
         + _resampling(results, art)
         + _galleries(art)
+        + art.extra
         + _run_info(results, cfg, meta, art)
     )
-
-
-def render(
-    results: dict[str, Any],
-    cfg: dict[str, Any],
-    meta: dict[str, Any] | None = None,
-    artifacts: Artifacts | None = None,
-) -> str:
-    return to_markdown(blocks(results, cfg, meta, artifacts))
-
-
-def write_report(
-    out: Path,
-    results: dict[str, Any],
-    cfg: dict[str, Any],
-    meta: dict[str, Any] | None = None,
-    artifacts: Artifacts | None = None,
-) -> Path:
-    """Write ``out/report.md`` (tables only unless ``artifacts`` names figures)."""
-    path = out / "report.md"
-    atomic_write_text(path, render(results, cfg, meta, artifacts))
-    return path

@@ -1,0 +1,140 @@
+"""The report section of ``bgresample compare-selectors``: selector tables and the Pareto plot of
+detection against selection cost. :func:`bgresample.reports.build.build_report` adds it to the
+report of a run folder whose ``results.json`` has a selection ``budget``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from bgresample.reports import tables
+from bgresample.reports.document import Block, Heading, Image, Text
+from bgresample.reports.figures import new_figure, save_figure, variant_color
+
+#: The reference that trains on no background data at all.
+NONE = "none"
+#: Scores in [0, 1], as the figures of the standard report assume.
+PROBABILITY_SCORES = ("msp", "extra_class")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def _pm(m: dict[str, float]) -> str:
+    return f"{m['mean']:.2f} ± {m['std']:.2f}"
+
+
+def _count(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def summary_table(results: dict[str, Any]) -> tables.Table:
+    """Selector -> average FPR95 / AUROC / AUPR, ID accuracy and selection cost."""
+    rows = []
+    for v, r in results["variants"].items():
+        c = results["selection"][v]
+        rows.append(
+            [v, c["refresh"]]
+            + [_pm(r["average"][m]) for m in tables.METRICS]
+            + [f"{r['accuracy']:.2f} ± {r['accuracy_std']:.2f}"]
+            + [_count(c[k]) for k in ("working_set", "distinct_items", "setup", "per_epoch")]
+            + [_count(c["total"])]
+        )
+    header = ["selector", "refresh"] + [f"avg {tables.METRIC_LABELS[m]}" for m in tables.METRICS]
+    header += ["ID acc.", "working set", "distinct used", "fwd setup", "fwd / epoch", "fwd total"]
+    return tables.Table(header, rows)
+
+
+def ood_table(results: dict[str, Any]) -> tables.Table:
+    """Selector x OOD set; cells FPR95 / AUROC / AUPR as mean ± std over seeds."""
+    variants = results["variants"]
+    sets = list(next(iter(variants.values()))["ood"])
+    return tables.Table(
+        ["selector", *sets, "Average"],
+        [
+            [v]
+            + [" / ".join(_pm(r["ood"][s][m]) for m in tables.METRICS) for s in sets]
+            + [" / ".join(_pm(r["average"][m]) for m in tables.METRICS)]
+            for v, r in variants.items()
+        ],
+    )
+
+
+def pareto_front(costs: list[float], fprs: list[float]) -> list[int]:
+    """Indices of the points no other point beats on both cost and FPR95, by rising cost."""
+    order = sorted(range(len(costs)), key=lambda i: (costs[i], fprs[i]))
+    front: list[int] = []
+    for i in order:
+        if not front or fprs[i] < fprs[front[-1]]:
+            front.append(i)
+    return front
+
+
+def pareto_figure(results: dict[str, Any], stem: Path) -> Path:
+    """Average FPR95 (mean ± std over seeds) against total selection cost in passes over the
+    pool, one point per selector with background data, the Pareto front as a dashed line;
+    ``none`` is quoted in the title. Returns the PNG's path."""
+    names = [v for v in results["variants"] if v != NONE]
+    n_pool = max(1, int(results["pool_size"]))
+    costs = [results["selection"][v]["total"] / n_pool for v in names]
+    fprs = [results["variants"][v]["average"]["fpr95"]["mean"] for v in names]
+    stds = [results["variants"][v]["average"]["fpr95"]["std"] for v in names]
+    fig = new_figure((8.0, 5.5))
+    ax = fig.add_subplot()
+    for i, v in enumerate(names):
+        ax.errorbar(
+            costs[i],
+            fprs[i],
+            yerr=stds[i],
+            fmt=MARKERS[i % len(MARKERS)],
+            color=variant_color(v, list(results["variants"]).index(v)),
+            capsize=3,
+            markersize=8,
+            label=v,
+        )
+    front = pareto_front(costs, fprs)
+    ax.plot([costs[i] for i in front], [fprs[i] for i in front], "--", color="#555", lw=1)
+    ax.set_xlabel("selection cost: forward passes over pool items / pool size (total)")
+    ax.set_ylabel("average FPR95 (%) ↓")
+    title = f"Selectors at γ = {results['budget']['gamma']}: detection vs selection cost"
+    if NONE in results["variants"]:
+        none_fpr = results["variants"][NONE]["average"]["fpr95"]["mean"]
+        title += f"\n(none, no background data: {none_fpr:.2f})"
+    ax.set_title(title)
+    ax.legend(loc="best")
+    return save_figure(fig, stem, svg=False)
+
+
+def report_section(results: dict[str, Any], pareto: Path) -> list[Block]:
+    """The selector section of the report; ``pareto`` is the plot's path in the run folder."""
+    b = results["budget"]
+    notes = (
+        f"Every selector fine-tunes the same pre-trained model for {b['finetune_epochs']} epochs "
+        f"on the same ID batches with {b['background_draws']:,} background draws, loss "
+        f"`{b['loss']}` (alpha {b['alpha']}), score `{b['score']}`. Budget: at most "
+        f"k = round(γN) = {b['k']:,} distinct pool items are eligible per background epoch "
+        f"({b['background_epoch_steps']} steps, one pass over k items): `random`, `resampled` "
+        "and `topk-weight` fix one subset (`resampled`'s rule keeps about k), `ntom` and `poem` "
+        "choose k items anew every background epoch, `dos` picks each batch from a random "
+        "k-subset drawn anew every background epoch; `full` (every item) and `none` (no "
+        "background) are the references. **working set**: items eligible at a time; "
+        "**distinct used**: items trained on over the run. Cost: forward passes over pool "
+        "items spent on choosing (mean over seeds): **setup** before fine-tuning (Algorithm 1, "
+        "whose passes also back-propagate), **per epoch** during it, **total** both."
+    )
+    poem_id = results["selection"].get("poem", {}).get("id")
+    if poem_id:
+        notes += f" `poem` also passes {poem_id:,.0f} ID images for its posterior (not counted)."
+    return [
+        Heading("Background selectors on the same budget"),
+        Text(notes),
+        summary_table(results),
+        Heading("Selector × OOD set", 3),
+        Text("Cells: FPR95 ↓ / AUROC ↑ / AUPR ↑, mean ± std over seeds."),
+        ood_table(results),
+        Image(
+            pareto.as_posix(),
+            "Average FPR95 against selection cost",
+            "One point per selector (mean ± std over seeds); the dashed line joins the selectors "
+            "that no other beats on both cost and FPR95. Cost 1 = one forward pass per pool "
+            "item.",
+        ),
+    ]
