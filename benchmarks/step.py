@@ -151,19 +151,17 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             s = state["step"]
             state["step"] += 1
             E.seed_step(SEED, s)
-            gidx = batches.at(s)
-            aug = CropFlip.draw(BATCH, E.generator(SEED, 2, s), flip=True).shard(sl)
+            x_id, y = E.id_batch(train, batches, s, SEED, True, accel)
             bidx = sampler.draw(BATCH, E.generator(SEED, 3, s)).cpu()
             baug = CropFlip.draw(BATCH, E.generator(SEED, 4, s), flip=True).shard(sl)
             draws.index_add_(0, bidx, torch.ones(BATCH, dtype=torch.int32))
-            idx = gidx[sl]
             algorithm1_step(
                 net,
                 weights,
                 opt,
                 opt_w,
-                accel.batch(train, idx, aug),
-                train.targets[idx.to(train.targets.device)].to(device, non_blocking=True),
+                x_id,
+                y,
                 accel.batch(pool, bidx[sl], baug),
                 bidx.to(device),
                 ALPHA,
@@ -181,14 +179,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             s = state["step"]
             state["step"] += 1
             E.seed_step(SEED, s)
-            gidx = batches.at(s)
-            aug = CropFlip.draw(BATCH, E.generator(SEED, 2, s), flip=True).shard(sl)
-            idx = gidx[sl]
-            x_id = accel.batch(train, idx, aug)
+            x_id, y = E.id_batch(train, batches, s, SEED, True, accel)
             pick = E.uniform_batch(n_pool, BATCH, SEED, 3, s)
             baug = CropFlip.draw(BATCH, E.generator(SEED, 4, s), flip=True).shard(sl)
             x_bg = accel.batch(pool, pick[sl], baug)
-            y = train.targets[idx.to(train.targets.device)].to(device, non_blocking=True)
             with accel.autocast():
                 logits_id, logits_bg = E.joint_forward(net, x_id, x_bg)
             l_in = E.ce(logits_id, y)

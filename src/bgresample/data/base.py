@@ -62,6 +62,7 @@ class LabeledImages:
 
     data: torch.Tensor
     targets: torch.Tensor
+    normalized = False  # pixel space (a class attribute, read like ImageArray's)
 
     def __post_init__(self) -> None:
         if len(self.data) != len(self.targets):
@@ -69,6 +70,10 @@ class LabeledImages:
 
     def __len__(self) -> int:
         return len(self.data)
+
+    def get_batch(self, indices: torch.Tensor) -> torch.Tensor:
+        """The images at ``indices`` (uint8)."""
+        return self.data[indices.to(self.data.device)]
 
     @property
     def num_classes(self) -> int:

@@ -86,7 +86,7 @@ class Accel:
         self, images: ImageSource | LabeledImages, idx: torch.Tensor, aug: CropFlip | None = None
     ) -> torch.Tensor:
         """Images at ``idx`` ready for the model (:meth:`ready`), read in this process."""
-        return self.ready(_fetch(images, idx), aug, getattr(images, "normalized", False))
+        return self.ready(images.get_batch(idx), aug, images.normalized)
 
     def batches(
         self,
@@ -101,8 +101,6 @@ class Accel:
         DataLoader worker processes (:func:`bgresample.data.loader.batches`) and pinned for a
         GPU; otherwise each is read when the loop asks for it.
         """
-        if isinstance(images, LabeledImages):
-            return (_fetch(images, k) for k in keys)
         workers = self.workers if ahead else 0
         return loader.batches(images, keys, workers, pin_memory=self.device.type == "cuda")
 
@@ -126,12 +124,6 @@ class Accel:
                 s.data = s.data.to(self.device)
                 if isinstance(s, LabeledImages):
                     s.targets = s.targets.to(self.device)
-
-
-def _fetch(images: ImageSource | LabeledImages, idx: torch.Tensor) -> torch.Tensor:
-    if isinstance(images, LabeledImages):
-        return images.data[idx.to(images.data.device)]
-    return images.get_batch(idx)
 
 
 def generator(seed: int, stream: int, step: int = 0) -> torch.Generator:
@@ -164,6 +156,24 @@ class EpochBatches:
             self._perm = torch.randperm(self.n, generator=generator(self.seed, self.stream, epoch))
             self._epoch = epoch
         return self._perm[pos * self.batch_size : (pos + 1) * self.batch_size]
+
+
+def id_batch(
+    train: LabeledImages,
+    batches: EpochBatches,
+    step: int,
+    seed: int,
+    flip: bool,
+    accel: Accel,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's share of the ID batch of ``step``: images augmented from the step's own
+    stream (2) and ready for the model, and their labels on the device."""
+    gidx = batches.at(step)
+    sl = local_slice(len(gidx))
+    aug = CropFlip.draw(len(gidx), generator(seed, 2, step), flip=flip).shard(sl)
+    idx = gidx[sl]
+    y = train.targets[idx.to(train.targets.device)].to(accel.device, non_blocking=True)
+    return accel.batch(train, idx, aug), y
 
 
 def uniform_batch(n: int, batch_size: int, seed: int, stream: int, step: int) -> torch.Tensor:
@@ -237,8 +247,7 @@ def map_sharded(
     info = dist.info()
     mine = torch.tensor_split(idx, info.world_size)[info.rank] if info.enabled else idx
     keys = (mine[i : i + batch_size] for i in range(0, len(mine), batch_size))
-    normalized = getattr(images, "normalized", False)
-    outs = [fn(accel.ready(raw, None, normalized)) for raw in accel.batches(images, keys)]
+    outs = [fn(accel.ready(raw, None, images.normalized)) for raw in accel.batches(images, keys)]
     local = tuple(torch.cat(parts) for parts in zip(*outs, strict=True)) if outs else None
     parts = [p for p in dist.gather_objects(local) if p is not None] if info.enabled else [local]
     if not parts or parts[0] is None:

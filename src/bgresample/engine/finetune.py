@@ -107,16 +107,11 @@ def finetune(
         pool_batches = accel.batches(pool, keys, ahead=selector is None)
     for step in bar:
         E.seed_step(seed, step)
-        gidx = batches.at(step)
-        sl = E.local_slice(len(gidx))
-        aug = CropFlip.draw(len(gidx), E.generator(seed, 2, step), flip=flip).shard(sl)
-        idx = gidx[sl]
-        x_id = accel.batch(train, idx, aug)
+        x_id, y = E.id_batch(train, batches, step, seed, flip, accel)
         x_bg = None
         if pool_batches is not None:
             baug = CropFlip.draw(bbs, E.generator(seed, 4, step), flip=True).shard(bsl)
             x_bg = accel.ready(next(pool_batches), baug, pool.normalized)
-        y = train.targets[idx.to(train.targets.device)].to(accel.device, non_blocking=True)
         with accel.autocast():
             logits_id, logits_bg = E.joint_forward(net, x_id, x_bg)
         l_in = E.ce(logits_id, y)

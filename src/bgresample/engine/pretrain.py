@@ -12,7 +12,6 @@ from torch import nn
 from bgresample import dist, scalars
 from bgresample.checkpoint import save_model
 from bgresample.data.base import LabeledImages
-from bgresample.data.transforms import CropFlip
 from bgresample.engine import common as E
 from bgresample.engine.state import StageState
 from bgresample.progress import progress
@@ -56,12 +55,7 @@ def pretrain(
     tot = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count over the epoch
     for step in bar:
         E.seed_step(seed, step)
-        gidx = batches.at(step)
-        sl = E.local_slice(len(gidx))
-        aug = CropFlip.draw(len(gidx), E.generator(seed, 2, step), flip=flip).shard(sl)
-        idx = gidx[sl]
-        x = accel.batch(train, idx, aug)
-        y = train.targets[idx.to(train.targets.device)].to(accel.device, non_blocking=True)
+        x, y = E.id_batch(train, batches, step, seed, flip, accel)
         with accel.autocast():
             logits = net(x)
         loss = E.ce(logits, y)

@@ -147,19 +147,17 @@ def resample(
             until = min((step // refresh + 1) * refresh, steps)
             pool_batches = accel.batches(pool, (draw(s)[sl] for s in range(step, until)))
         E.seed_step(seed, step)
-        gidx = batches.at(step)
-        aug = CropFlip.draw(n, E.generator(seed, 2, step), flip=flip).shard(sl)
+        x_id, y_id = E.id_batch(train, batches, step, seed, flip, accel)
         bidx = draw(step)
         baug = CropFlip.draw(n, E.generator(seed, 4, step), flip=True).shard(sl)
         draws.index_add_(0, bidx, torch.ones(n, dtype=torch.int32))
-        idx = gidx[sl]
         l_in, l_out = algorithm1_step(
             net,
             weights,
             opt,
             opt_w,
-            accel.batch(train, idx, aug),
-            train.targets[idx.to(train.targets.device)].to(accel.device, non_blocking=True),
+            x_id,
+            y_id,
             accel.ready(next(pool_batches), baug, pool.normalized),
             bidx.to(accel.device),
             alpha,

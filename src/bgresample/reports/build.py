@@ -33,15 +33,20 @@ from bgresample.resampling import BackgroundWeights
 log = logging.getLogger("bgresample")
 
 
-def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """``results.json``, ``config.yaml`` and ``meta.json`` (empty where absent) of a run folder."""
+def read_results(run_dir: Path) -> dict[str, Any]:
+    """``results.json`` of a run folder, or a :class:`UserError` that says what to pass."""
     res_path = run_dir / "results.json"
     if not res_path.is_file():
         raise UserError(
             f"{run_dir} has no results.json; pass a folder written by `bgresample run` or "
             "`bgresample evaluate` (a run that did not finish has none)"
         )
-    results = json.loads(res_path.read_text())
+    return json.loads(res_path.read_text())
+
+
+def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``results.json``, ``config.yaml`` and ``meta.json`` (empty where absent) of a run folder."""
+    results = read_results(run_dir)
     cfg_path, meta_path = run_dir / "config.yaml", run_dir / "meta.json"
     if not cfg_path.is_file():
         raise UserError(f"{run_dir} has no config.yaml; is it a bgresample run folder?")

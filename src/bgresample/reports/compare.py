@@ -3,13 +3,13 @@ AUPR and ID accuracy, from each folder's ``results.json`` (``run`` or ``evaluate
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from bgresample.checkpoint import atomic_write_text
 from bgresample.errors import UserError
+from bgresample.reports.build import read_results
 from bgresample.reports.tables import METRIC_LABELS, METRICS, Table, csv_text
 
 CSV_HEADER = [
@@ -36,13 +36,7 @@ def compare_records(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     dirs = [Path(d) for d in run_dirs]
     records = []
     for label, d in zip(_labels(dirs), dirs, strict=True):
-        path = d / "results.json"
-        if not path.is_file():
-            raise UserError(
-                f"{d} has no results.json; pass folders written by `bgresample run` or "
-                "`bgresample evaluate`"
-            )
-        results = json.loads(path.read_text())
+        results = read_results(d)
         n_seeds = len(results.get("seeds", [])) or 1
         for v, r in results["variants"].items():
             avg = r.get("average") or {}
