@@ -13,7 +13,6 @@ average FPR95 against the selection cost. Fine-tuned checkpoints are kept in
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -23,16 +22,16 @@ import numpy as np
 import torch
 
 from bgresample import dist
-from bgresample.checkpoint import save_model
 from bgresample.data.benchmark import Benchmark
 from bgresample.engine.common import Accel, predict_logits
 from bgresample.engine.evaluate import evaluate
 from bgresample.engine.experiment import (
     aggregate,
-    done,
     ensure_pretrained,
     learned_weights,
     load_pretrained,
+    save_variant,
+    saved_variant,
 )
 from bgresample.engine.finetune import finetune
 from bgresample.errors import UserError
@@ -189,9 +188,9 @@ def _seed(
     options = {**cfg["selectors"], "resampled": {"method": cfg["select"]["method"]}}
     results: dict[str, Any] = {}
     for name in names:
-        mpath, rpath = out / f"{name}.safetensors", out / f"{name}.json"
-        if resume and done(mpath, rpath):
-            results[name] = json.loads(rpath.read_text())
+        saved = saved_variant(out, name, resume)
+        if saved is not None:
+            results[name] = saved
             continue
         t0 = time.perf_counter()
         torch.manual_seed(seed)
@@ -242,10 +241,7 @@ def _seed(
         if selector is not None and bench.pool.family is not None:
             res["composition"] = composition(_used(selector), bench.pool.family)
         results[name] = res
-        if dist.info().is_main:
-            np.savez_compressed(out / f"scores_{name}.npz", **scores)
-            save_model(mpath, model, {"stage": "finetune", "variant": name, "seed": seed})
-            write_json(rpath, res)
+        save_variant(out, name, seed, model, res, scores)
         log.info(
             "seed %d %-11s acc %.2f  avg FPR95 %.2f  AUROC %.2f  AUPR %.2f  pool fwd %d",
             seed,

@@ -98,6 +98,28 @@ def done(*paths: Path) -> bool:
     return bool(dist.broadcast_object(all(p.is_file() for p in paths)))
 
 
+def saved_variant(out: Path, name: str, resume: bool) -> dict[str, Any] | None:
+    """With ``resume``, the results of variant ``name`` when :func:`save_variant` finished it."""
+    mpath, rpath = out / f"{name}.safetensors", out / f"{name}.json"
+    return json.loads(rpath.read_text()) if resume and done(mpath, rpath) else None
+
+
+def save_variant(
+    out: Path,
+    name: str,
+    seed: int,
+    model: torch.nn.Module,
+    res: dict[str, Any],
+    scores: dict[str, Any],
+) -> None:
+    """Rank 0 writes a fine-tuned variant's OOD scores, model and results into ``out``."""
+    if dist.info().is_main:
+        np.savez_compressed(out / f"scores_{name}.npz", **scores)
+        meta = {"stage": "finetune", "variant": name, "seed": seed}
+        save_model(out / f"{name}.safetensors", model, meta)
+        write_json(out / f"{name}.json", res)
+
+
 def learned_weights(
     cfg: dict[str, Any],
     bench: Benchmark,
@@ -216,9 +238,9 @@ def run_seed(
     results: dict[str, Any] = {}
     for v in variants:
         t0 = time.perf_counter()
-        mpath, rpath = out / f"{v}.safetensors", out / f"{v}.json"
-        if resume and done(mpath, rpath):
-            results[v] = json.loads(rpath.read_text())
+        saved = saved_variant(out, v, resume)
+        if saved is not None:
+            results[v] = saved
             continue
         torch.manual_seed(seed)
         model = load_pretrained(cfg, bench, pre_path)
@@ -245,10 +267,7 @@ def run_seed(
         res["subset_size"] = 0 if subsets[v] is None else len(subsets[v])
         res["finetune"] = info
         results[v] = res
-        if main:
-            np.savez_compressed(out / f"scores_{v}.npz", **scores)
-            save_model(mpath, model, {"stage": "finetune", "variant": v, "seed": seed})
-            write_json(rpath, res)
+        save_variant(out, v, seed, model, res, scores)
         log.info(
             "seed %d %-9s acc %.2f  avg FPR95 %.2f  AUROC %.2f  AUPR %.2f",
             seed,
