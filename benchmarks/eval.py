@@ -1,4 +1,4 @@
-"""Evaluation throughput: images per second of ``engine.common.predict_logits`` (the scorer of
+"""Evaluation throughput: images per second of ``engine.forward.predict_logits`` (the scorer of
 every OOD evaluation) for the embedded benchmark's model (small_cnn) and WRN-40-2 at 32x32.
 
     .venv/bin/python benchmarks/eval.py [--device cpu|cuda] [--amp] [--channels-last]
@@ -20,7 +20,8 @@ import torch
 
 from bgresample.data.base import ImageArray
 from bgresample.data.transforms import prepare
-from bgresample.engine import common as E
+from bgresample.engine.accel import Accel
+from bgresample.engine.forward import predict_logits
 from bgresample.models import create_model
 
 
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     args = p.parse_args(argv)
     device = C.setup(args)
     cuda = device.type == "cuda"
-    accel = E.Accel(device=device, channels_last=args.channels_last, amp=args.amp)
+    accel = Accel(device=device, channels_last=args.channels_last, amp=args.amp)
     gen = torch.Generator().manual_seed(0)
     fns, counts = {}, {}
     for name in args.models:
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         ]
 
         def predict(model=model, images=images) -> None:
-            E.predict_logits(model, images, accel, batch_size=args.batch_size)
+            predict_logits(model, images, accel, batch_size=args.batch_size)
 
         @torch.no_grad()
         def forward(net=net, pre=pre) -> None:

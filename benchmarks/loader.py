@@ -22,7 +22,9 @@ import numpy as np
 from PIL import Image
 
 from bgresample.data.pools import FolderImages
-from bgresample.engine import common as E
+from bgresample.engine.accel import Accel
+from bgresample.engine.batches import uniform_batch
+from bgresample.rng import Stream
 
 
 def write_pool(root: Path, n: int) -> None:
@@ -49,8 +51,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         pool = FolderImages(tmp)
 
         def run(workers: int, rep: int) -> None:
-            accel = E.Accel(device=device, workers=workers)
-            keys = (E.uniform_batch(len(pool), args.batch, rep, 3, s) for s in range(args.batches))
+            accel = Accel(device=device, workers=workers)
+            keys = (
+                uniform_batch(len(pool), args.batch, rep, Stream.BACKGROUND, s)
+                for s in range(args.batches)
+            )
             for raw in accel.batches(pool, keys):
                 accel.ready(raw)
                 time.sleep(args.step_ms / 1e3)  # the model's step, which the workers overlap

@@ -6,13 +6,13 @@ model's own compute.
 
 Three step variants run interleaved (A, B, C, A, B, C, ...) on synthetic uint8 32x32 data (an ID
 set with labels and a background pool of ``--pool-size`` items), batch 128 ID + 128 background,
-with the real engine pieces (``Accel``, ``CropFlip``, ``EpochBatches``, the samplers and
-``algorithm1_step``):
+with the real engine pieces (``Accel``, ``crop_flip``, ``EpochBatches``, ``BackgroundResampler``
+and ``algorithm1_step``):
 
 - resample: one iteration of the loop of ``engine.resample.resample``: background batch drawn
-  by ``WeightedSampler`` from p (eq. 11), crops/flips, the draw counter, ``algorithm1_step``
-  (joint forward, CE + alpha r L_uni, backward, SGD, the weight step). The sampler refresh, once
-  per pool epoch (N / 128 steps), is timed apart and reported amortised.
+  by ``BackgroundResampler.draw`` from p (eq. 11), crops/flips, the draw counter,
+  ``algorithm1_step`` (joint forward, CE + alpha r L_uni, backward, SGD, the weight step). The
+  sampler refresh, once per pool epoch (N / 128 steps), is timed apart and reported amortised.
 - oe: one iteration of the loop of ``engine.finetune.finetune`` on the full pool: background
   batch drawn uniformly, same pre-processing, CE + alpha L_uni, backward, SGD.
 - compute: forward + losses + backward + SGD step on preloaded, normalised tensors (no data
@@ -34,13 +34,16 @@ import argparse
 import _common as C
 import torch
 
+from bgresample import BackgroundResampler, UniformityLoss
 from bgresample.data.base import LabeledImages
-from bgresample.data.transforms import CropFlip, prepare
-from bgresample.engine import common as E
+from bgresample.data.transforms import prepare
+from bgresample.engine.accel import Accel
+from bgresample.engine.batches import EpochBatches, crop_flip, id_batch, local_slice, uniform_batch
+from bgresample.engine.forward import ce, check_finite, joint_forward
+from bgresample.engine.optim import sgd
 from bgresample.engine.resample import algorithm1_step
-from bgresample.losses import get_outlier_loss
 from bgresample.models import create_model
-from bgresample.resampling import BackgroundWeights, WeightedSampler
+from bgresample.rng import Stream, generator, seed_step
 
 BATCH = 128
 ALPHA = 0.5
@@ -66,7 +69,7 @@ class ModuloPool:
 
 
 @torch.no_grad()
-def calibrate_bn(model: torch.nn.Module, train: LabeledImages, accel: E.Accel) -> None:
+def calibrate_bn(model: torch.nn.Module, train: LabeledImages, accel: Accel) -> None:
     """BatchNorm running statistics from 8 batches of the ID data, as a pre-trained model has
     them. Resampling and fine-tuning freeze BN (eval mode); with a fresh model's statistics
     (mean 0, variance 1) the activations of a WRN grow through its blocks, and the bf16 step
@@ -110,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     warmup = args.warmup or (3 if args.compile else 1 if heavy else 3)
     n_pool = args.pool_size
 
-    accel = E.Accel(
+    accel = Accel(
         device=device,
         channels_last=args.channels_last,
         amp=args.amp,
@@ -135,42 +138,30 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     net = accel.model(model)
     calibrate_bn(model, train, accel)
     model.train(False)  # the resample / fine-tune defaults: frozen BN, dropout off (freeze_bn)
-    opt = E.sgd(model, 0.001, 0.9, 5e-4)
-    loss_out = get_outlier_loss("uniform")
-    sl = E.local_slice(BATCH)
-    batches = E.EpochBatches(len(train), BATCH, SEED, 1)
+    opt = sgd(model, 0.001, 0.9, 5e-4)
+    loss_out = UniformityLoss(reduction="none")
+    sl = local_slice(BATCH)
+    batches = EpochBatches(len(train), BATCH, SEED)
 
     def make_resample():
-        weights = BackgroundWeights(n_pool, eps=args.eps).to(device)
-        opt_w = torch.optim.SGD(weights.parameters(), lr=100.0, momentum=0.9, maximize=True)
-        sampler = WeightedSampler(weights.masses())
+        resampler = BackgroundResampler(
+            n_pool, eps=args.eps, device=device, compile=args.compile_weights
+        )
         draws = torch.zeros(n_pool, dtype=torch.int32)
         state = {"step": 0}
 
         def step() -> None:
             s = state["step"]
             state["step"] += 1
-            E.seed_step(SEED, s)
-            x_id, y = E.id_batch(train, batches, s, SEED, True, accel)
-            bidx = sampler.draw(BATCH, E.generator(SEED, 3, s)).cpu()
-            baug = CropFlip.draw(BATCH, E.generator(SEED, 4, s), flip=True).shard(sl)
+            seed_step(SEED, s)
+            x_id, y = id_batch(train, batches, s, True, accel)
+            bidx = resampler.draw(BATCH, generator(SEED, Stream.BACKGROUND, s)).cpu()
+            baug = crop_flip(BATCH, SEED, Stream.BACKGROUND_AUG, s, flip=True).shard(sl)
             draws.index_add_(0, bidx, torch.ones(BATCH, dtype=torch.int32))
-            algorithm1_step(
-                net,
-                weights,
-                opt,
-                opt_w,
-                x_id,
-                y,
-                accel.batch(pool, bidx[sl], baug),
-                bidx.to(device),
-                ALPHA,
-                loss_out,
-                s,
-                accel,
-            )
+            x_bg = accel.batch(pool, bidx[sl], baug)
+            algorithm1_step(net, resampler, opt, x_id, y, x_bg, bidx[sl], ALPHA, loss_out, accel, s)
 
-        return step, lambda: sampler.refresh(weights.masses())
+        return step, resampler.refresh
 
     def oe_step_factory():
         state = {"step": 0}
@@ -178,16 +169,16 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         def step() -> None:
             s = state["step"]
             state["step"] += 1
-            E.seed_step(SEED, s)
-            x_id, y = E.id_batch(train, batches, s, SEED, True, accel)
-            pick = E.uniform_batch(n_pool, BATCH, SEED, 3, s)
-            baug = CropFlip.draw(BATCH, E.generator(SEED, 4, s), flip=True).shard(sl)
+            seed_step(SEED, s)
+            x_id, y = id_batch(train, batches, s, True, accel)
+            pick = uniform_batch(n_pool, BATCH, SEED, Stream.BACKGROUND, s)
+            baug = crop_flip(BATCH, SEED, Stream.BACKGROUND_AUG, s, flip=True).shard(sl)
             x_bg = accel.batch(pool, pick[sl], baug)
             with accel.autocast():
-                logits_id, logits_bg = E.joint_forward(net, x_id, x_bg)
-            l_in = E.ce(logits_id, y)
-            loss = l_in + ALPHA * loss_out(logits_bg.float())
-            E.check_finite(loss, "oe", s, None)
+                logits_id, logits_bg = joint_forward(net, x_id, x_bg)
+            l_in = ce(logits_id, y)
+            loss = l_in + ALPHA * loss_out(logits_bg.float()).mean()
+            check_finite(loss, "oe", s, None)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -205,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     def compute() -> None:
         with accel.autocast():
             logits = net(x_pre)
-        loss = E.ce(logits[:BATCH], y_pre) + ALPHA * loss_out(logits[BATCH:].float())
+        loss = ce(logits[:BATCH], y_pre) + ALPHA * loss_out(logits[BATCH:].float()).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
