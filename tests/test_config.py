@@ -6,7 +6,14 @@ import pytest
 import yaml
 
 from bgresample.cli import main
-from bgresample.config import default_config, load_config, parse_set, presets
+from bgresample.config import (
+    Config,
+    default_config,
+    default_dict,
+    load_config,
+    parse_set,
+    presets,
+)
 from bgresample.errors import UserError
 
 
@@ -23,9 +30,9 @@ def test_precedence_preset_file_recipe_set(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("finetune:\n  lr: 0.5\n  epochs: 7\n")
     cfg = load_config(f, ["finetune.epochs=3"], preset="cifar10")
-    assert cfg["model"]["name"] == "wrn40_4"  # preset
-    assert cfg["finetune"]["lr"] == 0.1  # the preset's recipe (authors) over the file
-    assert cfg["finetune"]["epochs"] == 3  # --set over everything
+    assert cfg.model.name == "wrn40_4"  # preset
+    assert cfg.finetune.lr == 0.1  # the preset's recipe (authors) over the file
+    assert cfg.finetune.epochs == 3  # --set over everything
     assert "cifar10" in presets() and "tiny-imagenet" in presets()
 
 
@@ -35,7 +42,7 @@ def test_resolved_config_round_trips_through_a_run_folder(tmp_path, tiny):
     assert main([*args, "--out", str(out)]) == 0
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["seed"] == 7 and saved["resample"]["eps"] == 0.3
-    assert load_config(out / "config.yaml") == saved
+    assert load_config(out / "config.yaml").to_dict() == saved
     again = tmp_path / "b"
     assert (
         main(["pretrain", "--config", str(out / "config.yaml"), "--out", str(again), "--quiet"])
@@ -49,15 +56,70 @@ def test_resolved_config_round_trips_through_a_run_folder(tmp_path, tiny):
 
 def test_defaults_are_valid_and_complete():
     cfg = default_config()
-    for section in (
-        "data",
-        "model",
-        "accel",
-        "pretrain",
-        "resample",
-        "select",
-        "finetune",
-        "evaluate",
-        "run",
-    ):
-        assert section in cfg
+    assert isinstance(cfg, Config)
+    assert cfg.to_dict() == default_dict()  # every default key is in the schema, and back
+
+
+def test_values_are_typed():
+    cfg = load_config(
+        sets=["finetune.lr=1e-3", "resample.refresh_every=5", "run.variants=none,full"]
+    )
+    assert cfg.finetune.lr == 0.001 and isinstance(cfg.finetune.lr, float)  # YAML: "1e-3" is text
+    assert cfg.resample.refresh_every == 5
+    assert cfg.run.variants == ["none", "full"]
+
+
+@pytest.mark.parametrize(
+    ("item", "fragment"),
+    [
+        ("resample.eps=abc", "resample.eps='abc' is invalid: expected a number in [0, 1]"),
+        ("resample.eps=null", "resample.eps=null is invalid"),
+        ("resample.eps=1.5", "expected a number in [0, 1]"),
+        ("resample=5", "resample must be a mapping with the keys draws_per_item"),
+        ("resample.batch_size=abc", "expected a positive integer"),
+        ("resample.batch_size=1.5", "resample.batch_size=1.5 is invalid"),
+        ("finetune.batch_size=0", "expected a positive integer"),
+        ("seed=abc", "seed='abc' is invalid"),
+        ("pretrain.momentum=-0.1", "expected a non-negative number"),
+        ("finetune.weight_decay=-1", "expected a non-negative number"),
+        ("finetune.epochs=-1", "expected a non-negative integer"),
+        ("data.embedded.pool_size=0", "expected a positive integer"),
+        ("select.gamma=0", "expected a number in (0, 1]"),
+        ("run.seeds=0", "expected a positive integer"),
+        ("pretrain.lr=-0.1", "expected a positive number"),
+        ("finetune.loss=hinge", "one of uniform, max_entropy, energy, extra_class"),
+        ("accel.amp=maybe", "true or false or one of auto"),
+        ("finetune.freeze_bn=1", "expected true or false"),
+        ("model.kwargs={depth: 3}", "model.kwargs of small_cnn"),
+        ("model.name=resnet9000", "unknown model 'resnet9000'"),
+        ("run.variants=[none, nope]", "run.variants="),
+        ("selectors.energy.m_in=0", "below selectors.energy.m_out"),
+    ],
+)
+def test_bad_values_are_refused_before_any_work(item, fragment):
+    with pytest.raises(UserError) as err:
+        load_config(sets=[item])
+    assert fragment in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_unknown_key_names_the_closest_valid_keys():
+    with pytest.raises(UserError, match="did you mean eps"):
+        load_config(sets=["resample.epz=0.5"])
+    with pytest.raises(UserError, match="did you mean finetune"):
+        load_config(sets=["fintune.lr=0.1"])
+
+
+def test_binary_and_broken_config_files(tmp_path):
+    binary = tmp_path / "c.yaml"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(UserError, match="not a text"):
+        load_config(binary)
+    broken = tmp_path / "d.yaml"
+    broken.write_text("finetune: [1, 2\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(broken)
+    listed = tmp_path / "e.yaml"
+    listed.write_text("- 1\n- 2\n")
+    with pytest.raises(UserError, match="must hold a mapping"):
+        load_config(listed)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from bgresample import BackgroundResampler, UniformityLoss
 from bgresample.cli import main
-from bgresample.resampling import BackgroundWeights
 
 TINY_RESAMPLE = [
     "--set",
@@ -56,8 +56,8 @@ def test_two_ranks_learn_the_single_process_weights(checkpoint, tiny, tmp_path):
     assert main([*base, "--out", str(single)]) == 0
     proc = _torchrun([*base, "--out", str(double)], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    w1 = BackgroundWeights.load(single / "weights.safetensors").omega
-    w2 = BackgroundWeights.load(double / "weights.safetensors").omega
+    w1 = BackgroundResampler.load(single / "weights.safetensors").omega
+    w2 = BackgroundResampler.load(double / "weights.safetensors").omega
     assert not torch.equal(w1, torch.zeros_like(w1))  # the weights moved
     torch.testing.assert_close(w2, w1, rtol=0, atol=1e-5)
     hist = json.loads((double / "resample_history.json").read_text())
@@ -93,3 +93,42 @@ def test_a_failing_rank_stops_the_job_with_its_message(checkpoint, tiny, tmp_pat
     proc = _torchrun([*args, "--out", str(tmp_path / "x")], tmp_path, script)
     assert proc.returncode != 0
     assert "injected failure on rank 1" in proc.stderr + proc.stdout
+
+
+LIBRARY_DDP = """
+import sys
+
+import torch
+import torch.distributed as dist
+
+from bgresample import BackgroundResampler, UniformityLoss
+
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+table = torch.randn(200, 5, generator=torch.Generator().manual_seed(0))
+resampler, loss = BackgroundResampler(200, refresh_every=4), UniformityLoss(reduction="none")
+for t in range(40):
+    idx = resampler.draw(16, torch.Generator().manual_seed(t))
+    mine = slice(8 * rank, 8 * rank + 8)  # this rank's half of the global batch
+    resampler.step(idx[mine], loss(table[idx[mine]] * (1 + t / 10)))
+torch.save(resampler.weights(), f"{sys.argv[1]}/w{rank}.pt")
+dist.destroy_process_group()
+"""
+
+
+def test_the_library_resampler_under_ddp_matches_one_process(tmp_path):
+    """``BackgroundResampler`` in a user's own DDP script (top-level names only): every rank
+    ends with the weights one process gets from the whole batches."""
+    script = tmp_path / "ddp_resampler.py"
+    script.write_text(LIBRARY_DDP)
+    proc = _torchrun([str(tmp_path)], tmp_path, script=script)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = torch.randn(200, 5, generator=torch.Generator().manual_seed(0))
+    resampler, loss = BackgroundResampler(200, refresh_every=4), UniformityLoss(reduction="none")
+    for t in range(40):
+        idx = resampler.draw(16, torch.Generator().manual_seed(t))
+        resampler.step(idx, loss(table[idx] * (1 + t / 10)))
+    w0, w1 = torch.load(tmp_path / "w0.pt"), torch.load(tmp_path / "w1.pt")
+    assert torch.equal(w0, w1)  # identical on every rank
+    assert w0.std() > 0  # the weights moved
+    torch.testing.assert_close(w0, resampler.weights(), rtol=0, atol=1e-6)

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from bgresample import checkpoint
-from bgresample.checkpoint import load_model_state, save_model, save_tensors
+from bgresample.checkpoint import WriteError, load_model_state, save_model, save_tensors
 from bgresample.cli import main
 from bgresample.errors import UserError
 from bgresample.models import create_model
@@ -139,7 +139,7 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(checkpoint.os, "fsync", full_disk)
-    with pytest.raises(UserError, match="No space left on device; the previous file is intact"):
+    with pytest.raises(WriteError, match="No space left on device; the previous file is intact"):
         save_model(path, create_model("small_cnn", 8))
     assert path.read_bytes() == before
     assert not list(tmp_path.glob(".*.tmp"))
@@ -210,10 +210,7 @@ def test_pool_with_broken_files_completes_and_reports_skips(tmp_path, tiny, capl
         (["--set", "resample.eps=1.2"], "resample.eps=1.2 is invalid: expected a number in [0, 1]"),
         (["--set", "resample.alpha=-1"], "resample.alpha=-1 is invalid: expected a non-negative"),
         (["--set", "finetune.alpha=-0.5"], "finetune.alpha=-0.5 is invalid"),
-        (
-            ["--set", "pretrain.lr=-0.1"],
-            "pretrain.lr=-0.1 is invalid: expected a positive learning",
-        ),
+        (["--set", "pretrain.lr=-0.1"], "pretrain.lr=-0.1 is invalid: expected a positive number"),
         (["--set", "resample.lr_w=0"], "resample.lr_w=0 is invalid"),
         (["--set", "model.name=vgg"], "unknown model 'vgg'; valid names: densenet100, resnet18"),
         (["--preset", "imagenet"], "unknown preset 'imagenet'; valid presets: cifar10"),

@@ -1,7 +1,75 @@
 """bgresample: outlier-aware classifiers trained with adversarially resampled background data.
 
 Implements Li & Vasconcelos, "Background Data Resampling for Outlier-Aware Classification",
-CVPR 2020.
+CVPR 2020, as a library for any training loop (below) and as the ``bgresample`` command line.
+
+The method, for your own model, ID data and background pool::
+
+    from bgresample import BackgroundPool, BackgroundResampler, OODMetrics, UniformityLoss, msp
+
+    pool = BackgroundPool(background_images)          # a tensor N x ... or any Dataset
+    resampler = BackgroundResampler(len(pool))        # Algorithm 1's weights and sampler
+    uniformity = UniformityLoss(reduction="none")     # eq. 4 per background image
+    for x, y in id_loader:
+        idx = resampler.draw(len(x))                  # eq. 11
+        logits = model(torch.cat([x, pool[idx]]))
+        per_item = uniformity(logits[len(x):])
+        loss = F.cross_entropy(logits[: len(x)], y) + 0.5 * resampler.weighted_loss(idx, per_item)
+        opt.zero_grad(); loss.backward(); opt.step()
+        resampler.step(idx, per_item)                 # weight ascent, no second backward
+    subset = resampler.select(gamma=0.1)              # the 10% to fine-tune on
+
+See ``examples/own_training_loop.py`` and ``docs/api.md``.
 """
 
-__version__ = "0.1.0"
+from bgresample.losses import (
+    EnergyMarginLoss,
+    ExtraClassLoss,
+    MaxEntropyLoss,
+    UniformityLoss,
+    add_background_class,
+    classification_loss,
+    uniformity_loss,
+)
+from bgresample.metrics import OODMetrics, aupr_in, aupr_out, auroc, fpr_at_tpr, ood_metrics
+from bgresample.resampling import (
+    BackgroundPool,
+    BackgroundResampler,
+    BackgroundWeights,
+    WeightedSampler,
+    composition,
+    select,
+)
+from bgresample.scores import SCORES, energy, extra_class, get_score, max_logit, msp, odin
+
+__version__ = "0.2.0"
+
+__all__ = [
+    "SCORES",
+    "BackgroundPool",
+    "BackgroundResampler",
+    "BackgroundWeights",
+    "EnergyMarginLoss",
+    "ExtraClassLoss",
+    "MaxEntropyLoss",
+    "OODMetrics",
+    "UniformityLoss",
+    "WeightedSampler",
+    "__version__",
+    "add_background_class",
+    "auroc",
+    "aupr_in",
+    "aupr_out",
+    "classification_loss",
+    "composition",
+    "energy",
+    "extra_class",
+    "fpr_at_tpr",
+    "get_score",
+    "max_logit",
+    "msp",
+    "odin",
+    "ood_metrics",
+    "select",
+    "uniformity_loss",
+]

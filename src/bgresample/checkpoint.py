@@ -1,47 +1,84 @@
-"""Checkpoints: tensors in safetensors, metadata as JSON strings; atomic writes; never unpickled."""
+"""Everything the project writes to disk goes through here: atomic writes, safetensors
+checkpoints with JSON metadata, and the resumable state of a training stage.
+
+Writes are atomic (a temporary file in the same folder, fsync, rename), so a crash or a full
+disk never leaves a truncated file: the previous file stays intact until the new one is whole.
+Nothing is ever unpickled: tensors live in safetensors files, everything else in JSON.
+"""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save
 
+from bgresample import dist
 from bgresample.errors import UserError
 
+log = logging.getLogger("bgresample")
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``.
 
-    The previous file at ``path`` stays intact until the new one is complete.
-    """
+class WriteError(OSError):
+    """A file could not be written (disk full, read-only folder, ...). The file that was at the
+    path before, if any, is intact, and no temporary file is left behind."""
+
+    def __init__(self, path: Path, cause: OSError, kept: bool) -> None:
+        super().__init__(cause.errno, cause.strerror or str(cause), str(path))
+        self.kept = kept
+
+    def __str__(self) -> str:
+        state = "the previous file is intact" if self.kept else "nothing was written"
+        return f"could not write {self.filename}: {self.strerror}; {state}"
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(handle)`` on a temporary file beside ``path``, fsync it and rename it over
+    ``path``. On any failure the temporary file is removed; an OSError becomes a
+    :class:`WriteError` naming ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        with open(tmp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
-        kept = "the previous file is intact" if path.exists() else "nothing was written"
-        raise UserError(
-            f"could not write {path}: {e.strerror or e}; {kept}. Free disk space or make the "
-            "output folder writable, then re-run with --resume"
-        ) from None
+        _remove_quietly(tmp)
+        if isinstance(e, WriteError):
+            raise
+        raise WriteError(path, e, path.exists()) from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove_quietly(tmp)
         raise
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+def _remove_quietly(path: Path) -> None:
+    """Remove a temporary file; on a read-only or vanished folder there is nothing to do."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_write`)."""
+    atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8; unpaired surrogates of undecodable file names kept as
+    backslash escapes) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"))
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -65,6 +102,15 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
             "re-run the stage that writes it"
         ) from None
     return tensors, json.loads(header.get("bgresample", "{}"))
+
+
+def save_npz(path: str | Path, arrays: dict[str, Any]) -> None:
+    """Save numpy arrays as a compressed ``.npz``, atomically."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def save_model(
@@ -133,3 +179,80 @@ def load_model_state(
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The metadata of a checkpoint without loading its tensors."""
     return load_tensors(path)[1]
+
+
+# -- resumable stage state ----------------------------------------------------------------------
+
+_TENSOR = "__tensor__:"
+
+
+def flatten(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "") -> Any:
+    """Replace every tensor in a nested dict/list by a reference, collecting it in ``tensors``."""
+    if isinstance(obj, torch.Tensor):
+        key = prefix or "t"
+        tensors[key] = obj
+        return _TENSOR + key
+    if isinstance(obj, dict):
+        return {str(k): flatten(v, tensors, f"{prefix}.{k}") for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [flatten(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
+    return obj
+
+
+def unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of :func:`flatten`."""
+    if isinstance(obj, str) and obj.startswith(_TENSOR):
+        return tensors[obj[len(_TENSOR) :]]
+    if isinstance(obj, dict):
+        return {k: unflatten(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [unflatten(v, tensors) for v in obj]
+    return obj
+
+
+def _int_keys(d: Any) -> Any:
+    """Optimizer state dicts index parameters by int; JSON turned them into str."""
+    if isinstance(d, dict):
+        return {
+            (int(k) if isinstance(k, str) and k.isdigit() else k): _int_keys(v)
+            for k, v in d.items()
+        }
+    return d
+
+
+class StageState:
+    """The resumable state of one training stage at ``path`` (``None``: never written): model,
+    optimisers, schedulers and counters in one safetensors file, nested state dicts split into
+    tensors and a JSON skeleton in the metadata. Every loop draws its randomness from
+    ``(seed, stream, step)`` (:mod:`bgresample.rng`), so the step is all the RNG state a resume
+    needs."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def save(self, step: int, parts: dict[str, Any], extra: dict[str, Any] | None = None) -> None:
+        """Write the state at ``step`` atomically (rank 0 only). ``parts`` maps names to objects
+        with ``state_dict()`` (modules, optimisers, schedulers, ...); ``extra`` is JSON-able."""
+        if self.path is None or not dist.info().is_main:
+            return
+        tensors: dict[str, torch.Tensor] = {}
+        skeleton = {name: flatten(part.state_dict(), tensors, name) for name, part in parts.items()}
+        save_tensors(self.path, tensors, {"step": step, "state": skeleton, "extra": extra or {}})
+
+    def load(self, parts: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Restore ``parts`` from the file; returns (step, extra), or (0, {}) if there is none."""
+        if self.path is None or not self.path.is_file():
+            return 0, {}
+        tensors, meta = load_tensors(self.path)
+        for name, part in parts.items():
+            state = unflatten(meta["state"][name], tensors)
+            if isinstance(part, torch.optim.Optimizer):
+                state = _int_keys(state)
+            part.load_state_dict(state)
+        log.info("resumed %s at step %d", self.path.name, meta["step"])
+        return int(meta["step"]), meta.get("extra", {})
+
+    def remove(self) -> None:
+        """Delete the state file (the stage finished; rank 0 only)."""
+        if self.path is not None and dist.info().is_main:
+            self.path.unlink(missing_ok=True)

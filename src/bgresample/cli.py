@@ -11,9 +11,17 @@ from typing import Any
 
 from bgresample import config as C
 from bgresample import dist, scalars
+from bgresample.checkpoint import WriteError
 from bgresample.errors import UserError
+from bgresample.scores import parse_scores
 
 log = logging.getLogger("bgresample")
+
+#: --out of run and compare-selectors when not given: (normal, --quick).
+DEFAULT_OUT = {
+    "run": ("runs/main", "runs/quick"),
+    "compare-selectors": ("runs/selectors", "runs/selectors-quick"),
+}
 
 QUICK = [
     "pretrain.checkpoint_every=0",
@@ -157,30 +165,49 @@ def _version() -> str:
     return f"bgresample {code_version()}"
 
 
-def resolve_config(args: argparse.Namespace) -> dict[str, Any]:
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The config values that command-line flags set (a nested dict, applied last)."""
+    flags: list[tuple[str, Any]] = [
+        ("seed", args.seed),
+        ("device", args.device),
+        ("data.root", args.data_root),
+        ("data.id", args.id),
+        ("data.background", args.pool),
+        ("data.download", True if args.download else None),
+        ("evaluate.ood", args.ood),
+        ("run.seeds", getattr(args, "seeds", None)),
+        ("select.gamma", getattr(args, "gamma", None)),
+        ("select.method", getattr(args, "method", None)),
+        ("selectors.names", _names(getattr(args, "selectors", None))),
+    ]
+    out: dict[str, Any] = {}
+    for key, value in flags:
+        if value is None:
+            continue
+        *sections, name = key.split(".")
+        node = out
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[name] = value
+    return out
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [s.strip() for s in text.split(",") if s.strip()]
+
+
+def resolve_config(args: argparse.Namespace) -> C.Config:
+    """The config of a command: defaults, preset, ``--config``, ``--quick``, ``--set`` and the
+    flags, checked before any work starts."""
     sets = list(QUICK if getattr(args, "quick", False) else []) + list(args.sets)
-    cfg = C.load_config(args.config, sets, preset=args.preset)
-    if args.seed is not None:
-        cfg["seed"] = args.seed
-    if args.device is not None:
-        cfg["device"] = args.device
-    if args.data_root is not None:
-        cfg["data"]["root"] = args.data_root
-    if getattr(args, "seeds", None) is not None:
-        cfg["run"]["seeds"] = args.seeds
-    if getattr(args, "gamma", None) is not None:
-        cfg["select"]["gamma"] = args.gamma
-    if getattr(args, "method", None) is not None:
-        cfg["select"]["method"] = args.method
-    if args.ood:
-        cfg["evaluate"]["ood"] = args.ood
-    if args.id is not None:
-        cfg["data"]["id"] = args.id
-    if args.pool is not None:
-        cfg["data"]["background"] = args.pool
-    if args.download:
-        cfg["data"]["download"] = True
-    C.validate(cfg)
+    cfg = C.load_config(args.config, sets, preset=args.preset, overrides=_overrides(args))
+    if args.command == "compare-selectors" and args.seeds is None:
+        cfg.run.seeds = min(cfg.run.seeds, cfg.selectors.max_seeds)
+    if args.command == "evaluate":
+        try:
+            args.scores = parse_scores(args.scores)
+        except ValueError as e:
+            raise UserError(f"--scores: {e}") from None
     return cfg
 
 
@@ -191,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     where = f"[rank {info.rank}] " if info.enabled else ""
     try:
         return _dispatch(args)
-    except UserError as e:
+    except (UserError, WriteError) as e:
         print(f"{where}bgresample {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -209,8 +236,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         getattr(commands, f"cmd_{args.command}")(args)
         return 0
     cfg = resolve_config(args)
-    if args.command == "run" and args.out is None:
-        args.out = "runs/quick" if args.quick else "runs/main"
+    if args.out is None:
+        args.out = DEFAULT_OUT[args.command][bool(getattr(args, "quick", False))]
     t0 = time.perf_counter()
     handler = getattr(commands, f"cmd_{args.command.replace('-', '_')}")
     handler(args, cfg)

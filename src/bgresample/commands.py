@@ -4,46 +4,45 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from bgresample import dist, scalars
-from bgresample.checkpoint import load_model_state, save_model
+from bgresample.checkpoint import save_model, save_npz
+from bgresample.config import Config
 from bgresample.data.benchmark import Benchmark, load_benchmark
-from bgresample.engine import compare_selectors
-from bgresample.engine.common import Accel, generator
+from bgresample.engine.accel import Accel
+from bgresample.engine.env import Env
 from bgresample.engine.evaluate import evaluate
 from bgresample.engine.experiment import (
-    RANDOM_SUBSET_STREAM,
-    aggregate,
+    RESULTS_SCHEMA,
     build_model,
-    ensure_pretrained,
-    run_seed,
+    finetune_section,
+    learned_weights,
+    load_pretrained,
+    load_resampler,
+    run_experiment,
+    score_name,
 )
 from bgresample.engine.finetune import finetune
 from bgresample.engine.pretrain import pretrain
-from bgresample.engine.resample import resample
 from bgresample.errors import UserError
 from bgresample.reports import tables
 from bgresample.reports.build import build_report
 from bgresample.reports.compare import compare_runs, compare_text
-from bgresample.resampling import (
-    BackgroundWeights,
-    composition,
-    read_manifest,
-    select,
-    write_manifest,
-)
+from bgresample.reports.selectors import summary_table
+from bgresample.resampling import composition, read_manifest, select, write_manifest
+from bgresample.rng import Stream, generator
 from bgresample.runfolder import prepare_run_folder, setup_logging, write_json
+from bgresample.selectors import FixedSubset, SelectionContext, build_selector
 
 log = logging.getLogger("bgresample")
 
 
-def _start(args: argparse.Namespace, cfg: dict[str, Any]) -> tuple[Path, Accel, Benchmark]:
+def _start(args: argparse.Namespace, cfg: Config) -> tuple[Path, Env, Benchmark]:
     """Run folder (refusing to clobber another run), logging, accelerator and data."""
     main = dist.info().is_main
     out = prepare_run_folder(
@@ -51,22 +50,11 @@ def _start(args: argparse.Namespace, cfg: dict[str, Any]) -> tuple[Path, Accel, 
     )
     setup_logging(out, args.quiet or not main, write=main)
     scalars.configure(out)
-    torch.manual_seed(int(cfg["seed"]))
-    accel = Accel.from_config(cfg)
+    torch.manual_seed(cfg.seed)
+    accel = Accel.from_config(cfg.device, cfg.accel, cfg.data.workers)
     bench = load_benchmark(cfg)
     accel.stage(bench.train, bench.test, bench.pool, *bench.ood.values())
-    return out, accel, bench
-
-
-def _checkpoint_model(cfg: dict[str, Any], bench: Benchmark, path: str) -> torch.nn.Module:
-    if not Path(path).is_file():
-        raise UserError(
-            f"checkpoint {path} not found; pass the .safetensors file that "
-            "`bgresample pretrain` or `finetune` wrote (e.g. RUN/pretrain.safetensors)"
-        )
-    model = build_model(cfg, bench.num_classes)
-    load_model_state(path, model)
-    return model
+    return out, Env(accel, cfg.seed, bench.flip, args.quiet), bench
 
 
 def _report_skipped(bench: Benchmark) -> None:
@@ -78,26 +66,16 @@ def _report_skipped(bench: Benchmark) -> None:
             log.warning("%s: skipped %d unreadable images (%s ...)", name, len(skipped), shown)
 
 
-def cmd_pretrain(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    out, accel, bench = _start(args, cfg)
+def cmd_pretrain(args: argparse.Namespace, cfg: Config) -> None:
+    out, env, bench = _start(args, cfg)
     model = build_model(cfg, bench.num_classes)
-    res = pretrain(
-        model,
-        bench.train,
-        cfg["pretrain"],
-        accel=accel,
-        seed=int(cfg["seed"]),
-        flip=bench.flip,
-        out=out,
-        resume=args.resume,
-        quiet=args.quiet,
-    )
+    history = pretrain(model, bench.train, cfg.pretrain, env, out=out, resume=args.resume)
     if dist.info().is_main:
-        write_json(out / "pretrain_history.json", res["history"])
+        write_json(out / "pretrain_history.json", history)
     log.info("wrote %s", out / "pretrain.safetensors")
 
 
-def cmd_evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+def cmd_evaluate(args: argparse.Namespace, cfg: Config) -> None:
     """Evaluate a checkpoint with one or more OOD scores (``--scores msp,energy,...``).
 
     ``results.json`` keeps the layout of a single-score run: ``variants = {VARIANT: res}`` where
@@ -107,88 +85,66 @@ def cmd_evaluate(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     One console table is printed per score; the raw scores go to ``scores_VARIANT.npz`` (first
     score under ``id`` / ``SET``, the others under ``NAME:id`` / ``NAME:SET``).
     """
-    from bgresample.scores import parse_scores
-
-    names = parse_scores(getattr(args, "scores", None) or "msp")
-    out, accel, bench = _start(args, cfg)
-    model = _checkpoint_model(cfg, bench, args.checkpoint)
-    model.to(accel.device)  # the batches go to accel.device; the weights must be there too
-    if accel.channels_last:
-        model.to(memory_format=torch.channels_last)
+    names = args.scores
+    out, env, bench = _start(args, cfg)
+    model = env.accel.place(load_pretrained(cfg, bench, Path(args.checkpoint)))
     res, scores = evaluate(
         model,
         bench.test,
         bench.ood,
-        cfg["evaluate"],
-        accel=accel,
-        seed=int(cfg["seed"]),
+        cfg.evaluate,
+        accel=env.accel,
+        seed=cfg.seed,
         scores=names,
         train=bench.train,
     )
     results = {
+        "schema": RESULTS_SCHEMA,
         "variants": {args.variant: res},
         "convention": res["convention"],
         "checkpoint": str(args.checkpoint),
-        "protocol": {k: cfg["evaluate"][k] for k in ("ratio", "repeats")},
+        "protocol": {"ratio": cfg.evaluate.ratio, "repeats": cfg.evaluate.repeats},
         "scores": names,
     }
     _report_skipped(bench)
-    if dist.info().is_main:
-        write_json(out / "results.json", results)
-        np.savez_compressed(out / f"scores_{args.variant}.npz", **scores)
-        if len(names) == 1:
-            print(tables.table2_text(results))
-        else:
-            for name in names:
-                one = {"accuracy": res["accuracy"], **res["scores"][name]}
-                print(f"\nscore: {name}")
-                print(tables.table2_text({"variants": {f"{args.variant}:{name}": one}}))
-        print(tables.CONVENTION_NOTE[res["convention"]])
+    if not dist.info().is_main:
+        return
+    write_json(out / "results.json", results)
+    save_npz(out / f"scores_{args.variant}.npz", scores)
+    if len(names) == 1:
+        print(tables.table2_text(results))
+    else:
+        for name in names:
+            one = {"accuracy": res["accuracy"], **res["scores"][name]}
+            print(f"\nscore: {name}")
+            print(tables.table2_text({"variants": {f"{args.variant}:{name}": one}}))
+    print(tables.CONVENTION_NOTE[res["convention"]])
 
 
-def cmd_resample(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    out, accel, bench = _start(args, cfg)
-    model = _checkpoint_model(cfg, bench, args.checkpoint)
-    weights, hist = resample(
-        model,
-        bench.train,
-        bench.pool,
-        cfg["resample"],
-        accel=accel,
-        seed=int(cfg["seed"]),
-        flip=bench.flip,
-        state_path=out / "resample.state.safetensors",
-        resume=args.resume,
-        quiet=args.quiet,
-    )
-    hist.pop("draws")
+def cmd_resample(args: argparse.Namespace, cfg: Config) -> None:
+    out, env, bench = _start(args, cfg)
+    learned_weights(cfg, bench, Path(args.checkpoint), out, env, args.resume)
     _report_skipped(bench)
-    if dist.info().is_main:
-        weights.save(out / "weights.safetensors")
-        write_json(out / "resample_history.json", hist)
     log.info("wrote %s", out / "weights.safetensors")
 
 
-def cmd_select(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+def cmd_select(args: argparse.Namespace, cfg: Config) -> None:
     out, _, bench = _start(args, cfg)
-    method, gamma = cfg["select"]["method"], float(cfg["select"]["gamma"])
+    method, gamma, n = cfg.select.method, cfg.select.gamma, len(bench.pool)
     w = None
     if method not in ("random", "full"):
         if not args.weights:
             raise UserError(
                 f"--method {method} needs --weights (the weights.safetensors of `resample`)"
             )
-        w = BackgroundWeights.load(args.weights).weights().detach()
-        if len(w) != len(bench.pool):
+        w = load_resampler(args.weights).weights().cpu()
+        if len(w) != n:
             raise UserError(
-                f"{args.weights} holds {len(w)} weights but the pool has {len(bench.pool)} items; "
+                f"{args.weights} holds {len(w)} weights but the pool has {n} items; "
                 "use the weights learned on this pool"
             )
-    idx = select(
-        method, n=len(bench.pool), gamma=gamma, weights=w, generator=generator(int(cfg["seed"]), 5)
-    )
-    summary: dict[str, Any] = {"method": method, "gamma": gamma, "pool_size": len(bench.pool)}
-    summary["size"] = len(idx)
+    idx = select(method, n=n, gamma=gamma, weights=w, generator=generator(cfg.seed, Stream.SELECT))
+    summary: dict[str, Any] = {"method": method, "gamma": gamma, "pool_size": n, "size": len(idx)}
     if bench.pool.family is not None:
         summary["composition"] = composition(idx, bench.pool.family)
     if not dist.info().is_main:
@@ -196,44 +152,52 @@ def cmd_select(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     path = out / f"subset_{method}.csv"
     write_manifest(path, idx, w, bench.pool.family, bench.pool.source)
     write_json(out / "subset_summary.json", summary)
-    share = 100 * len(idx) / len(bench.pool)
-    print(f"{method}: kept {len(idx)} of {len(bench.pool)} items ({share:.1f}%) -> {path}")
+    print(f"{method}: kept {len(idx)} of {n} items ({100 * len(idx) / n:.1f}%) -> {path}")
     for fam, c in summary.get("composition", {}).items():
         print(f"  {fam:<10} pool {100 * c['pool']:5.1f}%   subset {100 * c['subset']:5.1f}%")
 
 
-def cmd_finetune(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    out, accel, bench = _start(args, cfg)
-    seed = int(cfg["seed"])
-    n = len(bench.pool)
-    if args.background == "none":
-        subset = None
-    elif args.background == "full":
-        subset = torch.arange(n)
-    elif args.subset:
-        subset = read_manifest(args.subset)["indices"]
-        if len(subset) and int(subset.max()) >= n:
-            raise UserError(f"{args.subset} refers to items beyond the pool's {n}; wrong pool?")
-    elif args.background == "random":
-        gamma = float(cfg["select"]["gamma"])
-        subset = select("random", n=n, gamma=gamma, generator=generator(seed, RANDOM_SUBSET_STREAM))
-    else:
+def _manifest_indices(path: str, n: int) -> torch.Tensor:
+    try:
+        idx = read_manifest(path)["indices"]
+    except ValueError as e:
+        raise UserError(f"{e}; pass a subset CSV that `bgresample select` wrote") from None
+    if len(idx) and (int(idx.max()) >= n or int(idx.min()) < 0):
+        raise UserError(f"{path} refers to items beyond the pool's {n}; wrong pool?")
+    return idx
+
+
+def cmd_finetune(args: argparse.Namespace, cfg: Config) -> None:
+    out, env, bench = _start(args, cfg)
+    ft = finetune_section(cfg)
+    ctx = SelectionContext(
+        pool=bench.pool,
+        train=bench.train,
+        accel=env.accel,
+        seed=cfg.seed,
+        gamma=cfg.select.gamma,
+        batch_size=ft.background_batch_size,
+        score=score_name(cfg),
+        score_batch_size=cfg.evaluate.batch_size,
+    )
+    if args.subset:
+        selector = FixedSubset(ctx, _manifest_indices(args.subset, len(bench.pool)))
+    elif args.background == "resampled":
         raise UserError(
             "--background resampled needs --subset MANIFEST.csv (from `bgresample select`)"
         )
-    model = _checkpoint_model(cfg, bench, args.checkpoint)
+    else:
+        selector = build_selector(args.background, ctx, cfg.selectors.to_options())
+    model = load_pretrained(cfg, bench, Path(args.checkpoint))
     info = finetune(
         model,
         bench.train,
-        bench.pool,
-        subset,
-        cfg["finetune"],
-        accel=accel,
-        seed=seed,
-        flip=bench.flip,
+        selector,
+        ft,
+        env,
+        energy=cfg.selectors.energy,
         state_path=out / "finetune.state.safetensors",
         resume=args.resume,
-        quiet=args.quiet,
     )
     _report_skipped(bench)
     if dist.info().is_main:
@@ -243,40 +207,31 @@ def cmd_finetune(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     log.info("wrote %s", out / "finetune.safetensors")
 
 
-def cmd_run(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    out, accel, bench = _start(args, cfg)
-    t_start = time.perf_counter()
-    timing: dict[str, float] = {}
-    t0 = time.perf_counter()
-    pre_path = ensure_pretrained(cfg, bench, out, accel, args.quiet, args.resume)
-    timing["pretrain"] = time.perf_counter() - t0
-    per_seed = []
-    for k in range(int(cfg["run"]["seeds"])):
-        seed = int(cfg["seed"]) + k
-        log.info("== seed %d (%d of %d)", seed, k + 1, cfg["run"]["seeds"])
-        per_seed.append(
-            run_seed(
-                cfg, bench, pre_path, seed, out / f"seed_{seed}", accel, args.quiet, args.resume
-            )
-        )
-    results = aggregate(per_seed, cfg["evaluate"]["convention"])
-    for s in per_seed:
-        for key, val in s["timing_s"].items():
-            stage = key.split("_")[0]
-            timing[stage] = timing.get(stage, 0.0) + val
-    timing["total"] = time.perf_counter() - t_start
-    results["timing_s"] = timing
-    results["benchmark"] = bench.name
-    results["pool_size"] = len(bench.pool)
-    results["ood_sets"] = list(bench.ood)
+def cmd_run(args: argparse.Namespace, cfg: Config) -> None:
+    _experiment(args, cfg, cfg.run.variants, tables.table2_text)
+
+
+def cmd_compare_selectors(args: argparse.Namespace, cfg: Config) -> None:
+    _experiment(args, cfg, cfg.selectors.names, lambda results: summary_table(results).text())
+
+
+def _experiment(
+    args: argparse.Namespace,
+    cfg: Config,
+    names: list[str],
+    summary: Callable[[dict[str, Any]], str],
+) -> None:
+    """The experiment over seeds with the variants ``names``, its report, and ``summary`` of
+    the results printed."""
+    out, env, bench = _start(args, cfg)
+    results = run_experiment(
+        cfg, names, bench, out, env.accel, quiet=args.quiet, resume=args.resume
+    )
     _report_skipped(bench)
-    if not dist.info().is_main:
-        return
-    write_json(out / "results.json", results)
-    build_report(out, cfg["data"]["root"])
-    print(tables.table2_text(results))
-    print(tables.CONVENTION_NOTE[results["convention"]])
-    log.info("report: %s", out / "report.md")
+    if dist.info().is_main:
+        build_report(out, cfg.data.root)
+        print(summary(results))
+        print(tables.CONVENTION_NOTE[results["convention"]])
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
@@ -299,11 +254,3 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     print(compare_text(args.run_dirs))
     print(f"written: {compare_runs(args.run_dirs, args.out)}")
-
-
-def cmd_compare_selectors(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    compare_selectors.prepare(args, cfg)
-    out, accel, bench = _start(args, cfg)
-    compare_selectors.compare_selectors(
-        cfg, bench, out, accel, quiet=args.quiet, resume=args.resume
-    )

@@ -1,15 +1,27 @@
-"""Configuration: YAML defaults, ``--config FILE`` and ``--set key=value`` overrides.
+"""Configuration: YAML defaults, ``--config FILE`` and ``--set key=value`` overrides, checked
+against a typed schema before any work starts.
 
-A resolved config is a plain nested dict; every run writes it to ``config.yaml`` in its folder,
-and ``--config run/config.yaml`` re-runs it.
+The values live in ``bgresample/configs/default.yaml`` (and the presets); the dataclasses below
+are the schema: each key's type and allowed range. :func:`load_config` merges defaults, preset,
+file, recipe and overrides as plain dicts, then builds a :class:`Config`, refusing an unknown key
+(naming the closest valid ones), a value of the wrong type or out of range, each with one
+message that says how to fix it. Every run writes the resolved config to ``config.yaml`` in its
+folder, and ``--config run/config.yaml`` re-runs it.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import difflib
+import inspect
+import math
+import types
+import typing
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -21,11 +33,364 @@ FINETUNE_RECIPES: dict[str, dict[str, Any]] = {
     "oe": {"epochs": 10, "lr": 0.001, "schedule": "cosine", "background_batch_size": 256},
 }
 
+Auto = bool | Literal["auto"]
+Schedule = Literal["cosine", "step", "step30", "constant"]
+OutlierLoss = Literal["uniform", "max_entropy"]
+FinetuneLoss = Literal["uniform", "max_entropy", "energy", "extra_class"]
+SelectMethod = Literal["authors", "weighted", "topk", "random", "full"]
+Convention = Literal["ood-positive", "id-positive"]
 
-def default_config() -> dict[str, Any]:
-    """The packaged defaults (``bgresample/configs/default.yaml``)."""
+
+# -- range checks ---------------------------------------------------------------------------------
+
+
+def _check(predicate: typing.Callable[[Any], bool], expected: str) -> dict[str, Any]:
+    return {"check": predicate, "expected": expected}
+
+
+POSITIVE = _check(lambda v: v > 0, "a positive number")
+NON_NEGATIVE = _check(lambda v: v >= 0, "a non-negative number")
+POSITIVE_INT = _check(lambda v: v >= 1, "a positive integer")
+NON_NEGATIVE_INT = _check(lambda v: v >= 0, "a non-negative integer")
+UNIT_CLOSED = _check(lambda v: 0 <= v <= 1, "a number in [0, 1]")
+UNIT_HALF_OPEN = _check(lambda v: 0 < v <= 1, "a number in (0, 1]")
+AT_LEAST_ONE = _check(lambda v: v >= 1, "a number >= 1")
+
+
+def _f(check: dict[str, Any] | None = None) -> Any:
+    """A schema field; the value comes from the YAML defaults."""
+    return field(metadata=check or {})
+
+
+# -- the schema -----------------------------------------------------------------------------------
+
+
+@dataclass
+class EmbeddedSizes:
+    seed: int = _f(NON_NEGATIVE_INT)
+    pool_size: int = _f(POSITIVE_INT)
+    test_fraction: float = _f(_check(lambda v: 0 < v < 1, "a number in (0, 1)"))
+    ood_size: int = _f(POSITIVE_INT)
+    noise_ood_size: int = _f(POSITIVE_INT)
+
+
+@dataclass
+class DataConfig:
+    root: str | None = _f()
+    id: str | None = _f()
+    background: str | None = _f()
+    download: bool = _f()
+    flip: bool = _f()
+    workers: int = _f(NON_NEGATIVE_INT)
+    embedded: EmbeddedSizes = _f()
+
+
+@dataclass
+class ModelConfig:
+    name: str = _f()
+    kwargs: dict[str, Any] = _f()
+
+
+@dataclass
+class AccelConfig:
+    channels_last: Auto = _f()
+    amp: Auto = _f()
+    compile: bool = _f()
+    data_on_device: Auto = _f()
+    compile_weights: Auto = _f()
+
+
+@dataclass
+class PretrainConfig:
+    epochs: int = _f(POSITIVE_INT)
+    batch_size: int = _f(POSITIVE_INT)
+    lr: float = _f(POSITIVE)
+    momentum: float = _f(NON_NEGATIVE)
+    weight_decay: float = _f(NON_NEGATIVE)
+    schedule: Schedule = _f()
+    checkpoint_every: int = _f(NON_NEGATIVE_INT)
+
+
+@dataclass
+class ResampleConfig:
+    draws_per_item: float = _f(POSITIVE)
+    batch_size: int = _f(POSITIVE_INT)
+    eps: float = _f(UNIT_CLOSED)
+    lr: float = _f(POSITIVE)
+    momentum: float = _f(NON_NEGATIVE)
+    weight_decay: float = _f(NON_NEGATIVE)
+    lr_w: float = _f(POSITIVE)
+    momentum_w: float = _f(NON_NEGATIVE)
+    alpha: float = _f(NON_NEGATIVE)
+    freeze_bn: bool = _f()
+    refresh_every: int = _f(NON_NEGATIVE_INT)
+    check_every: int = _f(NON_NEGATIVE_INT)
+    loss: OutlierLoss = _f()
+
+
+@dataclass
+class SelectConfig:
+    gamma: float = _f(UNIT_HALF_OPEN)
+    method: SelectMethod = _f()
+
+
+@dataclass
+class FinetuneConfig:
+    recipe: Literal["custom", "authors", "oe"] = _f()
+    epochs: int = _f(NON_NEGATIVE_INT)
+    batch_size: int = _f(POSITIVE_INT)
+    background_batch_size: int = _f(POSITIVE_INT)
+    lr: float = _f(POSITIVE)
+    momentum: float = _f(NON_NEGATIVE)
+    weight_decay: float = _f(NON_NEGATIVE)
+    schedule: Schedule = _f()
+    alpha: float = _f(NON_NEGATIVE)
+    freeze_bn: bool = _f()
+    loss: FinetuneLoss = _f()
+    checkpoint_every: int = _f(NON_NEGATIVE_INT)
+
+
+@dataclass
+class EvaluateConfig:
+    ood: str | list[str] = _f()
+    ratio: float = _f(UNIT_HALF_OPEN)
+    repeats: int = _f(POSITIVE_INT)
+    convention: Convention = _f()
+    batch_size: int = _f(POSITIVE_INT)
+
+
+@dataclass
+class RunConfig:
+    seeds: int = _f(POSITIVE_INT)
+    variants: list[str] = _f()
+
+
+@dataclass
+class EnergyOptions:
+    m_in: float = _f()
+    m_out: float = _f()
+    alpha: float = _f(NON_NEGATIVE)
+
+
+@dataclass
+class NTOMOptions:
+    candidates: float = _f(AT_LEAST_ONE)
+    quantile: float = _f(_check(lambda v: 0 <= v < 1, "a number in [0, 1)"))
+
+
+@dataclass
+class POEMOptions:
+    candidates: float = _f(AT_LEAST_ONE)
+    prior_var: float = _f(POSITIVE)
+    noise_var: float = _f(POSITIVE)
+
+
+@dataclass
+class DOSOptions:
+    candidates: float = _f(AT_LEAST_ONE)
+    kmeans_iters: int = _f(POSITIVE_INT)
+
+
+@dataclass
+class SelectorsConfig:
+    names: list[str] = _f()
+    max_seeds: int = _f(POSITIVE_INT)
+    score: str = _f()
+    energy: EnergyOptions = _f()
+    ntom: NTOMOptions = _f()
+    poem: POEMOptions = _f()
+    dos: DOSOptions = _f()
+
+    def to_options(self) -> dict[str, dict[str, Any]]:
+        """Keyword arguments of each selector that has options (``build_selector``)."""
+        return {name: dataclasses.asdict(getattr(self, name)) for name in ("ntom", "poem", "dos")}
+
+
+@dataclass
+class Config:
+    """A resolved configuration (``bgresample/configs/default.yaml`` documents every key)."""
+
+    seed: int = _f(NON_NEGATIVE_INT)
+    device: str = _f()
+    data: DataConfig = _f()
+    model: ModelConfig = _f()
+    accel: AccelConfig = _f()
+    pretrain: PretrainConfig = _f()
+    resample: ResampleConfig = _f()
+    select: SelectConfig = _f()
+    finetune: FinetuneConfig = _f()
+    evaluate: EvaluateConfig = _f()
+    run: RunConfig = _f()
+    selectors: SelectorsConfig = _f()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain nested dict (what ``config.yaml`` holds)."""
+        return dataclasses.asdict(self)
+
+
+# -- building a Config from a dict ---------------------------------------------------------------
+
+
+def _invalid(path: str, value: Any, expected: str) -> UserError:
+    shown = "null" if value is None else repr(value)
+    return UserError(f"{path}={shown} is invalid: expected {expected} (fix with --set {path}=...)")
+
+
+def _describe(tp: Any) -> str:
+    """The expected type in words."""
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is str:
+        return "a string"
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in typing.get_args(tp))
+    if origin is list:
+        return "a list"
+    if origin is dict:
+        return "a mapping"
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        return " or ".join("null" if a is type(None) else _describe(a) for a in args)
+    if dataclasses.is_dataclass(tp):
+        return "a mapping of " + ", ".join(f.name for f in dataclasses.fields(tp))
+    return str(tp)
+
+
+_NO = object()
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    """``value`` as type ``tp``, or ``_NO``."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            out = _coerce(arg, value, path)
+            if out is not _NO:
+                return out
+        return _NO
+    if tp is type(None):
+        return None if value is None else _NO
+    if origin is Literal:
+        return value if value in typing.get_args(tp) and type(value) is not bool else _NO
+    if tp is bool:
+        return value if isinstance(value, bool) else _NO
+    if tp is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else _NO
+    if tp is float:
+        if isinstance(value, str):  # YAML reads 1e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                return _NO
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return float(value) if ok and math.isfinite(value) else _NO
+    if tp is str:
+        return value if isinstance(value, str) else _NO
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, str) and item is str:  # --set key=a,b,c
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            return _NO
+        out = [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return _NO if any(v is _NO for v in out) else out
+    if origin is dict:
+        return dict(value) if isinstance(value, dict) else _NO
+    raise TypeError(f"unsupported schema type {tp!r} at {path}")
+
+
+def _build(cls: type, raw: Any, path: str) -> Any:
+    """An instance of dataclass ``cls`` from the dict ``raw``, every value checked."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    where = f"{path}." if path else ""
+    if not isinstance(raw, dict):
+        what = "null" if raw is None else repr(raw)
+        raise UserError(
+            f"{path or 'the config'} must be a mapping with the keys {', '.join(names)}, got "
+            f"{what} (fix with --set {where}KEY=VALUE)"
+        )
+    for key in raw:
+        if key not in names:
+            raise unknown_key(f"{where}{key}", names)
+    missing = [n for n in names if n not in raw]
+    if missing:
+        raise UserError(f"{path or 'the config'} is missing {', '.join(missing)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        key, value = f"{where}{f.name}", raw[f.name]
+        out = _coerce(hints[f.name], value, key)
+        if out is _NO:
+            expected = f.metadata.get("expected") or _describe(hints[f.name])
+            raise _invalid(key, value, expected)
+        check = f.metadata.get("check")
+        if check is not None and not check(out):
+            raise _invalid(key, value, f.metadata["expected"])
+        values[f.name] = out
+    return cls(**values)
+
+
+def unknown_key(path: str, valid: list[str]) -> UserError:
+    """An unknown config key, with the closest valid ones."""
+    name = path.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return UserError(f"unknown config key '{path}'; {hint}valid keys here: {', '.join(valid)}")
+
+
+def from_dict(raw: dict[str, Any]) -> Config:
+    """A :class:`Config` from a complete nested dict (defaults merged in), checked by type and
+    range, then across keys (:func:`validate`)."""
+    cfg = _build(Config, raw, "")
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Checks that involve registries or several keys; one clear :class:`UserError` each."""
+    from bgresample.models import check_model
+    from bgresample.scores import SCORES
+    from bgresample.selectors import NONE, SELECTORS
+
+    check_model(cfg.model.name, cfg.model.kwargs)
+    for key, names in (
+        ("run.variants", cfg.run.variants),
+        ("selectors.names", cfg.selectors.names),
+    ):
+        bad = [n for n in names if n != NONE and n not in SELECTORS]
+        if bad or not names or len(set(names)) != len(names):
+            raise _invalid(
+                key,
+                names,
+                f"a list of distinct names from {', '.join([NONE, *SELECTORS])}",
+            )
+    score = cfg.selectors.score
+    if score != "auto" and score not in SCORES:
+        raise _invalid("selectors.score", score, f"auto or one of {', '.join(sorted(SCORES))}")
+    e = cfg.selectors.energy
+    if not e.m_in < e.m_out:
+        raise _invalid("selectors.energy.m_in", e.m_in, f"below selectors.energy.m_out={e.m_out}")
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+
+def default_dict() -> dict[str, Any]:
+    """The packaged defaults (``bgresample/configs/default.yaml``) as a plain dict."""
     text = resources.files("bgresample").joinpath("configs/default.yaml").read_text()
     return yaml.safe_load(text)
+
+
+def default_config() -> Config:
+    """The packaged defaults as a :class:`Config`."""
+    return from_dict(default_dict())
 
 
 def merge(base: dict[str, Any], override: dict[str, Any], path: str = "") -> dict[str, Any]:
@@ -34,8 +399,7 @@ def merge(base: dict[str, Any], override: dict[str, Any], path: str = "") -> dic
     for key, value in override.items():
         where = f"{path}{key}"
         if key not in out:
-            valid = ", ".join(sorted(out))
-            raise UserError(f"unknown config key '{where}'; valid keys here: {valid}")
+            raise unknown_key(where, list(out))
         if isinstance(out[key], dict) and isinstance(value, dict) and key != "kwargs":
             out[key] = merge(out[key], value, where + ".")
         else:
@@ -48,13 +412,15 @@ def parse_set(item: str) -> dict[str, Any]:
     if "=" not in item:
         raise UserError(f"--set expects key=value (e.g. resample.eps=0.25), got '{item}'")
     key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise UserError(f"--set key {key!r} has an empty part; write section.key=value")
     try:
         value = yaml.safe_load(raw)
     except yaml.YAMLError:
         value = raw
     node: dict[str, Any] = {}
     cur = node
-    parts = key.strip().split(".")
     for part in parts[:-1]:
         cur[part] = {}
         cur = cur[part]
@@ -72,22 +438,40 @@ def _read_yaml(text: str, where: str) -> dict[str, Any]:
     try:
         loaded = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
-        raise UserError(f"{where} is not valid YAML: {e}") from None
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(
+            f"{where} is not valid YAML ({first}); pass a YAML file of config keys"
+        ) from None
     if not isinstance(loaded, dict):
         raise UserError(f"{where} must hold a mapping of config keys, got {type(loaded).__name__}")
     return loaded
 
 
+def _read_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UserError(
+            f"config file {path} is not a text (UTF-8) file; pass a YAML file to --config"
+        ) from None
+    except OSError as e:
+        raise UserError(f"config file {path} cannot be read ({e.strerror})") from None
+
+
 def load_config(
-    path: str | Path | None = None, sets: list[str] | None = None, preset: str | None = None
-) -> dict[str, Any]:
-    """Defaults, then a preset, then the YAML file at ``path``, then each ``key=value``.
+    path: str | Path | None = None,
+    sets: list[str] | None = None,
+    preset: str | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Defaults, then a preset, then the YAML file at ``path``, then each ``key=value``, then
+    ``overrides`` (a nested dict, e.g. from command-line flags); checked into a :class:`Config`.
 
     A fine-tuning recipe (``finetune.recipe``) is expanded into the ``finetune`` section after
     the preset and file and before the ``--set`` overrides, so the resolved config holds the
     values actually used.
     """
-    cfg = default_config()
+    cfg = default_dict()
     if preset is not None:
         if preset not in presets():
             raise UserError(f"unknown preset '{preset}'; valid presets: {', '.join(presets())}")
@@ -97,52 +481,36 @@ def load_config(
         p = Path(path)
         if not p.is_file():
             raise UserError(f"config file {p} not found; pass an existing YAML file to --config")
-        cfg = merge(cfg, _read_yaml(p.read_text(), f"config file {p}"))
-    overrides = [parse_set(item) for item in sets or []]
+        cfg = merge(cfg, _read_yaml(_read_file(p), f"config file {p}"))
+    layers = [parse_set(item) for item in sets or []] + ([overrides] if overrides else [])
     probe = cfg
-    for o in overrides:
-        probe = merge(probe, o)
-    recipe = probe["finetune"].get("recipe", "custom")
-    if recipe != "custom":
-        if recipe not in FINETUNE_RECIPES:
-            valid = ", ".join(["custom", *FINETUNE_RECIPES])
-            raise UserError(f"unknown finetune.recipe '{recipe}'; valid: {valid}")
+    for layer in layers:
+        probe = merge(probe, layer)
+    recipe = (
+        probe["finetune"].get("recipe", "custom") if isinstance(probe["finetune"], dict) else None
+    )
+    if recipe in FINETUNE_RECIPES:
         cfg = merge(cfg, {"finetune": FINETUNE_RECIPES[recipe]})
-    for o in overrides:
-        cfg = merge(cfg, o)
-    return cfg
+    for layer in layers:
+        cfg = merge(cfg, layer)
+    return from_dict(cfg)
 
 
-def dump(cfg: dict[str, Any]) -> str:
-    return yaml.safe_dump(cfg, sort_keys=False)
+def dump(cfg: Config) -> str:
+    """``cfg`` as YAML, keys in schema order."""
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 
-def validate(cfg: dict[str, Any]) -> None:
-    """Check the ranges that the method requires; raise one clear :class:`UserError` otherwise."""
-
-    def check(key: str, ok: bool, expected: str) -> None:
-        if not ok:
-            section, name = key.split(".")
-            raise UserError(
-                f"{key}={cfg[section][name]!r} is invalid: expected {expected} "
-                f"(fix with --set {key}=...)"
-            )
-
-    r, s, f = cfg["resample"], cfg["select"], cfg["finetune"]
-    check("resample.eps", 0.0 <= float(r["eps"]) <= 1.0, "a number in [0, 1]")
-    check("select.gamma", 0.0 < float(s["gamma"]) <= 1.0, "a number in (0, 1]")
-    for key in ("resample.alpha", "finetune.alpha"):
-        sec, name = key.split(".")
-        check(key, float(cfg[sec][name]) >= 0, "a non-negative number")
-    for key in ("pretrain.lr", "resample.lr", "resample.lr_w", "finetune.lr"):
-        sec, name = key.split(".")
-        check(key, float(cfg[sec][name]) > 0, "a positive learning rate")
-    for key in ("pretrain.batch_size", "resample.batch_size", "finetune.batch_size"):
-        sec, name = key.split(".")
-        check(key, int(cfg[sec][name]) >= 1, "a positive integer")
-    check("resample.draws_per_item", float(r["draws_per_item"]) > 0, "a positive number")
-    check("evaluate.ratio", 0 < float(cfg["evaluate"]["ratio"]) <= 1, "a number in (0, 1]")
-    check("run.seeds", int(cfg["run"]["seeds"]) >= 1, "a positive integer")
-    check("finetune.epochs", int(f["epochs"]) >= 0, "a non-negative integer")
-    workers = cfg["data"]["workers"]
-    check("data.workers", isinstance(workers, int) and workers >= 0, "a non-negative integer")
+def bind_kwargs(fn: Any, where: str, *args: Any, **kwargs: Any) -> None:
+    """Refuse keyword arguments that ``fn`` does not take, naming them and the valid ones."""
+    try:
+        inspect.signature(fn).bind(*args, **kwargs)
+    except TypeError as e:
+        params = [
+            p.name
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ][len(args) :]
+        raise UserError(
+            f"{where}: {e}; valid keys: {', '.join(params) or 'none'} (fix with --set)"
+        ) from None

@@ -15,8 +15,6 @@ from typing import Any
 import torch
 import torch.distributed as tdist
 
-from bgresample.errors import UserError
-
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -72,20 +70,6 @@ def device_for(name: str) -> torch.device:
     if name.startswith("cuda") and _INFO.enabled:
         return torch.device("cuda", _INFO.local_rank)
     return torch.device(name)
-
-
-def shard(batch: torch.Tensor) -> torch.Tensor:
-    """This rank's contiguous share of a global batch (the global batch size must divide)."""
-    if not _INFO.enabled:
-        return batch
-    n = len(batch)
-    if n % _INFO.world_size:
-        raise UserError(
-            f"global batch of {n} is not divisible by {_INFO.world_size} processes; "
-            "choose a batch size that is a multiple of --nproc_per_node"
-        )
-    k = n // _INFO.world_size
-    return batch[_INFO.rank * k : (_INFO.rank + 1) * k]
 
 
 def all_gather_cat(t: torch.Tensor) -> torch.Tensor:

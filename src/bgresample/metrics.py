@@ -12,6 +12,8 @@ Scores are ID-ness scores (higher = more in-distribution, e.g. MSP). Two convent
 Single metrics are fractions in [0, 1]; ``ood_metrics`` and ``evaluate_protocol`` report percent.
 """
 
+from __future__ import annotations
+
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Literal
@@ -207,3 +209,67 @@ def accuracy(logits_or_preds: ArrayLike, targets: ArrayLike) -> float:
     if labels.size == 0:
         raise ValueError("accuracy of an empty set is undefined")
     return 100.0 * float(np.mean(preds == labels))
+
+
+class OODMetrics:
+    """Accumulates scores over batches, then computes FPR95, AUROC and AUPR (in percent).
+
+    Scores are ID-ness scores (higher = more in-distribution, as every score of
+    :mod:`bgresample.scores`); ``is_ood`` marks the OOD inputs. ``compute()`` returns ``fpr95``
+    and ``aupr`` in ``convention`` (default the paper's: OOD positive, FPR95 = share of ID
+    inputs flagged at the threshold that flags 95% of the OOD ones, AUPR = AUPR-Out), plus
+    ``auroc``, ``aupr_in`` and ``aupr_out`` under their own names::
+
+        metrics = OODMetrics()
+        for x, is_ood in loader:
+            metrics.update(msp(model(x)), is_ood)
+        metrics.compute()  # {"fpr95": ..., "auroc": ..., "aupr": ..., "aupr_in": ..., ...}
+
+    Under DDP each rank holds its own share: gather the scores before ``compute`` if the
+    metrics must cover every rank's inputs.
+    """
+
+    def __init__(self, convention: Convention = "ood-positive") -> None:
+        _check_convention(convention)
+        self.convention = convention
+        self.reset()
+
+    def reset(self) -> OODMetrics:
+        """Forget every score seen so far."""
+        self._scores: list[np.ndarray] = []
+        self._is_ood: list[np.ndarray] = []
+        return self
+
+    def update(self, scores: ArrayLike, is_ood: ArrayLike) -> OODMetrics:
+        """Add a batch of ``scores`` (1-d) with their ``is_ood`` flags (1-d, bool or 0/1)."""
+        s = _to_numpy(scores).astype(np.float64).reshape(-1)
+        o = _to_numpy(is_ood).reshape(-1)
+        if s.shape != o.shape:
+            raise ValueError(f"got {s.size} scores but {o.size} is_ood flags")
+        if o.dtype != bool and not np.isin(o, (0, 1)).all():
+            raise ValueError("is_ood must hold booleans or 0/1")
+        self._scores.append(s)
+        self._is_ood.append(o.astype(bool))
+        return self
+
+    def compute(self) -> dict[str, float]:
+        """``fpr95``, ``auroc``, ``aupr`` (in ``convention``), ``aupr_in`` and ``aupr_out``, in
+        percent, over every score added since the last ``reset``."""
+        if not self._scores:
+            raise ValueError("no scores: call update(scores, is_ood) first")
+        s, o = np.concatenate(self._scores), np.concatenate(self._is_ood)
+        id_s, ood_s = s[~o], s[o]
+        if id_s.size == 0 or ood_s.size == 0:
+            raise ValueError(
+                f"need both ID and OOD scores, got {id_s.size} ID and {ood_s.size} OOD"
+            )
+        out = ood_metrics(id_s, ood_s, self.convention)
+        out["aupr_in"] = 100.0 * aupr_in(id_s, ood_s)
+        out["aupr_out"] = 100.0 * aupr_out(id_s, ood_s)
+        return out
+
+
+def _to_numpy(x: ArrayLike) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)

@@ -38,7 +38,7 @@ def code_version() -> str:
 
 def prepare_run_folder(
     out: str | Path,
-    cfg: dict[str, Any],
+    cfg: C.Config,
     command: str,
     *,
     overwrite: bool = False,
@@ -69,7 +69,7 @@ def prepare_run_folder(
     meta = {
         "command": command,
         "argv": sys.argv,
-        "seed": cfg.get("seed"),
+        "seed": cfg.seed,
         "code_version": code_version(),
         "torch": torch.__version__,
         "python": platform.python_version(),

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from bgresample.cli import main
+from bgresample.config import default_config
 from bgresample.data.embedded import OOD_SETS
-from bgresample.engine.experiment import VARIANTS
 
 
 def test_help_lists_subcommands():
@@ -150,8 +150,8 @@ def test_run_quick_writes_report_with_all_variants(tiny, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", "--quick", "--out", str(out), *tiny]) == 0
     res = json.loads((out / "results.json").read_text())
-    assert list(res["variants"]) == list(VARIANTS)
-    for v in VARIANTS:
+    assert list(res["variants"]) == default_config().run.variants
+    for v in default_config().run.variants:
         assert set(res["variants"][v]["ood"]) == set(OOD_SETS)
         assert len(res["variants"][v]["per_seed"]) == 2
     report = (out / "report.md").read_text()

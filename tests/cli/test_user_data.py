@@ -12,8 +12,8 @@ import scipy.io
 from PIL import Image
 
 from bgresample.cli import main
+from bgresample.config import default_config
 from bgresample.data.benchmark import SKIP_INTEGRITY_ENV
-from bgresample.engine.experiment import VARIANTS
 
 FAST = [
     "--quiet",
@@ -84,7 +84,7 @@ def test_run_quick_on_imagefolder_tinyimages_and_folder(tmp_path):
     ]
     assert main(args) == 0
     res = json.loads((out / "results.json").read_text())
-    assert list(res["variants"]) == list(VARIANTS)
+    assert list(res["variants"]) == default_config().run.variants
     assert res["pool_size"] == 128  # 130 records, 2 excluded by 80mn_cifar_idxs.txt
     assert set(res["variants"]["full"]["ood"]) == {"folder", "gaussian"}
     assert (out / "report.md").is_file()

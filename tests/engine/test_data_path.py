@@ -4,12 +4,15 @@ model with and without it (deterministic cuDNN; GPU only, the option is a no-op 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
 from bgresample.config import default_config
 from bgresample.data.base import ImageArray, LabeledImages
-from bgresample.engine import common as E
+from bgresample.engine.accel import Accel
+from bgresample.engine.env import Env
 from bgresample.engine.resample import resample
 from bgresample.models import create_model
 
@@ -25,13 +28,13 @@ def _run(data_on_device: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     pool = ImageArray(
         torch.randint(0, 256, (1024, 3, 32, 32), dtype=torch.uint8, generator=gen), name="synthetic"
     )
-    accel = E.Accel(device=torch.device("cuda"), data_on_device=data_on_device)
+    accel = Accel(device=torch.device("cuda"), data_on_device=data_on_device)
     accel.stage(train, pool)
     torch.manual_seed(0)
     model = create_model("small_cnn", num_classes=10)
-    cfg = default_config()["resample"] | {"draws_per_item": 2, "batch_size": 64}
-    weights, _ = resample(model, train, pool, cfg, accel=accel, seed=0, flip=True, quiet=True)
-    return weights.omega.detach().cpu(), {k: v.cpu() for k, v in model.state_dict().items()}
+    cfg = replace(default_config().resample, draws_per_item=2, batch_size=64)
+    resampler, _ = resample(model, train, pool, cfg, Env(accel, 0, True, quiet=True))
+    return resampler.omega.cpu(), {k: v.cpu() for k, v in model.state_dict().items()}
 
 
 def test_fp32_bit_identical_with_and_without_data_on_device():

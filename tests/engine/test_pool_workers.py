@@ -4,6 +4,8 @@ and evaluation passes give the same logits."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -12,10 +14,13 @@ from PIL import Image
 from bgresample.config import default_config
 from bgresample.data.base import LabeledImages
 from bgresample.data.pools import FolderImages
-from bgresample.engine import common as E
+from bgresample.engine.accel import Accel
+from bgresample.engine.env import Env
 from bgresample.engine.finetune import finetune
+from bgresample.engine.forward import predict_logits
 from bgresample.engine.resample import resample
 from bgresample.models import create_model
+from bgresample.selectors import FixedSubset, SelectionContext
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +47,19 @@ def _train() -> LabeledImages:
 
 def _run(root, workers: int) -> dict[str, torch.Tensor]:
     pool = FolderImages(root)
-    accel = E.Accel(device=torch.device("cpu"), workers=workers)
+    accel = Accel(device=torch.device("cpu"), workers=workers)
+    env = Env(accel, 0, True, quiet=True)
     cfg = default_config()
     torch.manual_seed(0)
     model = create_model("small_cnn", num_classes=4)
-    r_cfg = cfg["resample"] | {"draws_per_item": 2, "batch_size": 16}
-    weights, _ = resample(model, _train(), pool, r_cfg, accel=accel, seed=0, flip=True, quiet=True)
-    f_cfg = cfg["finetune"] | {"epochs": 1, "batch_size": 16, "background_batch_size": 16}
-    subset = torch.arange(0, 49, 2)
-    finetune(model, _train(), pool, subset, f_cfg, accel=accel, seed=0, flip=True, quiet=True)
+    r_cfg = replace(cfg.resample, draws_per_item=2, batch_size=16)
+    resampler, _ = resample(model, _train(), pool, r_cfg, env)
+    f_cfg = replace(cfg.finetune, epochs=1, batch_size=16, background_batch_size=16)
+    ctx = SelectionContext(pool, _train(), accel, 0, 0.5, 16)
+    finetune(model, _train(), FixedSubset(ctx, torch.arange(0, 49, 2)), f_cfg, env)
     out = {f"model.{k}": v for k, v in model.state_dict().items()}
-    out["omega"] = weights.omega.detach().clone()
-    out["logits"] = E.predict_logits(model, pool, accel, batch_size=10)
+    out["omega"] = resampler.omega.clone()
+    out["logits"] = predict_logits(model, pool, accel, batch_size=10)
     out["skipped"] = torch.tensor(len(pool.skipped))
     return out
 

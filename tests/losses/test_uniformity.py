@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bgresample.errors import UserError
 from bgresample.losses import (
     OUTLIER_LOSSES,
     classification_loss,
@@ -86,6 +85,6 @@ def test_registry():
     assert OUTLIER_LOSSES == {"uniform": uniformity_loss, "max_entropy": max_entropy_loss}
     assert get_outlier_loss("uniform") is uniformity_loss
     assert get_outlier_loss("max_entropy") is max_entropy_loss
-    with pytest.raises(UserError, match="max_entropy, uniform") as info:
+    with pytest.raises(ValueError, match="max_entropy, uniform") as info:
         get_outlier_loss("entropy")
     assert "\n" not in str(info.value)

@@ -110,7 +110,8 @@ def test_html_is_self_contained(full_run: Path):
     page = (full_run / "report.html").read_text()
     srcs = re.findall(r'src="([^"]*)"', page)
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
-    assert len(srcs) == len(_results(full_run)["ood_sets"]) + 3
+    # one score figure per OOD set, resampling views, two galleries and the selectors' Pareto plot
+    assert len(srcs) == len(_results(full_run)["ood_sets"]) + 4
     assert "<link" not in page and "<script" not in page
     assert "<table>" in page and "OOD is the positive class" in page
 

@@ -4,7 +4,6 @@ import pytest
 import torch
 from scipy.stats import chisquare
 
-from bgresample.errors import UserError
 from bgresample.resampling import (
     METHODS,
     composition,
@@ -99,21 +98,21 @@ def test_topk_picks_largest_with_index_ties():
 
 @pytest.mark.parametrize("gamma", [0.0, -0.1, 1.5, float("nan"), True, "0.1"])
 def test_bad_gamma(gamma):
-    with pytest.raises(UserError, match=r"gamma must be a number in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"gamma must be a number in \(0, 1\]"):
         select("random", n=10, gamma=gamma)
 
 
 def test_bad_method_and_missing_weights():
-    with pytest.raises(UserError) as info:
+    with pytest.raises(ValueError) as info:
         select("resampled", n=10, gamma=0.1)
     message = str(info.value)
     assert "'resampled'" in message and all(m in message for m in METHODS)
     assert "\n" not in message
-    with pytest.raises(UserError, match="needs learned weights"):
+    with pytest.raises(ValueError, match="needs learned weights"):
         select("topk", n=10, gamma=0.1)
-    with pytest.raises(UserError, match="pool has 10 items"):
+    with pytest.raises(ValueError, match="pool has 10 items"):
         select("weighted", n=10, gamma=0.1, weights=torch.ones(9))
-    with pytest.raises(UserError, match="positive"):
+    with pytest.raises(ValueError, match="positive"):
         select("authors", n=3, gamma=0.1, weights=torch.tensor([1.0, 0.0, 2.0]))
 
 
@@ -146,11 +145,11 @@ def test_manifest_round_trip(tmp_path):
 
 
 def test_manifest_errors(tmp_path):
-    with pytest.raises(UserError, match="not found"):
+    with pytest.raises(ValueError, match="not found"):
         read_manifest(tmp_path / "missing.csv")
     bad = tmp_path / "bad.csv"
     bad.write_text("idx,w\n1,2\n")
-    with pytest.raises(UserError, match="header"):
+    with pytest.raises(ValueError, match="header"):
         read_manifest(bad)
 
 

@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-from bgresample.errors import UserError
 from bgresample.scores import SCORES, get_score, msp
 
 
@@ -34,5 +33,5 @@ def test_msp_shape_and_shift_invariance():
 def test_registry():
     assert SCORES["msp"].fn is msp
     assert get_score("msp").needs == "logits"
-    with pytest.raises(UserError, match="valid names: .*msp"):
+    with pytest.raises(ValueError, match="valid names: .*msp"):
         get_score("nope")

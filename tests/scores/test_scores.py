@@ -12,7 +12,6 @@ from torch import nn
 
 from bgresample.cli import main
 from bgresample.data.embedded import OOD_SETS
-from bgresample.errors import UserError
 from bgresample.scores import (
     SCORES,
     ScoreSpec,
@@ -137,9 +136,9 @@ def test_registry_and_parse():
     assert get_score("knn").fit is fit_knn
     assert torch.equal(get_score("energy")(LOGITS), energy(LOGITS))
     assert parse_scores(" msp, energy,msp ,") == ["msp", "energy"]
-    with pytest.raises(UserError, match="unknown score 'entropy'; valid names: .*knn"):
+    with pytest.raises(ValueError, match="unknown score 'entropy'; valid names: .*knn"):
         parse_scores("msp,entropy")
-    with pytest.raises(UserError):
+    with pytest.raises(ValueError):
         parse_scores("")
 
 

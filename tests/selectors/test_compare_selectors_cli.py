@@ -1,13 +1,10 @@
 """``bgresample compare-selectors --quick`` end to end on a tiny configuration."""
 
-import argparse
 import json
 
 import pytest
 
 from bgresample.cli import main
-from bgresample.config import load_config
-from bgresample.engine.compare_selectors import prepare
 from bgresample.errors import UserError
 
 TINY = [
@@ -87,21 +84,20 @@ def test_compare_selectors_quick(tmp_path, data_root, capsys):
 def test_unknown_selector_is_a_clean_error(tmp_path, data_root, capsys):
     assert main(_args(tmp_path / "x", data_root, "--selectors", "ntom,nope")) == 2
     err = capsys.readouterr().err
-    assert "unknown selector(s) nope" in err and "Traceback" not in err
+    assert "selectors.names=" in err and "nope" in err and "Traceback" not in err
 
 
-def test_prepare_names_seeds_and_out():
-    cfg = load_config()
-    args = argparse.Namespace(selectors="ntom, dos", seeds=None, out=None, quick=False)
-    prepare(args, cfg)
-    assert cfg["selectors"]["names"] == ["ntom", "dos"] and args.out == "runs/selectors"
-    assert cfg["run"]["seeds"] == min(5, cfg["selectors"]["max_seeds"])
-    cfg = load_config(sets=["selectors.names=none,full", "run.seeds=2"])
-    args = argparse.Namespace(selectors=None, seeds=None, out="x", quick=True)
-    prepare(args, cfg)
-    assert cfg["selectors"]["names"] == ["none", "full"] and cfg["run"]["seeds"] == 2
-    cfg = load_config(sets=["run.seeds=7"])  # what --seeds 7 resolves to
-    prepare(argparse.Namespace(selectors=None, seeds=7, out="x", quick=False), cfg)
-    assert cfg["run"]["seeds"] == 7
-    with pytest.raises(UserError, match="once"):
-        prepare(argparse.Namespace(selectors="dos,dos", seeds=1, out="x", quick=False), cfg)
+def test_selector_names_seeds_and_out(tmp_path):
+    from bgresample.cli import build_parser, resolve_config
+
+    args = build_parser().parse_args(["compare-selectors", "--selectors", "ntom, dos"])
+    cfg = resolve_config(args)
+    assert cfg.selectors.names == ["ntom", "dos"]
+    assert cfg.run.seeds == min(5, cfg.selectors.max_seeds)
+    sets = ["--set", "selectors.names=none,full", "--set", "run.seeds=2"]
+    cfg = resolve_config(build_parser().parse_args(["compare-selectors", *sets]))
+    assert cfg.selectors.names == ["none", "full"] and cfg.run.seeds == 2
+    cfg = resolve_config(build_parser().parse_args(["compare-selectors", "--seeds", "7"]))
+    assert cfg.run.seeds == 7
+    with pytest.raises(UserError, match="distinct"):
+        resolve_config(build_parser().parse_args(["compare-selectors", "--selectors", "dos,dos"]))

@@ -1,31 +1,30 @@
 """Every selector inside the fine-tuning loop: the budget (at most k distinct items eligible
 per background epoch), determinism, and an interrupted run that resumes exactly."""
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 import torch
 
+from bgresample.config import default_config
 from bgresample.data.base import ImageArray, LabeledImages
-from bgresample.engine.common import Accel
+from bgresample.engine.accel import Accel
+from bgresample.engine.env import Env
 from bgresample.engine.finetune import finetune
 from bgresample.models import create_model
 from bgresample.selectors import SELECTORS, SelectionContext, Selector, build_selector
 
 N, GAMMA, BBS = 120, 0.1, 4  # k = 12: a background epoch is 3 steps
-CFG: dict[str, Any] = {
-    "epochs": 2,
-    "batch_size": 8,
-    "background_batch_size": BBS,
-    "lr": 0.01,
-    "momentum": 0.9,
-    "weight_decay": 5e-4,
-    "schedule": "cosine",
-    "alpha": 0.5,
-    "freeze_bn": True,
-    "loss": "uniform",
-    "checkpoint_every": 1,
-}
+CFG = replace(
+    default_config().finetune,
+    epochs=2,
+    batch_size=8,
+    background_batch_size=BBS,
+    lr=0.01,
+    checkpoint_every=1,
+)
+ENV = Env(Accel(torch.device("cpu")), 7, False, quiet=True)
 OPTIONS = {"ntom": {"candidates": 2.0}, "poem": {"candidates": 2.0}, "dos": {"candidates": 2.0}}
 
 
@@ -70,10 +69,9 @@ def test_budget_and_determinism(name: str, data: Any) -> None:
 
 @pytest.mark.parametrize("name", ["poem", "dos"])
 def test_interrupted_finetune_resumes_exactly(name: str, data: Any, tmp_path) -> None:
-    train, pool, _ = data
-    kw: dict[str, Any] = {"accel": Accel(torch.device("cpu")), "seed": 7, "flip": False}
+    train = data[0]
     ref = _model()
-    info = finetune(ref, train, pool, None, CFG, selector=_selector(name, data), quiet=True, **kw)
+    info = finetune(ref, train, _selector(name, data), CFG, ENV)
     assert info["selection"]["selector"] == name
 
     state = tmp_path / "ft.state.safetensors"
@@ -87,22 +85,11 @@ def test_interrupted_finetune_resumes_exactly(name: str, data: Any, tmp_path) ->
 
     sel.background = interrupt  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
-        finetune(_model(), train, pool, None, CFG, selector=sel, state_path=state, quiet=True, **kw)
+        finetune(_model(), train, sel, CFG, ENV, state_path=state)
     assert state.is_file()
     resumed = _model()
     again = _selector(name, data)
-    info2 = finetune(
-        resumed,
-        train,
-        pool,
-        None,
-        CFG,
-        selector=again,
-        state_path=state,
-        resume=True,
-        quiet=True,
-        **kw,
-    )
+    info2 = finetune(resumed, train, again, CFG, ENV, state_path=state, resume=True)
     for p, q in zip(ref.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(p, q)
     assert info2["selection"] == info["selection"]

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from bgresample.config import EnergyOptions
 from bgresample.engine.finetune import background_objective
 from bgresample.errors import UserError
 from bgresample.losses import (
@@ -63,7 +64,7 @@ def test_add_background_class_keeps_the_k_logits():
     assert torch.equal(after[:, 2], torch.zeros(4))
     add_background_class(model, 2)  # already K+1: unchanged
     assert model.fc.out_features == 3
-    with pytest.raises(UserError, match="outputs"):
+    with pytest.raises(ValueError, match="outputs"):
         add_background_class(model, 5)
 
 
@@ -71,7 +72,7 @@ def test_background_objective():
     li, lb = torch.randn(4, 3), torch.randn(5, 3)
     assert set(FINETUNE_LOSSES) >= {"uniform", "max_entropy", "energy", "extra_class"}
     assert background_objective("uniform")(li, lb) == uniformity_loss(lb)
-    margins = {"m_in": -3.0, "m_out": -1.0}
+    margins = EnergyOptions(m_in=-3.0, m_out=-1.0, alpha=0.1)
     assert background_objective("energy", margins)(li, lb) == energy_margin_loss(li, lb, -3, -1)
     assert background_objective("extra_class")(li, lb) == extra_class_loss(lb)
     with pytest.raises(UserError, match="valid: .*energy"):

@@ -8,9 +8,10 @@ specs ``KIND:PATH`` (``data.id``, ``data.background``, ``evaluate.ood``; see
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from bgresample.config import Config
 from bgresample.data import kinds
 from bgresample.data.base import LabeledImages
 from bgresample.data.embedded import EmbeddedConfig, load_embedded
@@ -41,29 +42,29 @@ def _unique(name: str, taken: dict[str, Any]) -> str:
     return out
 
 
-def load_benchmark(cfg: dict[str, Any], ood_names: list[str] | None = None) -> Benchmark:
+def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark:
     """Load ID data, the background pool and the OOD sets that the config names."""
-    data = cfg["data"]
-    root = data.get("root")
+    data = cfg.data
+    root = data.root
     check = os.environ.get(SKIP_INTEGRITY_ENV) != "1"
-    download = bool(data.get("download", False))
-    wanted = ood_names if ood_names is not None else cfg["evaluate"]["ood"]
+    download = data.download
+    wanted = ood_names if ood_names is not None else cfg.evaluate.ood
     wanted = [wanted] if isinstance(wanted, str) else list(wanted)
     embedded = None
-    if data.get("id") is None:
-        emb = dict(data["embedded"])
-        seed = int(emb.pop("seed", 0))
+    if data.id is None:
+        emb = asdict(data.embedded)
+        seed = emb.pop("seed")
         embedded = load_embedded(root, seed=seed, config=EmbeddedConfig(**emb))
         train, test, classes = embedded.train, embedded.test, list(embedded.classes)
         name = "embedded"
     else:
-        kind, path = kinds.parse_spec(data["id"])
+        kind, path = kinds.parse_spec(data.id)
         train, test, classes = kinds.load_id(
             kind, path, data_root=root, download=download, check_integrity=check
         )
         name = kind
-    if data.get("background") is not None:
-        kind, path = kinds.parse_spec(data["background"])
+    if data.background is not None:
+        kind, path = kinds.parse_spec(data.background)
         pool = kinds.load_background(kind, path, data_root=root)
     elif embedded is not None:
         pool = embedded.pool
@@ -73,7 +74,7 @@ def load_benchmark(cfg: dict[str, Any], ood_names: list[str] | None = None) -> B
             "(e.g. random300k:/data/300K_random_images.npy)"
         )
     ood: dict[str, ImageSource] = {}
-    noise_n = int(data["embedded"].get("noise_ood_size", 10000))
+    noise_n = data.embedded.noise_ood_size
     for i, spec in enumerate(wanted):
         if embedded is not None and spec == "all":
             ood.update(embedded.ood)
@@ -96,7 +97,7 @@ def load_benchmark(cfg: dict[str, Any], ood_names: list[str] | None = None) -> B
                 path,
                 data_root=root,
                 n=noise_n,
-                seed=int(cfg["seed"]) * 1000 + i,
+                seed=cfg.seed * 1000 + i,
                 download=download,
                 check_integrity=check,
             )
@@ -112,5 +113,5 @@ def load_benchmark(cfg: dict[str, Any], ood_names: list[str] | None = None) -> B
         pool=pool,
         ood=ood,
         num_classes=len(classes),
-        flip=bool(data.get("flip", False)),
+        flip=data.flip,
     )

@@ -10,9 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from bgresample.config import EvaluateConfig
 from bgresample.data.base import LabeledImages
 from bgresample.data.pools import ImageSource
-from bgresample.engine.common import Accel, map_sharded, predict_logits
+from bgresample.engine.accel import Accel
+from bgresample.engine.forward import predict_logits, predict_odin, predict_outputs
 from bgresample.errors import UserError
 from bgresample.metrics import accuracy, evaluate_protocol, protocol_indices
 from bgresample.scores import ScoreSpec, get_score, parse_scores
@@ -21,63 +23,6 @@ from bgresample.scores import ScoreSpec, get_score, parse_scores
 INDEX_SUFFIX = "__idx"
 #: The per-score entries of ``results["scores"][name]``.
 SCORE_KEYS = ("ood", "average", "average_no_noise")
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The model under a DDP and/or torch.compile wrapper (``features``/``fc`` live there)."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            model = model._orig_mod
-        else:
-            return model
-
-
-@torch.no_grad()
-def predict_outputs(
-    model: nn.Module,
-    images: ImageSource | LabeledImages,
-    accel: Accel,
-    batch_size: int = 1000,
-    indices: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits and penultimate features (float32, CPU) of ``images`` in one pass, model in eval
-    mode: ``feats = model.features(x)``, ``logits = model.fc(feats)``. Gathered across ranks
-    like :func:`~bgresample.engine.common.predict_logits`."""
-    net = _unwrap(model)
-    was_training = net.training
-    net.eval()
-
-    def fn(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with accel.autocast():
-            feats = net.features(x)
-            logits = net.fc(feats)
-        return logits.float().cpu(), feats.float().cpu()
-
-    try:
-        logits, feats = map_sharded(images, indices, batch_size, accel, fn)
-    finally:
-        net.train(was_training)
-    return logits, feats
-
-
-def predict_odin(
-    model: nn.Module,
-    images: ImageSource | LabeledImages,
-    accel: Accel,
-    batch_size: int = 1000,
-    indices: torch.Tensor | None = None,
-    **params: Any,
-) -> torch.Tensor:
-    """ODIN scores (float64, CPU) of ``images``: a pass of its own with input gradients, in fp32
-    (no autocast: a bf16 softmax at T=1000 would be too coarse). ``params``: ``T``, ``eps``."""
-    spec = get_score("odin")
-    net = _unwrap(model)
-    (out,) = map_sharded(
-        images, indices, batch_size, accel, lambda x: (spec.fn(net, x, **params).cpu(),)
-    )
-    return out
 
 
 def _features_fit(
@@ -109,7 +54,7 @@ def evaluate(
     model: nn.Module,
     test: LabeledImages,
     ood: dict[str, ImageSource],
-    cfg: dict[str, Any],
+    cfg: EvaluateConfig,
     *,
     accel: Accel,
     seed: int,
@@ -137,7 +82,7 @@ def evaluate(
     names = parse_scores(scores)
     specs = {n: get_score(n) for n in names}
     params = params or {}
-    bs = int(cfg.get("batch_size", 1000))
+    bs = cfg.batch_size
     with_feats = any(s.needs == "features" for s in specs.values())
     states = _features_fit(model, specs, train, accel, bs)
 
@@ -162,7 +107,7 @@ def evaluate(
         return logits, out
 
     id_logits, id_scores = score_items(test, None)
-    ratio, repeats = float(cfg["ratio"]), int(cfg["repeats"])
+    ratio, repeats = cfg.ratio, cfg.repeats
     draws = protocol_indices(len(test), {k: len(v) for k, v in ood.items()}, ratio, repeats, seed)
     ood_scores: dict[str, dict[str, np.ndarray]] = {}
     used_by_set: dict[str, np.ndarray] = {}
@@ -179,7 +124,7 @@ def evaluate(
             ratio=ratio,
             repeats=repeats,
             seed=seed,
-            convention=cfg.get("convention", "ood-positive"),
+            convention=cfg.convention,
             draws=local_draws,
         )
         for n in names

@@ -1,5 +1,13 @@
-"""The paper's experiment (Tables 2 and 3) as one pipeline: pre-train once, then for each seed
-resample, select, fine-tune None / Full / Random / Resampled and evaluate all four."""
+"""The experiment behind ``run`` and ``compare-selectors``: pre-train once, then for each seed
+learn the background weights (Algorithm 1, when a variant needs them), and for each variant
+fine-tune the pre-trained model with the background its selector chooses and evaluate it.
+
+``run`` is this with the paper's variants none / full / random / resampled (Tables 2 and 3);
+``compare-selectors`` with every selector of :mod:`bgresample.selectors`. Every variant of a
+seed starts from the same pre-trained model and trains on the same ID batches; outputs go to
+``OUT/seed_<seed>/`` and, aggregated over seeds, to ``OUT/results.json`` (schema:
+``docs/results.md``).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ import hashlib
 import json
 import logging
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,46 +29,73 @@ from bgresample.checkpoint import (
     load_tensors,
     read_meta,
     save_model,
+    save_npz,
     save_tensors,
 )
+from bgresample.config import Config, FinetuneConfig
 from bgresample.data.benchmark import Benchmark
-from bgresample.engine.common import Accel, generator
+from bgresample.engine.accel import Accel
+from bgresample.engine.aggregate import aggregate
+from bgresample.engine.env import Env
 from bgresample.engine.evaluate import evaluate
 from bgresample.engine.finetune import finetune
+from bgresample.engine.forward import predict_logits
 from bgresample.engine.pretrain import pretrain
 from bgresample.engine.resample import resample
+from bgresample.errors import UserError
+from bgresample.metrics import accuracy
 from bgresample.models import create_model
-from bgresample.resampling import BackgroundWeights, composition, select, write_manifest
+from bgresample.resampling import BackgroundResampler, composition, write_manifest
 from bgresample.runfolder import write_json
+from bgresample.selectors import NONE, WEIGHT_SELECTORS, SelectionContext, Selector, build_selector
 
 log = logging.getLogger("bgresample")
 
-VARIANTS = ("none", "full", "random", "resampled")
-METRICS = ("fpr95", "auroc", "aupr")
-#: Stream offset that makes the Random baseline's subset independent of the training seed.
-RANDOM_SUBSET_STREAM = 101
+#: Version of the ``results.json`` layout (``docs/results.md``).
+RESULTS_SCHEMA = "bgresample.results/2"
+#: ``selectors.score: auto``: the OOD score that goes with a fine-tuning loss (default msp).
+AUTO_SCORES = {"extra_class": "extra_class", "energy": "energy"}
 
 
-def build_model(cfg: dict[str, Any], num_classes: int) -> torch.nn.Module:
-    return create_model(cfg["model"]["name"], num_classes, **(cfg["model"].get("kwargs") or {}))
+def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
+    return create_model(cfg.model.name, num_classes, **cfg.model.kwargs)
 
 
-def _digest(obj: Any) -> str:
-    return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:12]
+def load_pretrained(cfg: Config, bench: Benchmark, path: Path) -> torch.nn.Module:
+    """The config's model with the weights of the checkpoint at ``path``."""
+    if not Path(path).is_file():
+        raise UserError(
+            f"checkpoint {path} not found; pass the .safetensors file that "
+            "`bgresample pretrain` or `finetune` wrote (e.g. RUN/pretrain.safetensors)"
+        )
+    model = build_model(cfg, bench.num_classes)
+    load_model_state(path, model)
+    return model
 
 
-def pretrain_key(cfg: dict[str, Any]) -> str:
+def score_name(cfg: Config) -> str:
+    """``selectors.score``; ``auto`` = the score that matches ``finetune.loss``: extra_class,
+    energy, else msp."""
+    name = cfg.selectors.score
+    return AUTO_SCORES.get(cfg.finetune.loss, "msp") if name == "auto" else name
+
+
+def finetune_section(cfg: Config) -> FinetuneConfig:
+    """The ``finetune`` section; with ``finetune.loss=energy``, alpha is
+    ``selectors.energy.alpha`` (Liu et al.'s lambda)."""
+    if cfg.finetune.loss != "energy":
+        return cfg.finetune
+    return replace(cfg.finetune, alpha=cfg.selectors.energy.alpha)
+
+
+def pretrain_key(cfg: Config) -> str:
     """What a pre-trained checkpoint depends on; a cached one is reused only if this matches."""
-    return _digest([cfg["data"], cfg["model"], cfg["pretrain"], cfg["seed"]])
+    parts = [asdict(cfg.data), asdict(cfg.model), asdict(cfg.pretrain), cfg.seed]
+    return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def ensure_pretrained(
-    cfg: dict[str, Any],
-    bench: Benchmark,
-    out: Path,
-    accel: Accel,
-    quiet: bool,
-    resume: bool = False,
+    cfg: Config, bench: Benchmark, out: Path, env: Env, resume: bool = False
 ) -> Path:
     """Pre-train once into ``out/pretrain/`` (reused when its key matches; resumed from its
     state with ``resume``). Returns the checkpoint's path."""
@@ -69,28 +105,11 @@ def ensure_pretrained(
     if dist.broadcast_object(path.is_file() and read_meta(path).get("key") == key):
         log.info("pretrain: reusing %s", path)
         return path
-    torch.manual_seed(int(cfg["seed"]))
+    torch.manual_seed(cfg.seed)
     model = build_model(cfg, bench.num_classes)
-    pretrain(
-        model,
-        bench.train,
-        cfg["pretrain"],
-        accel=accel,
-        seed=int(cfg["seed"]),
-        flip=bench.flip,
-        out=folder,
-        resume=resume,
-        quiet=quiet,
-        meta={"key": key},
-    )
+    pretrain(model, bench.train, cfg.pretrain, env, out=folder, resume=resume, meta={"key": key})
     dist.barrier()
     return path
-
-
-def load_pretrained(cfg: dict[str, Any], bench: Benchmark, path: Path) -> torch.nn.Module:
-    model = build_model(cfg, bench.num_classes)
-    load_model_state(path, model)
-    return model
 
 
 def done(*paths: Path) -> bool:
@@ -98,189 +117,290 @@ def done(*paths: Path) -> bool:
     return bool(dist.broadcast_object(all(p.is_file() for p in paths)))
 
 
-def saved_variant(out: Path, name: str, resume: bool) -> dict[str, Any] | None:
-    """With ``resume``, the results of variant ``name`` when :func:`save_variant` finished it."""
-    mpath, rpath = out / f"{name}.safetensors", out / f"{name}.json"
-    return json.loads(rpath.read_text()) if resume and done(mpath, rpath) else None
-
-
-def save_variant(
-    out: Path,
-    name: str,
-    seed: int,
-    model: torch.nn.Module,
-    res: dict[str, Any],
-    scores: dict[str, Any],
-) -> None:
-    """Rank 0 writes a fine-tuned variant's OOD scores, model and results into ``out``."""
-    if dist.info().is_main:
-        np.savez_compressed(out / f"scores_{name}.npz", **scores)
-        meta = {"stage": "finetune", "variant": name, "seed": seed}
-        save_model(out / f"{name}.safetensors", model, meta)
-        write_json(out / f"{name}.json", res)
-
-
 def learned_weights(
-    cfg: dict[str, Any],
+    cfg: Config,
     bench: Benchmark,
-    pre_path: Path,
-    seed: int,
+    checkpoint: Path,
     out: Path,
-    accel: Accel,
-    quiet: bool,
+    env: Env,
     resume: bool = False,
-) -> tuple[BackgroundWeights, dict[str, Any], torch.Tensor]:
-    """Algorithm 1 from the pre-trained model for ``seed``: (weights, history, draws per item),
-    saved in ``out``; with ``resume``, read back when saved, or continued from its state."""
+) -> tuple[BackgroundResampler, dict[str, Any], torch.Tensor]:
+    """Algorithm 1 from the model at ``checkpoint``: (resampler, history, draws per item), saved
+    in ``out`` (``weights.safetensors``, ``resample_history.json``,
+    ``resample_draws.safetensors``); with ``resume``, read back when saved, or continued from its
+    state."""
     wpath, hpath, dpath = (
         out / "weights.safetensors",
         out / "resample_history.json",
         out / "resample_draws.safetensors",
     )
     if resume and done(wpath, hpath, dpath):
-        weights = BackgroundWeights.load(wpath)
-        hist = json.loads(hpath.read_text())
-        return weights, hist, load_tensors(dpath)[0]["draws"]
-    torch.manual_seed(seed)
-    model = load_pretrained(cfg, bench, pre_path)
-    weights, hist = resample(
+        return load_resampler(wpath), json.loads(hpath.read_text()), load_tensors(dpath)[0]["draws"]
+    torch.manual_seed(env.seed)
+    model = load_pretrained(cfg, bench, checkpoint)
+    resampler, hist = resample(
         model,
         bench.train,
         bench.pool,
-        cfg["resample"],
-        accel=accel,
-        seed=seed,
-        flip=bench.flip,
+        cfg.resample,
+        env,
         state_path=out / "resample.state.safetensors",
         resume=resume,
-        quiet=quiet,
     )
     draws = hist.pop("draws")
     if dist.info().is_main:
         save_tensors(dpath, {"draws": draws}, {})
         write_json(hpath, hist)
-        weights.save(wpath)
-    return weights, hist, draws
+        resampler.save(wpath)
+    return resampler, hist, draws
+
+
+def load_resampler(path: str | Path) -> BackgroundResampler:
+    """The resampler saved at ``path``, or a :class:`UserError` that says what is wrong."""
+    try:
+        return BackgroundResampler.load(path)
+    except (OSError, ValueError) as e:
+        raise UserError(
+            f"{e}; pass the weights.safetensors that `bgresample resample` wrote"
+        ) from None
+
+
+def run_experiment(
+    cfg: Config,
+    names: list[str],
+    bench: Benchmark,
+    out: Path,
+    accel: Accel,
+    *,
+    quiet: bool = False,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Pre-train, then :func:`run_seed` for each of ``run.seeds`` seeds with the variants
+    ``names``; write ``results.json``. Returns the results aggregated over seeds."""
+    t_start = time.perf_counter()
+    env = Env(accel, cfg.seed, bench.flip, quiet)
+    pre_path = ensure_pretrained(cfg, bench, out, env, resume)
+    timing = {"pretrain": time.perf_counter() - t_start}
+    per_seed = []
+    for k in range(cfg.run.seeds):
+        seed = cfg.seed + k
+        log.info("== seed %d (%d of %d)", seed, k + 1, cfg.run.seeds)
+        seed_env = Env(accel, seed, bench.flip, quiet)
+        res = run_seed(cfg, names, bench, pre_path, out / f"seed_{seed}", seed_env, resume)
+        for key, val in res.pop("timing_s").items():
+            timing[key] = timing.get(key, 0.0) + val
+        per_seed.append(res)
+    results = {"schema": RESULTS_SCHEMA, **aggregate(per_seed, cfg.evaluate.convention)}
+    results["budget"] = _budget(cfg, per_seed[0]["variants"])
+    timing["total"] = time.perf_counter() - t_start
+    results["timing_s"] = timing
+    results["benchmark"] = bench.name
+    results["pool_size"] = len(bench.pool)
+    results["ood_sets"] = list(bench.ood)
+    if dist.info().is_main:
+        write_json(out / "results.json", results)
+    return results
 
 
 def run_seed(
-    cfg: dict[str, Any],
+    cfg: Config,
+    names: list[str],
     bench: Benchmark,
     pre_path: Path,
-    seed: int,
     out: Path,
-    accel: Accel,
-    quiet: bool,
+    env: Env,
     resume: bool = False,
 ) -> dict[str, Any]:
-    """One seed of the experiment: resample, select, fine-tune and evaluate every variant.
-
-    With ``resume``, finished stages (their outputs exist) are loaded instead of re-run, and an
-    interrupted stage continues from its last resumable state.
-    """
-    main = dist.info().is_main
-    if main:
+    """One seed: Algorithm 1 once if a variant needs the weights, then fine-tune and evaluate
+    every variant (:func:`run_variant`). With ``resume``, finished stages are read back and an
+    interrupted one continues from its last state. Writes ``out/results.json``."""
+    if dist.info().is_main:
         out.mkdir(parents=True, exist_ok=True)
     timing: dict[str, float] = {}
-    variants = list(cfg["run"]["variants"])
-    gamma = float(cfg["select"]["gamma"])
-    n_pool = len(bench.pool)
-    subsets: dict[str, torch.Tensor | None] = {"none": None}
-    extra: dict[str, Any] = {}
-
-    if "resampled" in variants:
+    result: dict[str, Any] = {"seed": env.seed}
+    weights, weights_cost = None, 0
+    if any(n in WEIGHT_SELECTORS for n in names):
         t0 = time.perf_counter()
-        weights, hist, draws = learned_weights(
-            cfg, bench, pre_path, seed, out, accel, quiet, resume
-        )
+        resampler, hist, draws = learned_weights(cfg, bench, pre_path, out, env, resume)
         timing["resample"] = time.perf_counter() - t0
-        w = weights.weights().detach().cpu()
-        subsets["resampled"] = select(
-            cfg["select"]["method"], n=n_pool, gamma=gamma, weights=w, generator=generator(seed, 5)
-        )
-        if main:
-            write_manifest(
-                out / "subset_resampled.csv",
-                subsets["resampled"],
-                w,
-                bench.pool.family,
-                bench.pool.source,
-            )
-        extra["resample"] = {
-            "draws_per_item": hist["draws_per_item"],
-            "never_drawn": hist["never_drawn"],
-            "ess_final": hist["ess"][-1],
-            "weight_draws_spearman": float(stats.spearmanr(w.numpy(), draws.numpy())[0]),
-            "weight_by_family": _weight_by_family(w, bench.pool.family),
-        }
-    if "random" in variants:
-        subsets["random"] = select(
-            "random", n=n_pool, gamma=gamma, generator=generator(seed, RANDOM_SUBSET_STREAM)
-        )
-        if main:
-            write_manifest(
-                out / "subset_random.csv",
-                subsets["random"],
-                None,
-                bench.pool.family,
-                bench.pool.source,
-            )
-    if "full" in variants:
-        subsets["full"] = torch.arange(n_pool)
+        weights = resampler.weights().cpu()
+        weights_cost = int(hist["steps"]) * cfg.resample.batch_size
+        result["resample"] = _resample_summary(hist, weights, draws, bench.pool.family)
+    ctx = SelectionContext(
+        pool=bench.pool,
+        train=bench.train,
+        accel=env.accel,
+        seed=env.seed,
+        gamma=cfg.select.gamma,
+        batch_size=finetune_section(cfg).background_batch_size,
+        score=score_name(cfg),
+        score_batch_size=cfg.evaluate.batch_size,
+        weights=weights,
+        weights_cost=weights_cost,
+    )
+    variants = {}
+    for name in names:
+        variants[name] = run_variant(cfg, name, ctx, bench, pre_path, out, env, resume, timing)
+    result["variants"] = variants
+    comps = {v: r["composition"] for v, r in variants.items() if "composition" in r}
+    if comps:
+        result["composition"] = comps
+    if dist.info().is_main:
+        write_json(out / "results.json", result)
+    return {**result, "timing_s": timing}
 
-    if bench.pool.family is not None:
-        extra["composition"] = {
-            v: composition(subsets[v], bench.pool.family)
-            for v in ("random", "resampled")
-            if v in subsets
-        }
 
-    results: dict[str, Any] = {}
-    for v in variants:
-        t0 = time.perf_counter()
-        saved = saved_variant(out, v, resume)
-        if saved is not None:
-            results[v] = saved
-            continue
-        torch.manual_seed(seed)
-        model = load_pretrained(cfg, bench, pre_path)
-        info = finetune(
-            model,
-            bench.train,
-            bench.pool,
-            subsets[v],
-            cfg["finetune"],
-            accel=accel,
-            seed=seed,
-            flip=bench.flip,
-            state_path=out / f"{v}.state.safetensors",
-            resume=resume,
-            desc=f"finetune[{v}]",
-            quiet=quiet,
+def run_variant(
+    cfg: Config,
+    name: str,
+    ctx: SelectionContext,
+    bench: Benchmark,
+    pre_path: Path,
+    out: Path,
+    env: Env,
+    resume: bool,
+    timing: dict[str, float],
+) -> dict[str, Any]:
+    """Fine-tune the pre-trained model with variant ``name``'s background and evaluate it;
+    write its model, scores, results and (for a static subset) manifest into ``out``. With
+    ``resume``, a variant that finished is read back."""
+    mpath, rpath = out / f"{name}.safetensors", out / f"{name}.json"
+    if resume and done(mpath, rpath):
+        return json.loads(rpath.read_text())
+    t0 = time.perf_counter()
+    torch.manual_seed(env.seed)
+    model = load_pretrained(cfg, bench, pre_path)
+    options = {**cfg.selectors.to_options(), "resampled": {"method": cfg.select.method}}
+    selector = build_selector(name, ctx, options)
+    ft = finetune_section(cfg)
+    info = finetune(
+        model,
+        bench.train,
+        selector,
+        ft,
+        env,
+        energy=cfg.selectors.energy,
+        state_path=out / f"{name}.state.safetensors",
+        resume=resume,
+        desc=f"finetune[{name}]",
+    )
+    timing["finetune"] = timing.get("finetune", 0.0) + time.perf_counter() - t0
+    t0 = time.perf_counter()
+    res, scores = evaluate(
+        model, bench.test, bench.ood, cfg.evaluate, accel=env.accel, seed=env.seed, scores=ctx.score
+    )
+    if ft.loss == "extra_class":  # accuracy over the K ID classes, not the background class
+        logits = predict_logits(model, bench.test, env.accel, cfg.evaluate.batch_size)
+        res["accuracy"] = accuracy(
+            logits[:, : bench.num_classes].numpy(), bench.test.targets.cpu().numpy()
         )
-        timing[f"finetune_{v}"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        res, scores = evaluate(
-            model, bench.test, bench.ood, cfg["evaluate"], accel=accel, seed=seed
+    timing["evaluate"] = timing.get("evaluate", 0.0) + time.perf_counter() - t0
+    res["selection"] = selection_cost(info.pop("selection", None), ctx, ft.epochs)
+    res["subset_size"] = res["selection"]["working_set"]
+    res["finetune"] = info
+    trained_on = None if selector is None else _trained_on(selector)
+    if trained_on is not None and bench.pool.family is not None and len(trained_on) < len(ctx.pool):
+        res["composition"] = composition(trained_on, bench.pool.family)
+    if dist.info().is_main:
+        _save_variant(out, name, env.seed, model, res, scores, selector, ctx)
+    log.info(
+        "seed %d %-11s acc %.2f  avg FPR95 %.2f  AUROC %.2f  AUPR %.2f  pool fwd %d",
+        env.seed,
+        name,
+        res["accuracy"],
+        res["average"]["fpr95"]["mean"],
+        res["average"]["auroc"]["mean"],
+        res["average"]["aupr"]["mean"],
+        res["selection"]["total"],
+    )
+    return res
+
+
+def _trained_on(selector: Selector) -> torch.Tensor:
+    """A static selector's subset; the items a dynamic one trained on."""
+    return selector.working if selector.static else torch.nonzero(selector.used).flatten()
+
+
+def _save_variant(
+    out: Path,
+    name: str,
+    seed: int,
+    model: torch.nn.Module,
+    res: dict[str, Any],
+    scores: dict[str, Any],
+    selector: Selector | None,
+    ctx: SelectionContext,
+) -> None:
+    """A fine-tuned variant's OOD scores, model, results and, for a static subset smaller
+    than the pool, its manifest (rank 0). The results file is written last: it marks the
+    variant done."""
+    save_npz(out / f"scores_{name}.npz", scores)
+    if selector is not None and selector.static and len(selector.working) < len(ctx.pool):
+        pool = ctx.pool
+        weights = ctx.weights if name in WEIGHT_SELECTORS else None
+        write_manifest(
+            out / f"subset_{name}.csv", selector.working, weights, pool.family, pool.source
         )
-        timing[f"evaluate_{v}"] = time.perf_counter() - t0
-        res["subset_size"] = 0 if subsets[v] is None else len(subsets[v])
-        res["finetune"] = info
-        results[v] = res
-        save_variant(out, v, seed, model, res, scores)
-        log.info(
-            "seed %d %-9s acc %.2f  avg FPR95 %.2f  AUROC %.2f  AUPR %.2f",
-            seed,
-            v,
-            res["accuracy"],
-            res["average"]["fpr95"]["mean"],
-            res["average"]["auroc"]["mean"],
-            res["average"]["aupr"]["mean"],
-        )
-    seed_result = {"seed": seed, "variants": results, "timing_s": timing, **extra}
-    if main:
-        write_json(out / "results.json", seed_result)
-    return seed_result
+    save_model(
+        out / f"{name}.safetensors", model, {"stage": "finetune", "variant": name, "seed": seed}
+    )
+    write_json(out / f"{name}.json", res)
+
+
+def selection_cost(
+    summary: dict[str, Any] | None, ctx: SelectionContext, epochs: int
+) -> dict[str, Any]:
+    """A selector's budget and costs: pool forward passes before fine-tuning (``setup``, e.g.
+    Algorithm 1), per fine-tuning epoch and in total, ID forward passes (``id``), and distinct
+    items trained on."""
+    if summary is None:
+        summary = {
+            "refresh": NONE,
+            "working_set": 0,
+            "forwards": {"setup": 0, "during": 0, "id": 0},
+            "distinct_items": 0,
+        }
+    fw = summary["forwards"]
+    return {
+        "refresh": summary["refresh"],
+        "budget": ctx.budget,
+        "background_epoch_steps": ctx.epoch_steps,
+        "working_set": summary["working_set"],
+        "setup": fw["setup"],
+        "per_epoch": fw["during"] / max(epochs, 1),
+        "total": fw["setup"] + fw["during"],
+        "id": fw["id"],
+        "distinct_items": summary["distinct_items"],
+    }
+
+
+def _budget(cfg: Config, variants: dict[str, Any]) -> dict[str, Any]:
+    """The budget every variant shared."""
+    ft = finetune_section(cfg)
+    first = next(iter(variants.values()))
+    return {
+        "gamma": cfg.select.gamma,
+        "k": first["selection"]["budget"],
+        "background_epoch_steps": first["selection"]["background_epoch_steps"],
+        "finetune_epochs": ft.epochs,
+        "background_draws": first["finetune"]["steps"] * ft.background_batch_size,
+        "loss": ft.loss,
+        "alpha": ft.alpha,
+        "score": score_name(cfg),
+    }
+
+
+def _resample_summary(
+    hist: dict[str, Any], w: torch.Tensor, draws: torch.Tensor, family: list[str] | None
+) -> dict[str, Any]:
+    """Algorithm 1's diagnostics for the report."""
+    return {
+        "draws_per_item": hist["draws_per_item"],
+        "never_drawn": hist["never_drawn"],
+        "ess_final": hist["ess"][-1],
+        "weight_draws_spearman": float(stats.spearmanr(w.numpy(), draws.numpy())[0]),
+        "weight_by_family": _weight_by_family(w, family),
+    }
 
 
 def _weight_by_family(w: torch.Tensor, family: list[str] | None) -> dict[str, float]:
@@ -290,92 +410,3 @@ def _weight_by_family(w: torch.Tensor, family: list[str] | None) -> dict[str, fl
     fam = np.array(family)
     wn = w.numpy() / float(w.mean())
     return {f: float(wn[fam == f].mean()) for f in sorted(set(family))}
-
-
-def _mean_std(values: list[float]) -> dict[str, float]:
-    a = np.asarray(values, dtype=np.float64)
-    return {"mean": float(a.mean()), "std": float(a.std())}
-
-
-def _paired(a: list[float], b: list[float]) -> dict[str, Any]:
-    """Mean of the per-seed differences a - b with a 95% t confidence interval."""
-    d = np.asarray(a) - np.asarray(b)
-    out: dict[str, Any] = {"mean": float(d.mean()), "per_seed": d.tolist()}
-    if len(d) > 1:
-        half = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
-        out["ci95"] = [out["mean"] - half, out["mean"] + half]
-    return out
-
-
-def aggregate(per_seed: list[dict[str, Any]], convention: str) -> dict[str, Any]:
-    """Mean and std over seeds of the per-seed means (the paper's Table 2 and 3), per-seed values
-    and paired differences between variants."""
-    variants = list(per_seed[0]["variants"])
-    sets = list(per_seed[0]["variants"][variants[0]]["ood"])
-    out: dict[str, Any] = {"variants": {}, "convention": convention, "seeds": []}
-    out["seeds"] = [s["seed"] for s in per_seed]
-    for v in variants:
-        runs = [s["variants"][v] for s in per_seed]
-        entry: dict[str, Any] = {
-            "accuracy": float(np.mean([r["accuracy"] for r in runs])),
-            "accuracy_std": float(np.std([r["accuracy"] for r in runs])),
-            "subset_size": float(np.mean([r["subset_size"] for r in runs])),
-            "ood": {
-                s: {m: _mean_std([r["ood"][s][m]["mean"] for r in runs]) for m in METRICS}
-                for s in sets
-            },
-        }
-        for key in ("average", "average_no_noise"):
-            if all(r.get(key) for r in runs):
-                entry[key] = {m: _mean_std([r[key][m]["mean"] for r in runs]) for m in METRICS}
-        entry["per_seed"] = [
-            {
-                "seed": s["seed"],
-                "accuracy": s["variants"][v]["accuracy"],
-                "average": {m: s["variants"][v]["average"][m]["mean"] for m in METRICS},
-                "ood": {
-                    k: {m: s["variants"][v]["ood"][k][m]["mean"] for m in METRICS} for k in sets
-                },
-            }
-            for s in per_seed
-        ]
-        out["variants"][v] = entry
-    pairs = [("resampled", "random"), ("resampled", "full"), ("random", "full")]
-    out["paired_differences"] = {}
-    for a, b in pairs:
-        if a in out["variants"] and b in out["variants"]:
-            diffs = {}
-            for key in ("average", "average_no_noise"):
-                if key in out["variants"][a] and key in out["variants"][b]:
-                    diffs[key] = {
-                        m: _paired(
-                            [s["variants"][a][key][m]["mean"] for s in per_seed],
-                            [s["variants"][b][key][m]["mean"] for s in per_seed],
-                        )
-                        for m in METRICS
-                    }
-            out["paired_differences"][f"{a}_minus_{b}"] = diffs
-    comps = [s["composition"] for s in per_seed if "composition" in s]
-    if comps:
-        out["composition"] = {
-            v: {
-                f: {
-                    "pool": comps[0][v][f]["pool"],
-                    "subset": float(np.mean([c[v][f]["subset"] for c in comps])),
-                }
-                for f in comps[0][v]
-            }
-            for v in comps[0]
-        }
-    res = [s["resample"] for s in per_seed if "resample" in s]
-    if res:
-        out["resample"] = {
-            "draws_per_item": res[0]["draws_per_item"],
-            "never_drawn": float(np.mean([r["never_drawn"] for r in res])),
-            "weight_draws_spearman": float(np.mean([r["weight_draws_spearman"] for r in res])),
-            "weight_by_family": {
-                f: float(np.mean([r["weight_by_family"][f] for r in res]))
-                for f in res[0]["weight_by_family"]
-            },
-        }
-    return out

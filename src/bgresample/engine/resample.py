@@ -1,11 +1,11 @@
-"""Adversarial background resampling: Algorithm 1 (paper, Section B; eqs. 10-12)."""
+"""Adversarial background resampling: Algorithm 1 (paper, Section B; eqs. 10-12), the
+experiment's loop around :class:`bgresample.BackgroundResampler`."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,60 +13,56 @@ import torch
 from torch import nn
 
 from bgresample import dist, scalars
+from bgresample.checkpoint import StageState
+from bgresample.config import ResampleConfig
 from bgresample.data.base import LabeledImages
 from bgresample.data.pools import ImageSource
-from bgresample.data.transforms import CropFlip
-from bgresample.engine import common as E
-from bgresample.engine.state import StageState
+from bgresample.engine.accel import Accel
+from bgresample.engine.batches import EpochBatches, crop_flip, id_batch, local_slice
+from bgresample.engine.env import Env
+from bgresample.engine.forward import ce, check_finite, joint_forward
+from bgresample.engine.optim import sgd, sgd_step
 from bgresample.errors import UserError
-from bgresample.losses import get_outlier_loss
+from bgresample.losses import MaxEntropyLoss, UniformityLoss
 from bgresample.progress import progress
-from bgresample.resampling import BackgroundWeights, WeightedSampler
+from bgresample.resampling import BackgroundResampler
+from bgresample.rng import Stream, generator, seed_step
 
 log = logging.getLogger("bgresample")
+
+#: ``resample.loss`` -> the per-example outlier loss of Algorithm 1.
+OUTLIER_LOSSES = {"uniform": UniformityLoss, "max_entropy": MaxEntropyLoss}
 
 
 def algorithm1_step(
     net: nn.Module,
-    weights: BackgroundWeights,
+    resampler: BackgroundResampler,
     opt: torch.optim.Optimizer,
-    opt_w: torch.optim.Optimizer,
     x_id: torch.Tensor,
     y_id: torch.Tensor,
     x_bg: torch.Tensor,
-    bidx: torch.Tensor,
+    idx: torch.Tensor,
     alpha: float,
-    loss_out: Callable[..., torch.Tensor],
+    outlier: nn.Module,
+    accel: Accel | None = None,
     step: int = 0,
-    accel: E.Accel | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of Algorithm 1; returns the detached (l_in, l_out) at theta^(t).
+    """One step of Algorithm 1 on this rank's ID batch and background batch ``x_bg`` (pool
+    items ``idx``); returns the detached (l_in, l_out) at theta^(t).
 
-    ``x_id``, ``y_id`` and ``x_bg`` are this rank's shards; ``bidx`` is the GLOBAL background
-    batch (pool indices, on the weights' device), of which ``x_bg`` is this rank's share. ID and
-    background go through the model in one forward pass. The classifier descends
-    l_in + alpha * l_out with l_out = mean_b r_b L_uni,b (eqs. 10, 12); omega ascends the same
-    l_out with its gradient computed analytically from the detached per-example L_uni values of
-    the whole global batch (gathered from all ranks), so the network is differentiated once and
-    every rank applies the same weight update.
+    ID and background go through the model in one forward pass. The classifier descends
+    l_in + alpha * l_out with l_out = mean_b r_b L_uni,b (eqs. 10, 12); omega then ascends the
+    same l_out from the detached per-example losses of every rank (no second backward pass).
     """
-    sl = E.local_slice(len(bidx))
     with accel.autocast() if accel is not None else contextlib.nullcontext():
-        logits_id, logits_bg = E.joint_forward(net, x_id, x_bg)
-    l_in = E.ce(logits_id, y_id)
-    per_example = loss_out(logits_bg.float(), reduction="none")
-    with torch.no_grad():
-        r = weights.ratios(bidx[sl])
-    l_out = (r * per_example).mean()
+        logits_id, logits_bg = joint_forward(net, x_id, x_bg)
+    l_in = ce(logits_id, y_id)
+    per_example = outlier(logits_bg.float())
+    l_out = resampler.weighted_loss(idx, per_example)
     loss = l_in + alpha * l_out
-    E.check_finite(loss, "resample", step, None)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    losses = dist.all_gather_cat(per_example.detach().to(weights.omega.device))
-    # Gradient of l_out w.r.t. omega and opt_w's SGD-with-momentum ascent in one pass over omega,
-    # equal to: opt_w.zero_grad(); omega.grad = weights.grad_omega(bidx, losses); opt_w.step().
-    weights.ascent_step(bidx, losses, opt_w, compile=accel is not None and accel.compile_weights)
+    check_finite(loss, "resample", step, None)
+    sgd_step(opt, loss)
+    resampler.step(idx, per_example)
     return l_in.detach(), l_out.detach()
 
 
@@ -74,121 +70,81 @@ def resample(
     model: nn.Module,
     train: LabeledImages,
     pool: ImageSource,
-    cfg: dict[str, Any],
+    cfg: ResampleConfig,
+    env: Env,
     *,
-    accel: E.Accel,
-    seed: int,
-    flip: bool,
     state_path: Path | None = None,
     resume: bool = False,
-    trace: int = 8,
-    quiet: bool = False,
-) -> tuple[BackgroundWeights, dict[str, Any]]:
+) -> tuple[BackgroundResampler, dict[str, Any]]:
     """Learn one weight per pool item by the min-max game of Algorithm 1.
 
     Each step draws an ID batch uniformly and a background batch with p_i (eq. 11), the same
     global batches on every rank, and calls :func:`algorithm1_step`. The sampler is refreshed
-    from the current weights every ``refresh_every`` steps (default: once per pool epoch, N
-    draws), and the resumable state is saved at each refresh to ``state_path``. Returns the
-    weights and a history (weight statistics over time, weight trajectories, draws per item).
+    from the current weights every ``refresh_every`` steps (0: once per pool epoch, N draws),
+    where the resumable state is saved to ``state_path``. Returns the resampler and a history
+    (weight statistics over time, weight trajectories, draws per item).
     """
-    n_pool = len(pool)
-    n = int(cfg["batch_size"])
+    n_pool, n = len(pool), cfg.batch_size
     if n_pool < n:
         raise UserError(
             f"the background pool has {n_pool} items, fewer than one batch ({n}); "
             "use a larger pool or --set resample.batch_size=..."
         )
-    steps = math.ceil(float(cfg["draws_per_item"]) * n_pool / n)
-    refresh = int(cfg.get("refresh_every") or 0) or max(n_pool // n, 1)
-    net = accel.model(model)
-    weights = BackgroundWeights(n_pool, eps=float(cfg["eps"])).to(accel.device)
-    opt = E.sgd(model, float(cfg["lr"]), float(cfg["momentum"]), float(cfg["weight_decay"]))
-    opt_w = torch.optim.SGD(
-        weights.parameters(),
-        lr=float(cfg["lr_w"]),
-        momentum=float(cfg["momentum_w"]),
-        maximize=True,
+    steps = math.ceil(cfg.draws_per_item * n_pool / n)
+    accel = env.accel
+    resampler = BackgroundResampler(
+        n_pool,
+        eps=cfg.eps,
+        lr=cfg.lr_w,
+        momentum=cfg.momentum_w,
+        refresh_every=cfg.refresh_every or None,
+        device=accel.device,
+        compile=accel.compile_weights,
     )
-    alpha = float(cfg["alpha"])
-    loss_out = get_outlier_loss(cfg["loss"])
-    draws = torch.zeros(n_pool, dtype=torch.int32)
-    traced = torch.linspace(0, n_pool - 1, min(trace, n_pool)).long()
-    history: dict[str, Any] = {"step": [], "w_min": [], "w_median": [], "w_max": [], "ess": []}
-    history["traced_items"] = traced.tolist()
-    history["traced_weights"] = []
+    net = accel.model(model)
+    opt = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
+    outlier = OUTLIER_LOSSES[cfg.loss](reduction="none")
+    trace = _Trace(resampler, env.seed)
     state = StageState(state_path)
-    parts = {"model": model, "opt": opt, "weights": weights, "opt_w": opt_w, "draws": _Box(draws)}
+    parts = {"model": model, "opt": opt, "resampler": resampler, "draws": trace}
     start, extra = state.load(parts) if resume else (0, {})
-    history.update(extra.get("history", {}))
-    batches = E.EpochBatches(len(train), n, seed, 1)
-    model.train(not cfg["freeze_bn"])
-    main = dist.info().is_main
-    bar = progress(range(start, steps), "resample", "step", quiet or not main)
-    log_every = max(steps // 100, 1)
-    check_every = int(cfg.get("check_every") or 0)
-    sampler = WeightedSampler(weights.masses())
-    sl = E.local_slice(n)
-
-    def draw(step: int) -> torch.Tensor:  # the global background batch of a step (eq. 11)
-        return sampler.draw(n, E.generator(seed, 3, step)).cpu()
-
+    trace.history.update(extra.get("history", {}))
+    batches = EpochBatches(len(train), n, env.seed)
+    model.train(not cfg.freeze_bn)
+    bar = progress(range(start, steps), "resample", "step", env.quiet or not dist.info().is_main)
+    sl = local_slice(n)
+    window: dict[int, torch.Tensor] = {}
     for step in bar:
-        if step % refresh == 0 or step == start:
-            if step % refresh == 0:
+        if resampler.refresh_due(n) or step == start:
+            if resampler.refresh_due(n):
+                resampler.refresh()
                 if step > start:
-                    state.save(step, parts, {"history": history})
-                # Recompute the sums from omega here, in an uninterrupted run as after a resume
-                # (the fused step's running sums can differ in the last bits): resumes stay exact.
-                weights.invalidate()
-                sampler.refresh(weights.masses())
-            # The sampler is fixed until the next refresh: this rank's batches up to there can
-            # be read ahead (decoded in worker processes for pools of image files).
-            until = min((step // refresh + 1) * refresh, steps)
-            pool_batches = accel.batches(pool, (draw(s)[sl] for s in range(step, until)))
-        E.seed_step(seed, step)
-        x_id, y_id = E.id_batch(train, batches, step, seed, flip, accel)
-        bidx = draw(step)
-        baug = CropFlip.draw(n, E.generator(seed, 4, step), flip=True).shard(sl)
-        draws.index_add_(0, bidx, torch.ones(n, dtype=torch.int32))
+                    state.save(step, parts, {"history": trace.history})
+            # The sampler is fixed until the next refresh: the global background batches up to
+            # there are drawn now, and this rank's share read ahead (decoded in worker
+            # processes for pools of image files).
+            until = min(resampler.next_refresh(n), steps)
+            window = {
+                s: resampler.draw(n, generator(env.seed, Stream.BACKGROUND, s)).cpu()
+                for s in range(step, until)
+            }
+            pool_batches = accel.batches(pool, [window[s][sl] for s in range(step, until)])
+        seed_step(env.seed, step)
+        x_id, y_id = id_batch(train, batches, step, env.flip, accel)
+        bidx = window.pop(step)
+        baug = crop_flip(n, env.seed, Stream.BACKGROUND_AUG, step, flip=True).shard(sl)
+        trace.count(bidx)
+        x_bg = accel.ready(next(pool_batches), baug, pool.normalized)
         l_in, l_out = algorithm1_step(
-            net,
-            weights,
-            opt,
-            opt_w,
-            x_id,
-            y_id,
-            accel.ready(next(pool_batches), baug, pool.normalized),
-            bidx.to(accel.device),
-            alpha,
-            loss_out,
-            step,
-            accel,
+            net, resampler, opt, x_id, y_id, x_bg, bidx[sl], cfg.alpha, outlier, accel, step
         )
-        if check_every and step % check_every == 0:
-            _check_identical(weights, step)
-        if step % log_every == 0 or step == steps - 1:
-            st = weights.stats()
-            history["step"].append(step)
-            for k in ("w_min", "w_median", "w_max", "ess"):
-                history[k].append(st[k])
-                scalars.scalar(f"resample/seed{seed}/{k}", st[k], step)
-            scalars.scalar(f"resample/seed{seed}/l_in", l_in.item(), step)
-            scalars.scalar(f"resample/seed{seed}/l_out", l_out.item(), step)
-            history["traced_weights"].append(weights.weights()[traced.to(accel.device)].tolist())
-            bar.set_postfix(
-                refresh=False,
-                l_in=f"{l_in.item():.3f}",
-                l_out=f"{l_out.item():.3f}",
-                w=f"{st['w_min']:.2g}/{st['w_median']:.2g}/{st['w_max']:.2g}",
-                ess=f"{st['ess'] / n_pool:.2f}N",
-            )
-    _check_identical(weights, steps)
+        if cfg.check_every and step % cfg.check_every == 0:
+            _check_identical(resampler, step)
+        if step % max(steps // 100, 1) == 0 or step == steps - 1:
+            bar.set_postfix(refresh=False, **trace.record(step, l_in, l_out))
+    _check_identical(resampler, steps)
     state.remove()
-    history["steps"] = steps
-    history["draws_per_item"] = steps * n / n_pool
-    history["never_drawn"] = float((draws == 0).float().mean())
-    history["draws"] = draws
+    history = trace.finish(steps, n)
     log.info(
         "resample: %d steps, %.2f draws per item, %.1f%% never drawn, ESS %.0f of %d",
         steps,
@@ -197,23 +153,65 @@ def resample(
         history["ess"][-1],
         n_pool,
     )
-    return weights, history
+    return resampler, history
 
 
-class _Box:
-    """A tensor counter saved and restored with the stage state."""
+class _Trace:
+    """What Algorithm 1 records for the report: weight statistics over time, the weights of a few
+    items, and how often each item was drawn (saved and restored with the stage state)."""
 
-    def __init__(self, t: torch.Tensor) -> None:
-        self.t = t
+    def __init__(self, resampler: BackgroundResampler, seed: int, items: int = 8) -> None:
+        n = len(resampler)
+        self.resampler, self.seed = resampler, seed
+        self.draws = torch.zeros(n, dtype=torch.int32)
+        self.traced = torch.linspace(0, n - 1, min(items, n)).long()
+        self.history: dict[str, Any] = {
+            "step": [],
+            "w_min": [],
+            "w_median": [],
+            "w_max": [],
+            "ess": [],
+            "traced_items": self.traced.tolist(),
+            "traced_weights": [],
+        }
+
+    def count(self, bidx: torch.Tensor) -> None:
+        self.draws.index_add_(0, bidx, torch.ones(len(bidx), dtype=torch.int32))
+
+    def record(self, step: int, l_in: torch.Tensor, l_out: torch.Tensor) -> dict[str, str]:
+        """Log the weight statistics at ``step``; returns the progress bar's fields."""
+        st = self.resampler.stats()
+        self.history["step"].append(step)
+        for k in ("w_min", "w_median", "w_max", "ess"):
+            self.history[k].append(st[k])
+            scalars.scalar(f"resample/seed{self.seed}/{k}", st[k], step)
+        scalars.scalar(f"resample/seed{self.seed}/l_in", l_in.item(), step)
+        scalars.scalar(f"resample/seed{self.seed}/l_out", l_out.item(), step)
+        w = self.resampler.weights()
+        self.history["traced_weights"].append(w[self.traced.to(w.device)].tolist())
+        return {
+            "l_in": f"{l_in.item():.3f}",
+            "l_out": f"{l_out.item():.3f}",
+            "w": f"{st['w_min']:.2g}/{st['w_median']:.2g}/{st['w_max']:.2g}",
+            "ess": f"{st['ess'] / len(self.draws):.2f}N",
+        }
+
+    def finish(self, steps: int, batch_size: int) -> dict[str, Any]:
+        """The history with the run's totals; ``draws`` is the per-item draw count."""
+        self.history["steps"] = steps
+        self.history["draws_per_item"] = steps * batch_size / len(self.draws)
+        self.history["never_drawn"] = float((self.draws == 0).float().mean())
+        self.history["draws"] = self.draws
+        return self.history
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"t": self.t}
+        return {"t": self.draws}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.t.copy_(state["t"])
+        self.draws.copy_(state["t"])
 
 
-def _check_identical(weights: BackgroundWeights, step: int) -> None:
+def _check_identical(resampler: BackgroundResampler, step: int) -> None:
     """The background weights must be bit-identical on every rank."""
-    if not dist.all_equal(weights.omega.detach()):
+    if not resampler.synchronized():
         raise RuntimeError(f"resample: background weights differ between ranks at step {step}")

@@ -1,7 +1,19 @@
-"""Losses of the training objective (eq. 2): L_cls (eq. 3) and the background losses (eq. 4)."""
+"""Losses of the training objective (eq. 2): L_cls (eq. 3) and the background losses (eq. 4),
+as functions and as ``nn.Module`` objects."""
 
-from bgresample.losses.energy import energy_margin_loss, free_energy
+from bgresample.losses.energy import (
+    energy_in_term,
+    energy_margin_loss,
+    energy_out_term,
+    free_energy,
+)
 from bgresample.losses.extra_class import add_background_class, extra_class_loss
+from bgresample.losses.modules import (
+    EnergyMarginLoss,
+    ExtraClassLoss,
+    MaxEntropyLoss,
+    UniformityLoss,
+)
 from bgresample.losses.uniformity import (
     OUTLIER_LOSSES,
     Reduction,
@@ -18,10 +30,16 @@ FINETUNE_LOSSES = (*OUTLIER_LOSSES, "energy", "extra_class")
 __all__ = [
     "FINETUNE_LOSSES",
     "OUTLIER_LOSSES",
+    "EnergyMarginLoss",
+    "ExtraClassLoss",
+    "MaxEntropyLoss",
     "Reduction",
+    "UniformityLoss",
     "add_background_class",
     "classification_loss",
+    "energy_in_term",
     "energy_margin_loss",
+    "energy_out_term",
     "extra_class_loss",
     "free_energy",
     "get_outlier_loss",

@@ -15,10 +15,18 @@ def free_energy(logits: Tensor) -> Tensor:
     return -torch.logsumexp(logits, dim=-1)
 
 
+def energy_in_term(logits_in: Tensor, m_in: float = M_IN) -> Tensor:
+    """relu(E(x) - m_in)^2 per ID input."""
+    return F.relu(free_energy(logits_in) - m_in).square()
+
+
+def energy_out_term(logits_out: Tensor, m_out: float = M_OUT) -> Tensor:
+    """relu(m_out - E(x))^2 per background input."""
+    return F.relu(m_out - free_energy(logits_out)).square()
+
+
 def energy_margin_loss(
     logits_in: Tensor, logits_out: Tensor, m_in: float = M_IN, m_out: float = M_OUT
 ) -> Tensor:
     """mean(relu(E(x_in) - m_in)^2) + mean(relu(m_out - E(x_out))^2)."""
-    l_in = F.relu(free_energy(logits_in) - m_in).square().mean()
-    l_out = F.relu(m_out - free_energy(logits_out)).square().mean()
-    return l_in + l_out
+    return energy_in_term(logits_in, m_in).mean() + energy_out_term(logits_out, m_out).mean()

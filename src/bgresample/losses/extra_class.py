@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bgresample.errors import UserError
 from bgresample.losses.uniformity import Reduction
 
 
@@ -24,7 +23,7 @@ def add_background_class(model: nn.Module, num_classes: int) -> None:
     if fc.out_features == num_classes + 1:
         return
     if fc.out_features != num_classes:
-        raise UserError(
+        raise ValueError(
             f"the model has {fc.out_features} outputs; the extra_class loss needs "
             f"{num_classes} (ID classes) or {num_classes + 1}"
         )

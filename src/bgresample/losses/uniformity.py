@@ -7,8 +7,6 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor
 
-from bgresample.errors import UserError
-
 Reduction = Literal["mean", "sum", "none"]
 
 
@@ -56,12 +54,12 @@ OUTLIER_LOSSES: dict[str, Callable[..., Tensor]] = {
 
 
 def get_outlier_loss(name: str) -> Callable[..., Tensor]:
-    """Look up a background (outlier) loss by name; raise UserError listing the valid names."""
+    """Look up a background (outlier) loss by name; raise ValueError listing the valid names."""
     try:
         return OUTLIER_LOSSES[name]
     except KeyError:
         valid = ", ".join(sorted(OUTLIER_LOSSES))
-        raise UserError(f"unknown outlier loss {name!r}; valid names: {valid}") from None
+        raise ValueError(f"unknown outlier loss {name!r}; valid names: {valid}") from None
 
 
 __all__ = [

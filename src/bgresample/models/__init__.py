@@ -17,6 +17,19 @@ def list_models() -> list[str]:
     return sorted(REGISTRY)
 
 
+def check_model(name: str, kwargs: dict[str, object]) -> None:
+    """Refuse an unknown model name or keyword arguments its factory does not take, before any
+    work starts."""
+    from bgresample.config import bind_kwargs
+
+    if name not in REGISTRY:
+        raise UserError(
+            f"unknown model {name!r}; valid names: {', '.join(list_models())} "
+            "(fix with --set model.name=...)"
+        )
+    bind_kwargs(REGISTRY[name], f"model.kwargs of {name}", 1, **kwargs)
+
+
 def create_model(name: str, num_classes: int, **kwargs: object) -> nn.Module:
     """Build model ``name`` with ``num_classes`` outputs; ``kwargs`` go to its factory.
 
@@ -32,4 +45,4 @@ def create_model(name: str, num_classes: int, **kwargs: object) -> nn.Module:
     return model
 
 
-__all__ = ["Classifier", "create_model", "list_models", "register_model"]
+__all__ = ["Classifier", "check_model", "create_model", "list_models", "register_model"]

@@ -11,10 +11,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bgresample.checkpoint import atomic_write_text
+from bgresample.config import Config, load_config
 from bgresample.data.benchmark import Benchmark, load_benchmark
+from bgresample.engine.experiment import load_resampler
 from bgresample.errors import UserError
 from bgresample.reports import tables
 from bgresample.reports.document import Block, Heading, Text, to_html, to_markdown
@@ -28,7 +28,6 @@ from bgresample.reports.figures import (
 from bgresample.reports.galleries import missed_ood_gallery, weight_gallery
 from bgresample.reports.markdown import Artifacts, blocks
 from bgresample.reports.selectors import PROBABILITY_SCORES, pareto_figure, report_section
-from bgresample.resampling import BackgroundWeights
 
 log = logging.getLogger("bgresample")
 
@@ -44,18 +43,18 @@ def read_results(run_dir: Path) -> dict[str, Any]:
     return json.loads(res_path.read_text())
 
 
-def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def read_run(run_dir: Path) -> tuple[dict[str, Any], Config, dict[str, Any]]:
     """``results.json``, ``config.yaml`` and ``meta.json`` (empty where absent) of a run folder."""
     results = read_results(run_dir)
     cfg_path, meta_path = run_dir / "config.yaml", run_dir / "meta.json"
     if not cfg_path.is_file():
         raise UserError(f"{run_dir} has no config.yaml; is it a bgresample run folder?")
-    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg = load_config(cfg_path)
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     return results, cfg, meta
 
 
-def _load_benchmark(cfg: dict[str, Any], art: Artifacts) -> Benchmark | None:
+def _load_benchmark(cfg: Config, art: Artifacts) -> Benchmark | None:
     try:
         return load_benchmark(cfg)
     except (UserError, OSError, ValueError) as exc:
@@ -83,7 +82,7 @@ def build_report(run_dir: str | Path, data_root: str | Path | None = None) -> Pa
     run = Path(run_dir)
     results, cfg, meta = read_run(run)
     if data_root is not None:
-        cfg["data"]["root"] = str(data_root)
+        cfg.data.root = str(data_root)
     art = Artifacts(tables=True)
     if "budget" in results:  # compare-selectors
         pareto = pareto_figure(results, run / "figures" / "pareto")
@@ -116,11 +115,7 @@ def build_report(run_dir: str | Path, data_root: str | Path | None = None) -> Pa
             art.scores[s] = _rel(run, score_figure(scores, s, title, figs / f"scores_{s}"))
 
     w_path, h_path = seed_dir / "weights.safetensors", seed_dir / "resample_history.json"
-    weights = (
-        BackgroundWeights.load(w_path).weights().detach().double().numpy()
-        if w_path.is_file()
-        else None
-    )
+    weights = load_resampler(w_path).weights().double().numpy() if w_path.is_file() else None
     history = json.loads(h_path.read_text()) if h_path.is_file() else None
     bench = _load_benchmark(cfg, art)
     if bench is not None and weights is not None and len(bench.pool) != len(weights):
@@ -170,7 +165,7 @@ def _rel(run: Path, path: Path) -> str:
 def _write(
     run: Path,
     results: dict[str, Any],
-    cfg: dict[str, Any],
+    cfg: Config,
     meta: dict[str, Any],
     art: Artifacts,
 ) -> Path:

@@ -7,7 +7,7 @@ a fixed size, so a PNG is always ``int(inches * DPI)`` pixels.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib as mpl
 import numpy as np
@@ -16,6 +16,9 @@ from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from bgresample.metrics import ood_metrics
+
+if TYPE_CHECKING:
+    from bgresample.config import Config
 
 DPI = 100
 SCORES_INCHES = (16.0, 10.0)
@@ -38,9 +41,9 @@ STYLE = {
 }
 
 
-def benchmark_name(results: dict[str, Any], cfg: dict[str, Any]) -> str:
+def benchmark_name(results: dict[str, Any], cfg: Config) -> str:
     """The benchmark a run used: ``results.json``'s, else the config's ID data spec."""
-    return results.get("benchmark") or cfg["data"].get("id") or "embedded"
+    return results.get("benchmark") or cfg.data.id or "embedded"
 
 
 def benchmark_title(name: str) -> str:

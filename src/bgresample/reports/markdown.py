@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bgresample.config import dump
+from bgresample.config import Config, dump
 from bgresample.reports import tables
 from bgresample.reports.document import Block, Bullets, Code, Heading, Image, Text
 from bgresample.reports.figures import benchmark_name, benchmark_title
@@ -39,16 +39,16 @@ class Artifacts:
     extra: list[Block] = field(default_factory=list)
 
 
-def _header(results: dict[str, Any], cfg: dict[str, Any], meta: dict[str, Any]) -> list[Block]:
+def _header(results: dict[str, Any], cfg: Config, meta: dict[str, Any]) -> list[Block]:
     bench = benchmark_name(results, cfg)
     variants = list(results["variants"])
-    seeds = results.get("seeds", [meta.get("seed", cfg.get("seed"))])
+    seeds = results.get("seeds", [meta.get("seed", cfg.seed)])
     return [
         Heading(f"bgresample {meta.get('command', 'run')} report: {benchmark_title(bench)}", 1),
         Text(
             f"Benchmark **{bench}**, background pool of {results.get('pool_size', '?')} items, "
-            f"model `{cfg['model']['name']}`, seeds {seeds}, γ = {cfg['select']['gamma']} "
-            f"(selection `{cfg['select']['method']}`), code version "
+            f"model `{cfg.model.name}`, seeds {seeds}, γ = {cfg.select.gamma} "
+            f"(selection `{cfg.select.method}`), code version "
             f"`{meta.get('code_version', 'unknown')}`, started {meta.get('started', 'unknown')}."
         ),
         Heading("How to read this report"),
@@ -62,7 +62,7 @@ def _header(results: dict[str, Any], cfg: dict[str, Any], meta: dict[str, Any]) 
                 "the threshold catches 95% of the OOD images. **AUROC** and **AUPR** (higher is "
                 "better): threshold-free separation of ID and OOD; 100 is perfect. All in %.",
                 "Tables give mean ± std over seeds; each seed's value is itself the mean over "
-                f"{cfg['evaluate']['repeats']} OOD subsamples of {cfg['evaluate']['ratio']} × "
+                f"{cfg.evaluate.repeats} OOD subsamples of {cfg.evaluate.ratio} × "
                 "|ID test| items (the paper's protocol).",
             ]
         ),
@@ -192,10 +192,10 @@ def _galleries(art: Artifacts) -> list[Block]:
 
 
 def _run_info(
-    results: dict[str, Any], cfg: dict[str, Any], meta: dict[str, Any], art: Artifacts
+    results: dict[str, Any], cfg: Config, meta: dict[str, Any], art: Artifacts
 ) -> list[Block]:
     info = [f"{k}: `{meta[k]}`" for k in ("code_version", "command", "started") if k in meta]
-    info.append(f"seeds: {results.get('seeds', [meta.get('seed', cfg.get('seed'))])}")
+    info.append(f"seeds: {results.get('seeds', [meta.get('seed', cfg.seed)])}")
     out: list[Block] = [Heading("Run information"), Bullets(info)]
     timing = results.get("timing_s")
     if timing:
@@ -214,7 +214,7 @@ def _run_info(
 
 def blocks(
     results: dict[str, Any],
-    cfg: dict[str, Any],
+    cfg: Config,
     meta: dict[str, Any] | None = None,
     artifacts: Artifacts | None = None,
 ) -> list[Block]:

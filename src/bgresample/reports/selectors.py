@@ -10,9 +10,8 @@ from typing import Any
 from bgresample.reports import tables
 from bgresample.reports.document import Block, Heading, Image, Text
 from bgresample.reports.figures import new_figure, save_figure, variant_color
+from bgresample.selectors import NONE
 
-#: The reference that trains on no background data at all.
-NONE = "none"
 #: Scores in [0, 1], as the figures of the standard report assume.
 PROBABILITY_SCORES = ("msp", "extra_class")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")

@@ -1,5 +1,8 @@
-"""Adversarial background resampling (Section B): weights, samplers and subset selection."""
+"""Adversarial background resampling (Section B): weights, samplers, the resampler that a
+training loop drives, a user's data as a pool, and subset selection."""
 
+from bgresample.resampling.pool import BackgroundPool
+from bgresample.resampling.resampler import BackgroundResampler
 from bgresample.resampling.sampler import UniformSampler, WeightedSampler
 from bgresample.resampling.selection import (
     MANIFEST_HEADER,
@@ -21,6 +24,8 @@ __all__ = [
     "MANIFEST_HEADER",
     "METHODS",
     "W_FLOOR",
+    "BackgroundPool",
+    "BackgroundResampler",
     "BackgroundWeights",
     "UniformSampler",
     "WeightedSampler",

@@ -101,6 +101,12 @@ class WeightedSampler:
     def device(self) -> torch.device:
         return self._cdf.device
 
+    def masses(self) -> Tensor:
+        """The (unnormalised) masses the sampler draws by, one per item, as held: float32 (or
+        ``dtype``); float64 input is kept scaled by its maximum. A sampler built from them draws
+        exactly as this one."""
+        return self._mass.reshape(-1)[: self._n]
+
     @property
     def nbytes(self) -> int:
         """Bytes held by the sampler (masses and block cdf)."""

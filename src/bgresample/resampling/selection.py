@@ -8,6 +8,7 @@ Every selector returns sorted int64 pool indices.
 """
 
 import csv
+import io
 import math
 import os
 from collections import Counter
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from bgresample.errors import UserError
+from bgresample.checkpoint import atomic_write_text
 
 METHODS = ("authors", "weighted", "topk", "random", "full")
 _WEIGHTED_METHODS = ("authors", "weighted", "topk")
@@ -80,21 +81,23 @@ def select(
     "full" ignores gamma.
     """
     if method not in METHODS:
-        raise UserError(f"unknown selection method {method!r}; valid: {', '.join(METHODS)}")
+        raise ValueError(f"unknown selection method {method!r}; valid: {', '.join(METHODS)}")
     if isinstance(gamma, bool) or not isinstance(gamma, Real) or not 0 < gamma <= 1:
-        raise UserError(f"subset ratio gamma must be a number in (0, 1], got {gamma!r}")
+        raise ValueError(f"subset ratio gamma must be a number in (0, 1], got {gamma!r}")
     if n < 1:
-        raise UserError(f"the background pool is empty (n = {n}); nothing to select")
+        raise ValueError(f"the background pool is empty (n = {n}); nothing to select")
     if method in _WEIGHTED_METHODS:
         if weights is None:
-            raise UserError(
+            raise ValueError(
                 f"selection method {method!r} needs learned weights (run resampling first); "
                 "'random' and 'full' need none"
             )
         if weights.ndim != 1 or weights.numel() != n:
-            raise UserError(f"weights have shape {tuple(weights.shape)} but the pool has {n} items")
+            raise ValueError(
+                f"weights have shape {tuple(weights.shape)} but the pool has {n} items"
+            )
         if not bool(torch.isfinite(weights).all()) or not bool((weights > 0).all()):
-            raise UserError("weights must be finite and positive")
+            raise ValueError("weights must be finite and positive")
     if method == "authors":
         return select_authors(weights, gamma, generator)
     if method == "weighted":
@@ -104,15 +107,6 @@ def select(
     if method == "random":
         return select_random(n, gamma, generator)
     return select_full(n)
-
-
-def _atomic_text_write(path: Path, rows: list[list[str]]) -> None:
-    tmp = Path(f"{path}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows(rows)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 def write_manifest(
@@ -143,7 +137,9 @@ def write_manifest(
                 "" if source is None else source[i],
             ]
         )
-    _atomic_text_write(Path(path), rows)
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def read_manifest(path: str | os.PathLike) -> dict:
@@ -154,22 +150,22 @@ def read_manifest(path: str | os.PathLike) -> dict:
     """
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"manifest not found: {path}")
+        raise ValueError(f"manifest not found: {path}")
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None or tuple(header) != MANIFEST_HEADER:
-            raise UserError(f"{path}: header must be {','.join(MANIFEST_HEADER)}, got {header}")
+            raise ValueError(f"{path}: header must be {','.join(MANIFEST_HEADER)}, got {header}")
         rows = list(reader)
     indices, weights, family, source = [], [], [], []
     for line, row in enumerate(rows, start=2):
         if len(row) != len(MANIFEST_HEADER):
-            raise UserError(f"{path}:{line}: expected 4 fields, got {len(row)}")
+            raise ValueError(f"{path}:{line}: expected 4 fields, got {len(row)}")
         try:
             indices.append(int(row[0]))
             weights.append(float(row[1]) if row[1] else math.nan)
         except ValueError as exc:
-            raise UserError(f"{path}:{line}: bad index or weight ({exc})") from exc
+            raise ValueError(f"{path}:{line}: bad index or weight ({exc})") from exc
         family.append(row[2])
         source.append(row[3])
     has_weights = any(row[1] for row in rows)

@@ -26,26 +26,19 @@ pass: the whole weight step reads and writes omega and the momentum buffer once.
 whole step is compiled (``compile=True``, ``accel.compile_weights``).
 """
 
-import os
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
-from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
-from bgresample.errors import UserError
 from bgresample.resampling import kernels
 
 W_FLOOR = 1e-12
 """Smallest weight value; w = max(softplus(omega), W_FLOOR)."""
 
 _TINY = 1e-30
-
-_FORMAT = "bgresample.BackgroundWeights"
 
 CHUNK = {"cpu": 1 << 16, "cuda": 1 << 22}
 """Items per chunk of the O(N) passes, by device type (cache-sized on the CPU, few kernel
@@ -55,7 +48,7 @@ launches on a GPU)."""
 def _check_eps(eps: float) -> float:
     eps = float(eps)
     if not 0.0 <= eps <= 1.0:
-        raise UserError(f"sampler coefficient eps must be in [0, 1], got {eps}")
+        raise ValueError(f"sampler coefficient eps must be in [0, 1], got {eps}")
     return eps
 
 
@@ -310,7 +303,7 @@ class BackgroundWeights(nn.Module):
     def __init__(self, num_items: int, eps: float = 0.5) -> None:
         super().__init__()
         if num_items < 1:
-            raise UserError(f"the background pool must hold at least 1 item, got {num_items}")
+            raise ValueError(f"the background pool must hold at least 1 item, got {num_items}")
         self.omega = nn.Parameter(torch.zeros(num_items, dtype=torch.float32))
         self.eps = eps
         self._sums_cache: tuple[tuple, Tensor, Tensor] | None = None
@@ -621,45 +614,3 @@ class BackgroundWeights(nn.Module):
 
     def set_extra_state(self, state: dict[str, float]) -> None:
         self.eps = state["eps"]
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write omega (safetensors) with eps as metadata; atomic (tmp file, fsync, rename)."""
-        path = Path(path)
-        payload = safetensors_bytes(
-            {"omega": self.omega.detach().float().cpu().contiguous()},
-            metadata={"format": _FORMAT, "eps": repr(self.eps)},
-        )
-        tmp = Path(f"{path}.tmp")
-        with open(tmp, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-
-    @classmethod
-    def load(
-        cls, path: str | os.PathLike, device: str | torch.device = "cpu"
-    ) -> "BackgroundWeights":
-        """Read a file written by ``save``."""
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"background weights file not found: {path}")
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                metadata = handle.metadata() or {}
-                omega = handle.get_tensor("omega") if "omega" in handle.keys() else None
-        except Exception as exc:  # safetensors raises its own error types
-            raise UserError(f"{path} is not a safetensors file: {exc}") from exc
-        if omega is None or omega.ndim != 1 or "eps" not in metadata:
-            raise UserError(
-                f"{path} is not a background weights file (expected a 1-d tensor 'omega' "
-                "and 'eps' metadata, as written by BackgroundWeights.save)"
-            )
-        try:
-            eps = float(metadata["eps"])
-        except ValueError as exc:
-            raise UserError(f"{path}: eps metadata must be a number in [0, 1]: {exc}") from exc
-        module = cls(omega.numel(), eps=eps)
-        with torch.no_grad():
-            module.omega.copy_(omega)
-        return module.to(device)

@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 from torch import Tensor
 
-from bgresample.errors import UserError
 from bgresample.scores.energy import energy
 from bgresample.scores.extra_class import extra_class
 from bgresample.scores.knn import KNNState, fit_knn, knn
@@ -64,12 +63,12 @@ SCORES: dict[str, ScoreSpec | Callable[[Tensor], Tensor]] = {
 
 
 def get_score(name: str) -> ScoreSpec:
-    """Look up a score by name; raise UserError listing the valid names."""
+    """Look up a score by name; raise ValueError listing the valid names."""
     try:
         entry = SCORES[name]
     except KeyError:
         valid = ", ".join(sorted(SCORES))
-        raise UserError(f"unknown score {name!r}; valid names: {valid}") from None
+        raise ValueError(f"unknown score {name!r}; valid names: {valid}") from None
     return entry if isinstance(entry, ScoreSpec) else ScoreSpec(entry)
 
 
@@ -83,7 +82,7 @@ def parse_scores(names: str | Iterable[str]) -> list[str]:
             get_score(name)
             out.append(name)
     if not out:
-        raise UserError(f"no score given; valid names: {', '.join(sorted(SCORES))}")
+        raise ValueError(f"no score given; valid names: {', '.join(sorted(SCORES))}")
     return out
 
 

@@ -1,10 +1,12 @@
 """Ways of choosing the background data that fine-tuning trains on, behind one interface
 (:class:`~bgresample.selectors.base.Selector`; the budget and cost rules are in
-:mod:`bgresample.selectors.base`).
+:mod:`bgresample.selectors.base`). :func:`build_selector` is the one place that decides which
+background a variant trains on, for ``run``, ``compare-selectors`` and ``finetune`` alike.
 
 =============  =======  ====================================================================
 name           refresh  what
 =============  =======  ====================================================================
+none           -        no background data (the paper's None): cross entropy only
 full           once     the whole pool (the paper's Full)
 random         once     a uniform k-subset (the paper's Random)
 resampled      once     Algorithm 1's weights + the authors' rule (the paper's method)
@@ -17,18 +19,21 @@ dos            batch    one most-ID-like candidate per k-means cluster (Jiang et
 
 from __future__ import annotations
 
-import inspect
+from collections.abc import Mapping
 from typing import Any
 
-from bgresample.errors import UserError
 from bgresample.selectors.base import Refresh, SelectionContext, Selector
 from bgresample.selectors.dos import DOS
+from bgresample.selectors.fixed import FixedSubset
 from bgresample.selectors.full import Full
 from bgresample.selectors.ntom import NTOM
 from bgresample.selectors.poem import POEM
 from bgresample.selectors.random_subset import RandomSubset
 from bgresample.selectors.resampled import Resampled
 from bgresample.selectors.topk_weight import TopKWeight
+
+#: The variant without background data.
+NONE = "none"
 
 SELECTORS: dict[str, type[Selector]] = {
     cls.name: cls for cls in (Full, RandomSubset, Resampled, TopKWeight, NTOM, POEM, DOS)
@@ -37,31 +42,26 @@ SELECTORS: dict[str, type[Selector]] = {
 WEIGHT_SELECTORS = ("resampled", "topk-weight")
 
 
-def check_names(names: list[str]) -> None:
-    """Raise a UserError naming the valid selectors if any of ``names`` is unknown."""
-    bad = [n for n in names if n not in SELECTORS]
-    if bad:
-        raise UserError(f"unknown selector(s) {', '.join(bad)}; valid: {', '.join(SELECTORS)}")
-
-
-def build_selector(name: str, ctx: SelectionContext, options: dict[str, Any]) -> Selector:
-    """Selector ``name`` over ``ctx``; ``options`` are the ``selectors`` config section, whose
-    sub-section of the same name (if any) holds its keyword arguments."""
-    check_names([name])
-    cls, kwargs = SELECTORS[name], dict(options.get(name) or {})
-    try:
-        inspect.signature(cls).bind(ctx, **kwargs)
-    except TypeError as e:
-        raise UserError(f"selectors.{name}: {e}") from None
-    return cls(ctx, **kwargs)
+def build_selector(
+    name: str, ctx: SelectionContext, options: Mapping[str, Mapping[str, Any]] | None = None
+) -> Selector | None:
+    """The selector of variant ``name`` over ``ctx`` (None for ``none``: no background);
+    ``options[name]``, if any, holds its keyword arguments (checked by the typed config)."""
+    if name == NONE:
+        return None
+    if name not in SELECTORS:
+        raise ValueError(f"unknown selector {name!r}; valid: {', '.join([NONE, *SELECTORS])}")
+    return SELECTORS[name](ctx, **dict((options or {}).get(name) or {}))
 
 
 __all__ = [
     "DOS",
+    "NONE",
     "NTOM",
     "POEM",
     "SELECTORS",
     "WEIGHT_SELECTORS",
+    "FixedSubset",
     "Full",
     "RandomSubset",
     "Refresh",
@@ -70,5 +70,4 @@ __all__ = [
     "Selector",
     "TopKWeight",
     "build_selector",
-    "check_names",
 ]

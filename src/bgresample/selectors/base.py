@@ -19,7 +19,7 @@ Cost: forward passes over pool items spent on choosing, before fine-tuning (``se
 Algorithm 1) and during it (``during``), and over ID items (``id``, POEM's posterior update).
 
 Every choice is a function of ``(seed, step or epoch)`` and of the model at that point, drawn
-from :func:`bgresample.engine.common.generator`; pool scores are computed in shards and gathered,
+from the streams of :mod:`bgresample.rng`; pool scores are computed in shards and gathered,
 so every torchrun rank makes the same global selection. A selector's state (working set,
 counters, posterior) is saved with the fine-tuning state, so runs resume exactly.
 """
@@ -35,24 +35,15 @@ from torch import Tensor, nn
 
 from bgresample.data.base import LabeledImages
 from bgresample.data.pools import ImageSource
-from bgresample.engine import common as E
-from bgresample.engine.evaluate import predict_outputs
+from bgresample.engine.accel import Accel
+from bgresample.engine.batches import uniform_batch
+from bgresample.engine.forward import predict_outputs
 from bgresample.errors import UserError
 from bgresample.resampling.selection import subset_size
+from bgresample.rng import Stream, generator
 from bgresample.scores import get_score
 
 Refresh = Literal["once", "epoch", "batch"]
-
-#: Random streams (:func:`bgresample.engine.common.generator`) of the selectors. Stream 3 is the
-#: fine-tuning loop's own background stream: static subsets are drawn from exactly as before.
-PICK_STREAM = 3
-NTOM_CANDIDATES_STREAM = 201
-POEM_CANDIDATES_STREAM = 202
-POEM_THOMPSON_STREAM = 203
-POEM_ID_STREAM = 204
-DOS_ELIGIBLE_STREAM = 205
-DOS_CANDIDATES_STREAM = 206
-DOS_KMEANS_STREAM = 207
 
 
 @dataclass
@@ -65,7 +56,7 @@ class SelectionContext:
 
     pool: ImageSource
     train: LabeledImages
-    accel: E.Accel
+    accel: Accel
     seed: int
     gamma: float
     batch_size: int
@@ -102,6 +93,11 @@ class Selector:
         self.working = torch.empty(0, dtype=torch.long)
         self.epoch = -1
 
+    @property
+    def static(self) -> bool:
+        """Whether the batches do not depend on the model (they can be read ahead)."""
+        return self.refresh == "once"
+
     def select_once(self) -> Tensor:
         """The static subset (pool indices) of a ``once`` selector."""
         raise NotImplementedError
@@ -126,8 +122,8 @@ class Selector:
                 self.epoch = epoch
                 if len(self.working) == 0:
                     raise UserError(f"selector {self.name} chose no background items")
-            pick = E.uniform_batch(
-                len(self.working), self.ctx.batch_size, self.ctx.seed, PICK_STREAM, step
+            pick = uniform_batch(
+                len(self.working), self.ctx.batch_size, self.ctx.seed, Stream.BACKGROUND, step
             )
             idx = self.working[pick]
         self.used[idx] = True
@@ -158,9 +154,9 @@ class Selector:
         self.epoch = int(state["epoch"])
         self.forwards = {k: int(v) for k, v in state["forwards"].items()}
 
-    def candidates(self, n: int, stream: int, key: int) -> Tensor:
-        """``n`` distinct pool indices drawn uniformly (stream ``stream`` at ``key``)."""
-        perm = torch.randperm(len(self.ctx.pool), generator=E.generator(self.ctx.seed, stream, key))
+    def candidates(self, n: int, stream: Stream, key: int) -> Tensor:
+        """``n`` distinct pool indices drawn uniformly (``stream`` at ``key``)."""
+        perm = torch.randperm(len(self.ctx.pool), generator=generator(self.ctx.seed, stream, key))
         return perm[:n]
 
     def outputs(
@@ -180,5 +176,8 @@ class Selector:
         """The context's OOD score of ``logits``; higher = more in-distribution."""
         spec = get_score(self.ctx.score)
         if spec.needs != "logits":
-            raise UserError(f"selectors score by logits; {self.ctx.score!r} needs {spec.needs}")
+            raise UserError(
+                f"selectors score by logits; {self.ctx.score!r} needs {spec.needs} "
+                "(fix with --set selectors.score=msp)"
+            )
         return spec(logits)

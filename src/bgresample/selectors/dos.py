@@ -19,15 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bgresample.engine.common import generator
-from bgresample.errors import UserError
-from bgresample.selectors.base import (
-    DOS_CANDIDATES_STREAM,
-    DOS_ELIGIBLE_STREAM,
-    DOS_KMEANS_STREAM,
-    SelectionContext,
-    Selector,
-)
+from bgresample.rng import Stream, generator
+from bgresample.selectors.base import SelectionContext, Selector
 
 
 def _sq_dist(x: Tensor, c: Tensor) -> Tensor:
@@ -92,11 +85,6 @@ class DOS(Selector):
         self, ctx: SelectionContext, candidates: float = 4.0, kmeans_iters: int = 10
     ) -> None:
         super().__init__(ctx)
-        if candidates < 1 or kmeans_iters < 1:
-            raise UserError(
-                "selectors.dos needs candidates >= 1 and kmeans_iters >= 1, got "
-                f"{candidates} and {kmeans_iters}"
-            )
         self.n_candidates = min(ctx.budget, round(candidates * ctx.batch_size))
         self.kmeans_iters = kmeans_iters
 
@@ -104,16 +92,16 @@ class DOS(Selector):
         ctx = self.ctx
         epoch = step // ctx.epoch_steps
         if epoch != self.epoch:
-            self.working = self.candidates(ctx.budget, DOS_ELIGIBLE_STREAM, epoch)
+            self.working = self.candidates(ctx.budget, Stream.DOS_ELIGIBLE, epoch)
             self.epoch = epoch
-        gen = generator(ctx.seed, DOS_CANDIDATES_STREAM, step)
+        gen = generator(ctx.seed, Stream.DOS_CANDIDATES, step)
         cand = self.working[torch.randperm(len(self.working), generator=gen)[: self.n_candidates]]
         feats, logits = self.outputs(model, cand)
         pos = diverse_pick(
             feats,
             self.id_scores(logits),
             ctx.batch_size,
-            generator(ctx.seed, DOS_KMEANS_STREAM, step),
+            generator(ctx.seed, Stream.DOS_KMEANS, step),
             self.kmeans_iters,
         )
         return cand[pos]

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from bgresample.errors import UserError
-from bgresample.selectors.base import NTOM_CANDIDATES_STREAM, SelectionContext, Selector
+from bgresample.rng import Stream
+from bgresample.selectors.base import SelectionContext, Selector
 
 
 def quantile_pick(scores: Tensor, quantile: float, m: int) -> Tensor:
@@ -36,16 +36,11 @@ class NTOM(Selector):
         self, ctx: SelectionContext, candidates: float = 4.0, quantile: float = 0.125
     ) -> None:
         super().__init__(ctx)
-        if candidates < 1 or not 0 <= quantile < 1:
-            raise UserError(
-                "selectors.ntom needs candidates >= 1 and quantile in [0, 1), got "
-                f"{candidates} and {quantile}"
-            )
         self.n_candidates = min(len(ctx.pool), round(candidates * ctx.budget))
         self.quantile = quantile
 
     def select_epoch(self, model: nn.Module, epoch: int) -> Tensor:
-        cand = self.candidates(self.n_candidates, NTOM_CANDIDATES_STREAM, epoch)
+        cand = self.candidates(self.n_candidates, Stream.NTOM_CANDIDATES, epoch)
         _, logits = self.outputs(model, cand)
         keep = quantile_pick(self.id_scores(logits), self.quantile, self.ctx.budget)
         return cand[keep].sort().values

@@ -18,15 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bgresample.engine.common import generator
-from bgresample.errors import UserError
-from bgresample.selectors.base import (
-    POEM_CANDIDATES_STREAM,
-    POEM_ID_STREAM,
-    POEM_THOMPSON_STREAM,
-    SelectionContext,
-    Selector,
-)
+from bgresample.rng import Stream, generator
+from bgresample.selectors.base import SelectionContext, Selector
 
 
 class BayesianLinearRegression:
@@ -38,7 +31,7 @@ class BayesianLinearRegression:
 
     def __init__(self, dim: int, prior_var: float = 1.0, noise_var: float = 1.0) -> None:
         if prior_var <= 0 or noise_var <= 0:
-            raise UserError(
+            raise ValueError(
                 f"prior_var and noise_var must be positive, got {prior_var}, {noise_var}"
             )
         self.noise_var = noise_var
@@ -92,8 +85,6 @@ class POEM(Selector):
         noise_var: float = 1.0,
     ) -> None:
         super().__init__(ctx)
-        if candidates < 1:
-            raise UserError(f"selectors.poem.candidates must be >= 1, got {candidates}")
         self.n_candidates = min(len(ctx.pool), round(candidates * ctx.budget))
         self.prior_var, self.noise_var = prior_var, noise_var
         self.blr: BayesianLinearRegression | None = None
@@ -104,13 +95,13 @@ class POEM(Selector):
             self.blr = BayesianLinearRegression(
                 model.feature_dim + 1, self.prior_var, self.noise_var
             )
-        cand = self.candidates(self.n_candidates, POEM_CANDIDATES_STREAM, epoch)
+        cand = self.candidates(self.n_candidates, Stream.POEM_CANDIDATES, epoch)
         feats, _ = self.outputs(model, cand)
         phi = design(feats)
-        w = self.blr.sample(generator(ctx.seed, POEM_THOMPSON_STREAM, epoch))
+        w = self.blr.sample(generator(ctx.seed, Stream.POEM_THOMPSON, epoch))
         keep = (phi @ w).abs().argsort(stable=True)[:k]
         n_id = min(len(ctx.train), k)
-        gen = generator(ctx.seed, POEM_ID_STREAM, epoch)
+        gen = generator(ctx.seed, Stream.POEM_ID, epoch)
         id_idx = torch.randperm(len(ctx.train), generator=gen)[:n_id]
         id_feats, _ = self.outputs(model, id_idx, ctx.train)
         self.blr.update(

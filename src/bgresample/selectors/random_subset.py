@@ -1,14 +1,13 @@
 """``random``: a uniformly random subset of exactly k = round(gamma N) pool items, the paper's
-Random baseline (Li & Vasconcelos, CVPR 2020, Table 2). Drawn from the same stream as
-``bgresample run``'s Random variant, so both fine-tune on the same subset for a seed."""
+Random baseline (Li & Vasconcelos, CVPR 2020, Table 2), drawn from the seed's RANDOM_SUBSET
+stream (:mod:`bgresample.rng`)."""
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from bgresample.engine.common import generator
-from bgresample.engine.experiment import RANDOM_SUBSET_STREAM
 from bgresample.resampling import select
+from bgresample.rng import Stream, generator
 from bgresample.selectors.base import Selector
 
 
@@ -24,5 +23,5 @@ class RandomSubset(Selector):
             "random",
             n=len(ctx.pool),
             gamma=ctx.gamma,
-            generator=generator(ctx.seed, RANDOM_SUBSET_STREAM),
+            generator=generator(ctx.seed, Stream.RANDOM_SUBSET),
         )

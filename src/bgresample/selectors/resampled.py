@@ -1,20 +1,18 @@
 """``resampled``: the paper's method (Li & Vasconcelos, "Background Data Resampling for
 Outlier-Aware Classification", CVPR 2020): weights learned by adversarial resampling
-(Algorithm 1, :func:`bgresample.engine.resample.resample`), then the authors' rule keeps item i
+(Algorithm 1, :class:`bgresample.BackgroundResampler`), then the authors' rule keeps item i
 with probability min(1, gamma w_i / mean w) (expected size k; ``select.method`` may name another
-weight-based rule). Its cost is Algorithm 1's forward (and backward) passes over pool items."""
+weight-based rule), drawn from the seed's SELECT stream. Its cost is Algorithm 1's forward (and
+backward) passes over pool items."""
 
 from __future__ import annotations
 
 from torch import Tensor
 
-from bgresample.engine.common import generator
 from bgresample.errors import UserError
 from bgresample.resampling import select
+from bgresample.rng import Stream, generator
 from bgresample.selectors.base import SelectionContext, Selector
-
-#: The stream of ``bgresample run``'s resampled subset (the same subset for a seed).
-SELECT_STREAM = 5
 
 
 def learned_weights(ctx: SelectionContext, name: str) -> Tensor:
@@ -42,5 +40,5 @@ class Resampled(Selector):
             n=len(ctx.pool),
             gamma=ctx.gamma,
             weights=learned_weights(ctx, self.name),
-            generator=generator(ctx.seed, SELECT_STREAM),
+            generator=generator(ctx.seed, Stream.SELECT),
         )

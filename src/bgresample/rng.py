@@ -1,0 +1,55 @@
+"""Every random stream of a run, named once.
+
+Each loop draws its randomness from a CPU generator seeded by ``(seed, stream, step)``
+(:func:`generator`), so a run is a function of its seed: it resumes exactly at any step, and
+every torchrun rank draws the same global batches. A stream is one kind of randomness
+(:class:`Stream`); two uses of the same stream at the same step draw the same numbers, which is
+how the variants of one seed share their ID batches and how ``run`` and ``compare-selectors``
+share their subsets.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+import torch
+
+
+class Stream(IntEnum):
+    """The random streams. The values are part of every seed's results: never renumber."""
+
+    ID_ORDER = 1
+    """The shuffled order of the ID training set, one permutation per ID epoch."""
+    ID_AUG = 2
+    """Crop offsets and flips of each ID batch."""
+    BACKGROUND = 3
+    """Background batches: Algorithm 1's draws (eq. 11) and fine-tuning's picks from a subset."""
+    BACKGROUND_AUG = 4
+    """Crop offsets and flips of each background batch."""
+    SELECT = 5
+    """The subset chosen from learned weights (``select``, the ``resampled`` selector)."""
+    DROPOUT = 97
+    """torch's global generator, re-seeded each step (dropout)."""
+    RANDOM_SUBSET = 101
+    """The paper's Random baseline: a uniform k-subset of the pool."""
+    NTOM_CANDIDATES = 201
+    POEM_CANDIDATES = 202
+    POEM_THOMPSON = 203
+    POEM_ID = 204
+    DOS_ELIGIBLE = 205
+    DOS_CANDIDATES = 206
+    DOS_KMEANS = 207
+
+
+def _key(seed: int, stream: int, step: int) -> int:
+    return (seed * 1_000_003 + int(stream)) * 1_000_033 + step
+
+
+def generator(seed: int, stream: Stream, step: int = 0) -> torch.Generator:
+    """A CPU generator for ``stream`` of ``seed`` at ``step`` (or epoch, or any integer key)."""
+    return torch.Generator().manual_seed(_key(seed, stream, step))
+
+
+def seed_step(seed: int, step: int) -> None:
+    """Seed torch's global RNG (dropout) for one training step."""
+    torch.manual_seed(_key(seed, Stream.DROPOUT, step))
