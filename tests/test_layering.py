@@ -1,0 +1,18 @@
+"""The library core (resampling, losses, scores, metrics) stands alone: importing bgresample
+loads none of the harness (engine, CLI, commands, reports, config)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+HARNESS = ("engine", "cli", "commands", "reports", "config", "runfolder", "selectors", "data")
+
+
+def test_import_bgresample_loads_no_harness_module():
+    code = "import sys, bgresample; print(' '.join(m for m in sys.modules if 'bgresample' in m))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = out.stdout.split()
+    assert "bgresample.resampling.resampler" in loaded
+    leaked = [m for m in loaded if m.split(".")[1:2] and m.split(".")[1] in HARNESS]
+    assert not leaked, f"the library core imports harness modules: {leaked}"
