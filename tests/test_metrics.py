@@ -5,6 +5,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from bgresample.metrics import (
+    OODMetrics,
     accuracy,
     aupr_in,
     aupr_out,
@@ -131,6 +132,108 @@ def test_invalid_convention():
         ood_metrics(ID, OOD, convention="ood")
     with pytest.raises(ValueError, match="convention"):
         fpr_at_tpr(ID, OOD, convention="positive")
+
+
+# FPR95 in two definitions. 20 OOD scores 0, 1, ..., 19 and 10 ID scores; the values are chosen
+# so that the two definitions differ, in opposite directions under the two conventions.
+FPR_OOD = np.arange(20.0)
+FPR_ID = np.array([16.5, 18.02, 18.5, 19.5, 20.0, 21.0, 22.0, 23.0, 24.0, 25.0])
+
+
+def test_fpr95_definitions_hand_values():
+    # ood-positive, "roc": flagging >= 95% of OOD (19 of 20) needs score <= 18 (the 19th
+    # smallest OOD score); ID <= 18: only 16.5 -> 1/10.
+    assert fpr_at_tpr(FPR_ID, FPR_OOD) == 0.1
+    assert fpr_at_tpr(FPR_ID, FPR_OOD, fpr95="roc") == 0.1
+    # "authors": thr = np.percentile(OOD, 95) at position 0.95 * 19 = 18.05 -> 18 + 0.05 * 1 =
+    # 18.05; ID <= 18.05: 16.5 and 18.02 -> 2/10. With 20 OOD scores the authors' is larger.
+    assert np.percentile(FPR_OOD, 95) == pytest.approx(18.05)
+    assert fpr_at_tpr(FPR_ID, FPR_OOD, fpr95="authors") == 0.2
+    # id-positive, "roc": accepting >= 95% of ID (all 10: 9/10 < 95%) needs score >= 16.5;
+    # OOD >= 16.5: 17, 18, 19 -> 3/20.
+    assert fpr_at_tpr(FPR_ID, FPR_OOD, convention="id-positive") == 0.15
+    # "authors": thr = np.percentile(ID, 5) at position 0.05 * 9 = 0.45 -> 16.5 + 0.45 * 1.52 =
+    # 17.184; OOD >= 17.184: 18, 19 -> 2/20. With 10 ID scores the authors' is smaller.
+    assert np.percentile(FPR_ID, 5) == pytest.approx(17.184)
+    assert fpr_at_tpr(FPR_ID, FPR_OOD, convention="id-positive", fpr95="authors") == 0.1
+    # In percent, AUROC and AUPR untouched.
+    roc = ood_metrics(FPR_ID, FPR_OOD)
+    authors = ood_metrics(FPR_ID, FPR_OOD, fpr95="authors")
+    assert roc["fpr95"] == pytest.approx(10.0) and authors["fpr95"] == pytest.approx(20.0)
+    assert authors["auroc"] == roc["auroc"] and authors["aupr"] == roc["aupr"]
+    assert ood_metrics(FPR_ID, FPR_OOD, "id-positive", fpr95="authors")["fpr95"] == (
+        pytest.approx(10.0)
+    )
+
+
+def test_fpr95_authors_below_roc_with_10_ood_scores():
+    # 10 OOD scores 0..9: "roc" needs all 10 flagged (9/10 < 95%), score <= 9; "authors"
+    # thr = position 0.95 * 9 = 8.55 -> 8.55. ID 5 and 8.8 are <= 9, only 5 is <= 8.55.
+    ood = np.arange(10.0)
+    id_scores = np.array([5.0, 8.8, 9.5, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0])
+    assert fpr_at_tpr(id_scores, ood) == 0.2
+    assert fpr_at_tpr(id_scores, ood, fpr95="authors") == 0.1
+
+
+@pytest.mark.parametrize("n_pos", [19, 20, 21, 37, 40, 100, 101, 150])
+@pytest.mark.parametrize("convention", ["ood-positive", "id-positive"])
+def test_fpr95_authors_vs_roc_order(n_pos, convention):
+    # With n positive-class scores the authors' threshold sits between the ROC one and an
+    # adjacent positive score: authors' >= roc when n % 20 == 0, equal when n % 20 == 1, else <=.
+    rng = np.random.default_rng(n_pos)
+    for _ in range(20):
+        pos, neg = rng.normal(0.0, 1.0, size=n_pos), rng.normal(1.0, 1.0, size=53)
+        id_scores, ood_scores = (neg, pos) if convention == "ood-positive" else (pos + 1, neg - 1)
+        roc = fpr_at_tpr(id_scores, ood_scores, convention=convention)
+        authors = fpr_at_tpr(id_scores, ood_scores, convention=convention, fpr95="authors")
+        if n_pos % 20 == 0:
+            assert authors >= roc
+        elif n_pos % 20 == 1:
+            assert authors == roc
+        else:
+            assert authors <= roc
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_fpr95_authors_is_the_authors_formula(seed):
+    # The authors' code: thr = np.quantile(ood, 0.95) (linear); FPR = mean(id <= thr).
+    rng = np.random.default_rng(seed)
+    id_scores = rng.normal(1.0, 1.0, size=rng.integers(5, 300))
+    ood_scores = rng.normal(0.0, 1.0, size=rng.integers(5, 300))
+    expected = np.mean(id_scores <= np.percentile(ood_scores, 95))
+    assert fpr_at_tpr(id_scores, ood_scores, fpr95="authors") == expected
+    mirrored = np.mean(ood_scores >= np.percentile(id_scores, 5))
+    assert fpr_at_tpr(id_scores, ood_scores, convention="id-positive", fpr95="authors") == (
+        pytest.approx(mirrored)
+    )
+
+
+def test_fpr95_definition_everywhere_and_invalid():
+    metrics = OODMetrics(fpr95="authors").update(
+        np.r_[FPR_ID, FPR_OOD], np.r_[np.zeros(10), np.ones(20)]
+    )
+    assert metrics.fpr95 == "authors"
+    assert metrics.compute()["fpr95"] == pytest.approx(20.0)
+    both = OODMetrics(convention="id-positive", fpr95="authors")
+    both.update(FPR_ID, np.zeros(10, dtype=bool)).update(FPR_OOD, np.ones(20, dtype=bool))
+    assert both.compute()["fpr95"] == pytest.approx(10.0)
+    assert OODMetrics().update(np.r_[FPR_ID, FPR_OOD], np.r_[np.zeros(10), np.ones(20)]).compute()[
+        "fpr95"
+    ] == pytest.approx(10.0)
+    id_scores, sets = _protocol_inputs()
+    result = evaluate_protocol(id_scores, sets, fpr95="authors")
+    idx = protocol_indices(id_scores.size, {"svhn": 12}, 0.2, 5, 0)["svhn"][0]
+    assert result["ood"]["svhn"]["fpr95"]["mean"] == pytest.approx(
+        100 * fpr_at_tpr(id_scores, sets["svhn"][idx], fpr95="authors")
+    )
+    for call in (
+        lambda: fpr_at_tpr(FPR_ID, FPR_OOD, fpr95="quantile"),
+        lambda: ood_metrics(FPR_ID, FPR_OOD, fpr95="Authors"),
+        lambda: OODMetrics(fpr95="interpolated"),
+        lambda: evaluate_protocol(id_scores, sets, fpr95="percentile"),
+    ):
+        with pytest.raises(ValueError, match=r"fpr95 must be one of \('roc', 'authors'\)"):
+            call()
 
 
 def _protocol_inputs():

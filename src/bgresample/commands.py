@@ -54,7 +54,7 @@ def _start(args: argparse.Namespace, cfg: Config) -> tuple[Path, Env, Benchmark]
     accel = Accel.from_config(cfg.device, cfg.accel, cfg.data.workers)
     bench = load_benchmark(cfg)
     accel.stage(bench.train, bench.test, bench.pool, *bench.ood.values())
-    return out, Env(accel, cfg.seed, bench.flip, args.quiet), bench
+    return out, Env(accel, cfg.seed, bench.flip, args.quiet, bench.background_flip), bench
 
 
 def _report_skipped(bench: Benchmark) -> None:

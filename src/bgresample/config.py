@@ -72,6 +72,14 @@ class EmbeddedSizes:
     test_fraction: float = _f(_check(lambda v: 0 < v < 1, "a number in (0, 1)"))
     ood_size: int = _f(POSITIVE_INT)
     noise_ood_size: int = _f(POSITIVE_INT)
+    family_shares: dict[str, float] = _f()
+
+
+@dataclass
+class ValidationConfig:
+    id_fraction: float = _f(_check(lambda v: 0 <= v < 1, "a number in [0, 1)"))
+    pool_fraction: float = _f(_check(lambda v: 0 <= v < 1, "a number in [0, 1)"))
+    seed: int = _f(NON_NEGATIVE_INT)
 
 
 @dataclass
@@ -81,7 +89,9 @@ class DataConfig:
     background: str | None = _f()
     download: bool = _f()
     flip: bool = _f()
+    background_flip: bool | None = _f()
     workers: int = _f(NON_NEGATIVE_INT)
+    validation: ValidationConfig = _f()
     embedded: EmbeddedSizes = _f()
 
 
@@ -123,7 +133,9 @@ class ResampleConfig:
     momentum_w: float = _f(NON_NEGATIVE)
     alpha: float = _f(NON_NEGATIVE)
     freeze_bn: bool = _f()
+    refresh: Literal["pool-epoch", "id-epoch"] = _f()
     refresh_every: int = _f(NON_NEGATIVE_INT)
+    weight_loss: Literal["scaled", "plain"] = _f()
     check_every: int = _f(NON_NEGATIVE_INT)
     loss: OutlierLoss = _f()
 
@@ -156,6 +168,7 @@ class EvaluateConfig:
     ratio: float = _f(UNIT_HALF_OPEN)
     repeats: int = _f(POSITIVE_INT)
     convention: Convention = _f()
+    fpr95: Literal["roc", "authors"] = _f()
     batch_size: int = _f(POSITIVE_INT)
 
 
@@ -374,6 +387,17 @@ def validate(cfg: Config) -> None:
     score = cfg.selectors.score
     if score != "auto" and score not in SCORES:
         raise _invalid("selectors.score", score, f"auto or one of {', '.join(sorted(SCORES))}")
+    shares = cfg.data.embedded.family_shares
+    families = ("glyph", "noise", "pattern", "photo")
+    bad = [k for k in shares if k not in families]
+    if bad or any(not isinstance(v, int | float) or v < 0 for v in shares.values()):
+        raise _invalid(
+            "data.embedded.family_shares",
+            shares,
+            f"non-negative shares of the families {', '.join(families)}",
+        )
+    if sum(shares.values()) <= 0:
+        raise _invalid("data.embedded.family_shares", shares, "at least one positive share")
     e = cfg.selectors.energy
     if not e.m_in < e.m_out:
         raise _invalid("selectors.energy.m_in", e.m_in, f"below selectors.energy.m_out={e.m_out}")

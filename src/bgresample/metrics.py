@@ -9,6 +9,15 @@ Scores are ID-ness scores (higher = more in-distribution, e.g. MSP). Two convent
   fraction of OOD examples accepted as ID at the threshold that accepts at least 95% of the ID
   examples; AUPR is AUPR-In.
 
+FPR95 has two definitions (``fpr95=``): ``"roc"`` (the default) takes the first ROC operating point
+whose TPR >= 95%, so the threshold is an actual score; ``"authors"`` is the paper authors' code:
+the threshold is the linearly interpolated 95% quantile of the positive class's statistic
+(``np.quantile``), e.g. for ood-positive ``mean(id_scores <= np.quantile(ood_scores, 0.95))``.
+The authors' threshold lies between the ROC one and an adjacent positive-class score, so FPR95
+differs by at most the share of negatives scored in between, in either direction: with n
+positive-class scores, the authors' value is >= the ROC one when n is a multiple of 20 (e.g. the
+protocol's 2,000 OOD draws for a 10,000-image ID test set), equal when n % 20 == 1, else <=.
+
 Single metrics are fractions in [0, 1]; ``ood_metrics`` and ``evaluate_protocol`` report percent.
 """
 
@@ -24,6 +33,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 Convention = Literal["ood-positive", "id-positive"]
 CONVENTIONS: tuple[str, ...] = ("ood-positive", "id-positive")
+FPR95Definition = Literal["roc", "authors"]
+FPR95_DEFINITIONS: tuple[str, ...] = ("roc", "authors")
 METRIC_KEYS: tuple[str, ...] = ("fpr95", "auroc", "aupr")
 NOISE_SETS: frozenset[str] = frozenset({"gaussian", "uniform"})
 
@@ -42,6 +53,14 @@ def _as_scores(scores: ArrayLike, name: str) -> np.ndarray:
 def _check_convention(convention: str) -> None:
     if convention not in CONVENTIONS:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
+
+
+def _check_fpr95(fpr95: str) -> None:
+    if fpr95 not in FPR95_DEFINITIONS:
+        raise ValueError(
+            f"fpr95 must be one of {FPR95_DEFINITIONS} ('roc': first ROC point with TPR >= the "
+            f"level; 'authors': interpolated quantile threshold), got {fpr95!r}"
+        )
 
 
 def _binary_problem(
@@ -63,13 +82,29 @@ def fpr_at_tpr(
     ood_scores: ArrayLike,
     tpr: float = 0.95,
     convention: Convention = "ood-positive",
+    fpr95: FPR95Definition = "roc",
 ) -> float:
-    """FPR at the first ROC operating point whose TPR >= ``tpr`` (FPR95 for the default).
+    """FPR at true-positive rate ``tpr`` (FPR95 for the default), in one of two definitions.
 
+    ``fpr95="roc"`` (default): the FPR of the first ROC operating point whose TPR >= ``tpr``.
     Thresholds are the distinct statistic values, so tied scores are never split.
+
+    ``fpr95="authors"`` (the paper authors' code): the threshold is the linearly interpolated
+    quantile of the positive class's scores, so it may fall between two scores. ood-positive:
+    ``mean(id_scores <= np.quantile(ood_scores, tpr))``; id-positive:
+    ``mean(ood_scores >= np.quantile(id_scores, 1 - tpr))``. See the module docstring for how far
+    and in which direction the two differ.
     """
     if not 0.0 < tpr <= 1.0:
         raise ValueError(f"tpr must be in (0, 1], got {tpr}")
+    _check_fpr95(fpr95)
+    if fpr95 == "authors":
+        _check_convention(convention)
+        id_arr = _as_scores(id_scores, "id_scores")
+        ood_arr = _as_scores(ood_scores, "ood_scores")
+        if convention == "ood-positive":
+            return float(np.mean(id_arr <= np.quantile(ood_arr, tpr)))
+        return float(np.mean(ood_arr >= np.quantile(id_arr, 1.0 - tpr)))
     labels, stat = _binary_problem(id_scores, ood_scores, convention)
     fprs, tprs, _ = roc_curve(labels, stat, drop_intermediate=False)
     return float(fprs[np.argmax(tprs >= tpr)])
@@ -94,13 +129,20 @@ def aupr_in(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:
 
 
 def ood_metrics(
-    id_scores: ArrayLike, ood_scores: ArrayLike, convention: Convention = "ood-positive"
+    id_scores: ArrayLike,
+    ood_scores: ArrayLike,
+    convention: Convention = "ood-positive",
+    fpr95: FPR95Definition = "roc",
 ) -> dict[str, float]:
-    """FPR95, AUROC and AUPR (AUPR-Out for ood-positive, AUPR-In for id-positive), in percent."""
+    """FPR95, AUROC and AUPR (AUPR-Out for ood-positive, AUPR-In for id-positive), in percent.
+
+    ``fpr95`` picks the FPR95 definition: ``"roc"`` or ``"authors"`` (see :func:`fpr_at_tpr`).
+    """
     _check_convention(convention)
+    _check_fpr95(fpr95)
     aupr = aupr_out if convention == "ood-positive" else aupr_in
     return {
-        "fpr95": 100.0 * fpr_at_tpr(id_scores, ood_scores, 0.95, convention),
+        "fpr95": 100.0 * fpr_at_tpr(id_scores, ood_scores, 0.95, convention, fpr95),
         "auroc": 100.0 * auroc(id_scores, ood_scores),
         "aupr": 100.0 * aupr(id_scores, ood_scores),
     }
@@ -158,11 +200,13 @@ def evaluate_protocol(
     seed: int = 0,
     convention: Convention = "ood-positive",
     draws: Mapping[str, Sequence[np.ndarray]] | None = None,
+    fpr95: FPR95Definition = "roc",
 ) -> dict:
     """The paper's protocol: per OOD set, metrics on ``repeats`` subsamples (see protocol_indices).
 
     ``draws`` (optional) gives the subsample indices into each set's scores; by default they are
     ``protocol_indices(...)``. Callers that score only the drawn items pass remapped draws.
+    ``fpr95`` picks the FPR95 definition, ``"roc"`` or ``"authors"`` (see :func:`fpr_at_tpr`).
 
     Returns ``{"ood": {set: {metric: {"mean", "std"}}}, "average": ..., "average_no_noise": ...,
     "convention": convention}``, in percent. "average" is over all repeats of all sets;
@@ -170,6 +214,7 @@ def evaluate_protocol(
     other set is given).
     """
     _check_convention(convention)
+    _check_fpr95(fpr95)
     if not ood_scores_by_set:
         raise ValueError("ood_scores_by_set is empty: need at least one OOD set")
     id_arr = _as_scores(id_scores, "id_scores")
@@ -182,7 +227,7 @@ def evaluate_protocol(
             id_arr.size, {name: arr.size for name, arr in ood_arrs.items()}, ratio, repeats, seed
         )
     runs = {
-        name: [ood_metrics(id_arr, ood_arrs[name][idx], convention) for idx in draws[name]]
+        name: [ood_metrics(id_arr, ood_arrs[name][idx], convention, fpr95) for idx in draws[name]]
         for name in ood_arrs
     }
     clean = [
@@ -218,7 +263,9 @@ class OODMetrics:
     :mod:`bgresample.scores`); ``is_ood`` marks the OOD inputs. ``compute()`` returns ``fpr95``
     and ``aupr`` in ``convention`` (default the paper's: OOD positive, FPR95 = share of ID
     inputs flagged at the threshold that flags 95% of the OOD ones, AUPR = AUPR-Out), plus
-    ``auroc``, ``aupr_in`` and ``aupr_out`` under their own names::
+    ``auroc``, ``aupr_in`` and ``aupr_out`` under their own names. ``fpr95`` picks the FPR95
+    definition: ``"roc"`` (default, first ROC point with TPR >= 95%) or ``"authors"`` (the paper
+    authors' interpolated-quantile threshold; see :func:`fpr_at_tpr`)::
 
         metrics = OODMetrics()
         for x, is_ood in loader:
@@ -229,9 +276,13 @@ class OODMetrics:
     metrics must cover every rank's inputs.
     """
 
-    def __init__(self, convention: Convention = "ood-positive") -> None:
+    def __init__(
+        self, convention: Convention = "ood-positive", fpr95: FPR95Definition = "roc"
+    ) -> None:
         _check_convention(convention)
+        _check_fpr95(fpr95)
         self.convention = convention
+        self.fpr95 = fpr95
         self.reset()
 
     def reset(self) -> OODMetrics:
@@ -263,7 +314,7 @@ class OODMetrics:
             raise ValueError(
                 f"need both ID and OOD scores, got {id_s.size} ID and {ood_s.size} OOD"
             )
-        out = ood_metrics(id_s, ood_s, self.convention)
+        out = ood_metrics(id_s, ood_s, self.convention, self.fpr95)
         out["aupr_in"] = 100.0 * aupr_in(id_s, ood_s)
         out["aupr_out"] = 100.0 * aupr_out(id_s, ood_s)
         return out

@@ -12,8 +12,8 @@ import scipy.io
 from PIL import Image
 
 from bgresample.cli import main
-from bgresample.config import default_config
-from bgresample.data.benchmark import SKIP_INTEGRITY_ENV
+from bgresample.config import default_config, load_config
+from bgresample.data.benchmark import SKIP_INTEGRITY_ENV, load_benchmark
 
 FAST = [
     "--quiet",
@@ -85,9 +85,91 @@ def test_run_quick_on_imagefolder_tinyimages_and_folder(tmp_path):
     assert main(args) == 0
     res = json.loads((out / "results.json").read_text())
     assert list(res["variants"]) == default_config().run.variants
-    assert res["pool_size"] == 128  # 130 records, 2 excluded by 80mn_cifar_idxs.txt
-    assert set(res["variants"]["full"]["ood"]) == {"folder", "gaussian"}
+    # 130 records, 2 excluded by 80mn_cifar_idxs.txt, 6 (5%) held out for validation
+    assert res["pool_size"] == 122
+    assert set(res["variants"]["full"]["ood"]) == {"OOD", "gaussian"}  # named after the folder
     assert (out / "report.md").is_file()
+
+
+def _user_id_and_pool(tmp_path: Path) -> list[str]:
+    """Arguments for a small ImageFolder ID set and an .npy pool (no embedded data to build)."""
+    for split, n in (("train", 6), ("test", 4)):
+        for c in ("cat", "dog"):
+            _png_folder(tmp_path / "ID" / split / c, n, seed=len(split) + len(c))
+    np.save(tmp_path / "pool.npy", _rng_images(40, 5))
+    return [
+        "--id",
+        f"imagefolder:{tmp_path / 'ID'}",
+        "--background",
+        f"npy:{tmp_path / 'pool.npy'}",
+    ]
+
+
+def test_ood_folders_are_named_after_the_folder(tmp_path):
+    _user_id_and_pool(tmp_path)
+    _png_folder(tmp_path / "OOD" / "greek", 7, seed=11)
+    _png_folder(tmp_path / "more" / "latin" / "sub", 5, seed=12, size=40)
+    cfg = load_config(
+        overrides={
+            "data": {
+                "id": f"imagefolder:{tmp_path / 'ID'}",
+                "background": f"npy:{tmp_path / 'pool.npy'}",
+            },
+            "evaluate": {
+                "ood": [
+                    f"folder:{tmp_path / 'OOD' / 'greek'}/",  # a trailing slash changes nothing
+                    f"folder:{tmp_path / 'more' / 'latin' / 'sub' / '..'}",  # the folder's name
+                    "gaussian",
+                    f"folder:{tmp_path / 'OOD' / 'greek'}/",  # the same spec twice: one set
+                ]
+            },
+        }
+    )
+    bench = load_benchmark(cfg)
+    assert list(bench.ood) == ["greek", "latin", "gaussian"]
+    assert len(bench.ood["greek"]) == 7 and len(bench.ood["latin"]) == 5
+
+
+@pytest.mark.parametrize(
+    "ood, fragment",
+    [
+        (
+            ["folder:{tmp}/a/greek", "folder:{tmp}/b/greek"],
+            "two OOD sets would both be named 'greek': folder:{tmp}/a/greek and "
+            "folder:{tmp}/b/greek",
+        ),
+        (  # names differing only in case would be confused in the results too
+            ["folder:{tmp}/a/greek", "folder:{tmp}/b/Greek"],
+            "would both be named 'Greek'",
+        ),
+        (  # a user set named like a kind-named one, in either order
+            ["folder:{tmp}/b/npy", "npy:{tmp}/pool.npy"],
+            "two OOD sets would both be named 'npy': folder:{tmp}/b/npy and npy:{tmp}/pool.npy",
+        ),
+        (
+            ["npy:{tmp}/pool.npy", "folder:{tmp}/b/npy"],
+            "two OOD sets would both be named 'npy': npy:{tmp}/pool.npy and folder:{tmp}/b/npy",
+        ),
+        (  # built-in sets, whether or not they are in the run
+            ["gaussian", "folder:{tmp}/a/Gaussian"],
+            "would be named 'Gaussian' after its folder, the name of the built-in OOD set "
+            "'gaussian' (--ood gaussian)",
+        ),
+        (["folder:{tmp}/b/faces"], "the built-in OOD set 'faces'"),
+        (["folder:{tmp}/b/svhn"], "the built-in OOD set 'svhn'"),
+    ],
+)
+def test_ood_sets_of_one_name_are_refused(ood, fragment, tmp_path, capsys):
+    args = _user_id_and_pool(tmp_path)
+    for folder in ("a/greek", "b/greek", "b/Greek", "b/npy", "a/Gaussian", "b/faces", "b/svhn"):
+        _png_folder(tmp_path / folder, 3, seed=len(folder))
+    for spec in ood:
+        args += ["--ood", spec.format(tmp=tmp_path)]
+    assert main(["run", "--quick", "--out", str(tmp_path / "o"), *args, *FAST]) == 2
+    err = capsys.readouterr().err
+    assert fragment.format(tmp=tmp_path) in err and "Traceback" not in err
+    assert "give a folder another name" in err or "give the folder another name" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def _pickle(path: Path, obj: object) -> None:

@@ -49,7 +49,7 @@ def test_documented_sizes(default_bench):
     assert len(b.ood["digits89"]) == 354  # all 8s and 9s
     for name in ("glyphs", "scribbles", "photos", "textures"):
         assert len(b.ood[name]) == 1000
-    assert len(b.ood["faces"]) == 200
+    assert len(b.ood["faces"]) == 100  # LFW's faces, without its non-face crops
     for name in ("gaussian", "uniform"):
         assert b.ood[name].data.shape == (10000, 3, 32, 32) and b.ood[name].normalized
 
@@ -83,6 +83,25 @@ def test_no_ood_image_appears_in_pool(default_bench):
         if not images.normalized:
             assert not pool & digests(images.data), name
     assert not pool & digests(default_bench.train.data)
+
+
+def test_faces_are_the_100_lfw_faces_only():
+    import skimage.data
+
+    lfw = skimage.data.lfw_subset()  # 100 faces, then 100 non-face background crops
+    assert lfw.shape == (200, 25, 25)
+    faces = E._lfw_faces()
+    assert faces.shape == (100, 3, 32, 32) and faces.dtype == np.uint8
+    # The same pipeline on the first 100 images: faces only, nothing from the non-face half.
+    x = torch.from_numpy(lfw[:100].astype(np.float32))[:, None].repeat(1, 3, 1, 1)
+    np.testing.assert_array_equal(faces, E._to_uint8(E._resize_batch(x, 32)))
+
+
+def test_cache_key_follows_the_version(monkeypatch):
+    # A cache built before a generator change (e.g. faces with non-faces) must not be reused.
+    key = E._cache_key(SMALL, 0)
+    monkeypatch.setattr(E, "EMBEDDED_VERSION", E.EMBEDDED_VERSION - 1)
+    assert E._cache_key(SMALL, 0) != key
 
 
 def test_noise_sets_follow_method_md():

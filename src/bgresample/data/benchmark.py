@@ -8,14 +8,16 @@ specs ``KIND:PATH`` (``data.id``, ``data.background``, ``evaluate.ood``; see
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bgresample.config import Config
 from bgresample.data import kinds
 from bgresample.data.base import LabeledImages
-from bgresample.data.embedded import EmbeddedConfig, load_embedded
+from bgresample.data.embedded import OOD_SETS, UNSHARED_OOD_SETS, EmbeddedConfig, load_embedded
 from bgresample.data.pools import ImageSource
+from bgresample.data.validation import HOLDOUT, split_id, split_pool
 from bgresample.errors import UserError
 
 #: Set to 1 only for test fixtures: skips torchvision's md5 check of CIFAR / SVHN files.
@@ -24,7 +26,10 @@ SKIP_INTEGRITY_ENV = "BGRESAMPLE_SKIP_INTEGRITY_CHECK"
 
 @dataclass
 class Benchmark:
-    """Everything one experiment reads."""
+    """Everything one experiment reads: ID train and test, the background pool (without the
+    validation hold-out), the test OOD sets, and the validation data (``val``: ID images carved
+    from the training data; ``val_ood``: the pool hold-out), None / empty when disabled.
+    ``unshared`` names the OOD sets that no generator of a pool family made (embedded only)."""
 
     name: str
     train: LabeledImages
@@ -33,6 +38,10 @@ class Benchmark:
     ood: dict[str, ImageSource]
     num_classes: int
     flip: bool
+    background_flip: bool | None = None
+    val: LabeledImages | None = None
+    val_ood: dict[str, ImageSource] = field(default_factory=dict)
+    unshared: list[str] | None = None
 
 
 def _unique(name: str, taken: dict[str, Any]) -> str:
@@ -40,6 +49,36 @@ def _unique(name: str, taken: dict[str, Any]) -> str:
     while out in taken:
         out, i = f"{name}-{i}", i + 1
     return out
+
+
+def _builtin_ood_names() -> set[str]:
+    """Names that ``--ood NAME`` resolves to a built-in set (an embedded set or a dataset kind
+    with a default location or generated), which a folder set may not take."""
+    named = {
+        k.name
+        for k in kinds.KINDS.values()
+        if "ood" in k.roles and (not k.needs_path or k.default_subpath is not None)
+    }
+    return named | set(OOD_SETS) | {"all"}
+
+
+def _folder_set_name(path: str) -> str:
+    """The name of the OOD set ``folder:PATH``: the folder's own name (``/x/greek/`` -> greek)."""
+    return Path(os.path.abspath(Path(path).expanduser())).name or "folder"
+
+
+_RENAME_HINT = (
+    "another name (rename it, or pass --ood folder:LINK with LINK a symlink to it named as the "
+    "set should be)"
+)
+
+
+def _same_name(name: str, first: str, second: str) -> UserError:
+    return UserError(
+        f"two OOD sets would both be named '{name}': {first} and {second}; each OOD set needs its "
+        f"own name, and a set given as folder:PATH is named after its folder; give a folder "
+        f"{_RENAME_HINT}"
+    )
 
 
 def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark:
@@ -74,12 +113,28 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
             "(e.g. random300k:/data/300K_random_images.npy)"
         )
     ood: dict[str, ImageSource] = {}
+    # Set names (lower-cased) -> where each set came from, to refuse two sets of one name where
+    # a folder set is involved; the same built-in set named twice is simply kept once.
+    origin: dict[str, str] = {}
+    folder_sets: set[str] = set()
+
+    def add(set_name: str, images: ImageSource, where: str, folder: bool = False) -> None:
+        key = set_name.lower()
+        if key in origin and (folder or key in folder_sets) and origin[key] != where:
+            raise _same_name(set_name, origin[key], where)
+        origin[key] = where
+        if folder:
+            folder_sets.add(key)
+        ood[set_name] = images
+
     noise_n = data.embedded.noise_ood_size
+    builtin = _builtin_ood_names()
     for i, spec in enumerate(wanted):
         if embedded is not None and spec == "all":
-            ood.update(embedded.ood)
+            for set_name, images in embedded.ood.items():
+                add(set_name, images, f"the embedded set {set_name}")
         elif embedded is not None and spec in embedded.ood:
-            ood[spec] = embedded.ood[spec]
+            add(spec, embedded.ood[spec], f"the embedded set {spec}")
         elif spec == "all":
             raise UserError(
                 "evaluate.ood=all needs the embedded ID data; name the OOD sets with --ood"
@@ -92,7 +147,22 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
                     f"({', '.join(k for k, v in kinds.KINDS.items() if 'ood' in v.roles)})"
                 )
             kind, path = kinds.parse_spec(spec)
-            ood[_unique(kind, ood)] = kinds.load_ood(
+            if kind == "folder" and path is not None:
+                set_name, folder = _folder_set_name(path), True
+                key = set_name.lower()
+                if key in builtin:
+                    raise UserError(
+                        f"OOD set {spec} would be named '{set_name}' after its folder, the name "
+                        f"of the built-in OOD set '{key}' (--ood {key}), so the results could "
+                        f"not tell them apart; give the folder {_RENAME_HINT}"
+                    )
+                if origin.get(key, spec) != spec:  # fail before loading the folder
+                    raise _same_name(set_name, origin[key], spec)
+            else:
+                if kind in folder_sets:  # a folder took the name: no silent "KIND-2"
+                    raise _same_name(kind, origin[kind], spec)
+                set_name, folder = _unique(kind, ood), False
+            images = kinds.load_ood(
                 kind,
                 path,
                 data_root=root,
@@ -101,17 +171,28 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
                 download=download,
                 check_integrity=check,
             )
+            add(set_name, images, spec, folder)
     if not ood:
         raise UserError("no OOD test set given; pass --ood NAME or KIND:PATH (repeatable)")
     for key, images in ood.items():
         if len(images) == 0:
             raise UserError(f"OOD set '{key}' is empty; check its path")
+    num_classes = len(classes)
+    try:
+        train, val = split_id(train, data.validation.id_fraction, data.validation.seed)
+        pool, holdout = split_pool(pool, data.validation.pool_fraction, data.validation.seed)
+    except ValueError as e:
+        raise UserError(str(e)) from None
     return Benchmark(
         name=name,
         train=train,
         test=test,
         pool=pool,
         ood=ood,
-        num_classes=len(classes),
+        num_classes=num_classes,
         flip=data.flip,
+        background_flip=data.background_flip,
+        val=val,
+        val_ood={} if holdout is None else {HOLDOUT: holdout},
+        unshared=[k for k in ood if k in UNSHARED_OOD_SETS] if embedded is not None else None,
     )

@@ -34,8 +34,15 @@ import torch.nn.functional as F
 
 from bgresample.data.base import ImageArray, LabeledImages
 
-#: Bump when the generator changes so that stale caches are rebuilt.
-EMBEDDED_VERSION = 1
+#: Bump when the generator changes so that stale caches are rebuilt (it is part of the cache key).
+#: 3: the ``faces`` set holds LFW's 100 faces only, no longer its 100 non-face crops too.
+EMBEDDED_VERSION = 3
+#: Part of the generator's seed, kept apart from EMBEDDED_VERSION so that a change that draws no
+#: random numbers (as version 3's) leaves every other array as it was. Bump it only for a change
+#: that must reshuffle the random draws.
+RNG_VERSION = 2
+#: ``skimage.data.lfw_subset()`` holds 100 faces, then 100 non-face background crops.
+LFW_FACES = 100
 
 ID_CLASSES = tuple(range(8))
 NEAR_OOD_CLASSES = (8, 9)
@@ -104,6 +111,7 @@ class EmbeddedConfig:
     ood_size: int = 1000
     noise_ood_size: int = 10000
     min_crop_std: float = 12.0
+    family_shares: dict[str, float] = field(default_factory=lambda: dict(FAMILY_SHARES))
 
 
 @dataclass
@@ -314,7 +322,8 @@ def _noise(n: int, rng: np.random.Generator):
 def _lfw_faces() -> np.ndarray:
     import skimage.data
 
-    faces = skimage.data.lfw_subset().astype(np.float32)  # N x 25 x 25 in [0, 1]
+    # 200 x 25 x 25 in [0, 1]: the first 100 are faces, the others non-face background crops.
+    faces = skimage.data.lfw_subset()[:LFW_FACES].astype(np.float32)
     x = torch.from_numpy(faces)[:, None].repeat(1, 3, 1, 1)
     return _to_uint8(_resize_batch(x, 32))
 
@@ -324,7 +333,12 @@ def _lfw_faces() -> np.ndarray:
 
 def generate(config: EmbeddedConfig, seed: int = 0) -> dict[str, np.ndarray]:
     """Generate every array of the benchmark for a seed (deterministic)."""
-    rng = np.random.default_rng(np.random.SeedSequence([seed, EMBEDDED_VERSION]))
+    # Independent streams for the ID split, each pool family, the pool's order and the OOD
+    # sets: changing the family shares (the control run) changes no OOD set and no ID split.
+    streams = np.random.SeedSequence([seed, RNG_VERSION]).spawn(8)
+    rng, rng_photo, rng_pattern, rng_noise, rng_glyph, rng_order, rng_ood = (
+        np.random.default_rng(s) for s in streams[:7]
+    )
     arrays: dict[str, np.ndarray] = {}
 
     images, labels = _digits()
@@ -343,19 +357,24 @@ def generate(config: EmbeddedConfig, seed: int = 0) -> dict[str, np.ndarray]:
     arrays["test_x"], arrays["test_y"] = digits[test_idx], labels[test_idx]
 
     # Background pool.
-    counts = {f: round(s * config.pool_size) for f, s in FAMILY_SHARES.items()}
-    counts["photo"] += config.pool_size - sum(counts.values())
+    shares = {f: config.family_shares.get(f, 0.0) for f in FAMILY_SHARES}
+    total = sum(shares.values())
+    counts = {f: round(s / total * config.pool_size) for f, s in shares.items()}
+    largest = max(counts, key=lambda f: shares[f])
+    counts[largest] += config.pool_size - sum(counts.values())
+    makers = {
+        "photo": lambda n: _crops(POOL_PHOTOS, n, rng_photo, config.min_crop_std),
+        "pattern": lambda n: _patterns(n, rng_pattern),
+        "noise": lambda n: _noise(n, rng_noise),
+        "glyph": lambda n: _render_glyphs(POOL_FONTS, n, rng_glyph),
+    }
     parts, fam, src = [], [], []
-    x, s = _crops(POOL_PHOTOS, counts["photo"], rng, config.min_crop_std)
-    parts.append(x), fam.extend(["photo"] * len(s)), src.extend(s)
-    x, s = _patterns(counts["pattern"], rng)
-    parts.append(x), fam.extend(["pattern"] * len(s)), src.extend(s)
-    x, s = _noise(counts["noise"], rng)
-    parts.append(x), fam.extend(["noise"] * len(s)), src.extend(s)
-    x, s = _render_glyphs(POOL_FONTS, counts["glyph"], rng)
-    parts.append(x), fam.extend(["glyph"] * len(s)), src.extend(s)
+    for family, make in makers.items():
+        if counts[family]:
+            x, s = make(counts[family])
+            parts.append(x), fam.extend([family] * len(s)), src.extend(s)
     pool = np.concatenate(parts)
-    order = rng.permutation(len(pool))
+    order = rng_order.permutation(len(pool))
     arrays["pool_x"] = pool[order]
     families = sorted(FAMILY_SHARES)
     arrays["pool_family"] = np.array([families.index(f) for f in fam], np.int16)[order]
@@ -363,15 +382,22 @@ def generate(config: EmbeddedConfig, seed: int = 0) -> dict[str, np.ndarray]:
 
     # OOD test sets: sources disjoint from the pool.
     arrays["ood_digits89"] = digits[np.isin(labels, NEAR_OOD_CLASSES)]
-    arrays["ood_glyphs"], _ = _render_glyphs(HELDOUT_FONTS, config.ood_size, rng)
-    arrays["ood_scribbles"] = _scribbles(config.ood_size, rng)
-    arrays["ood_photos"], _ = _crops(HELDOUT_PHOTOS, config.ood_size, rng, config.min_crop_std)
-    arrays["ood_textures"], _ = _crops(HELDOUT_TEXTURES, config.ood_size, rng, config.min_crop_std)
+    n, std = config.ood_size, config.min_crop_std
+    arrays["ood_glyphs"], _ = _render_glyphs(HELDOUT_FONTS, n, rng_ood)
+    arrays["ood_scribbles"] = _scribbles(n, rng_ood)
+    arrays["ood_photos"], _ = _crops(HELDOUT_PHOTOS, n, rng_ood, std)
+    arrays["ood_textures"], _ = _crops(HELDOUT_TEXTURES, n, rng_ood, std)
     arrays["ood_faces"] = _lfw_faces()
     return arrays
 
 
 OOD_SETS = ("digits89", "glyphs", "scribbles", "photos", "textures", "faces", *NOISE_OOD)
+#: OOD sets made by a generator that also makes a pool family: glyphs (the glyph renderer, other
+#: fonts), scribbles (the glyph family's 8x8, 17-level digit-style rendering), photos and textures
+#: (the photo family's crop generator, other images).
+SHARED_GENERATOR = {"glyphs": "glyph", "scribbles": "glyph", "photos": "photo", "textures": "photo"}
+#: The others: their average measures detection of outliers unlike anything in the pool.
+UNSHARED_OOD_SETS = tuple(s for s in OOD_SETS if s not in SHARED_GENERATOR)
 NEAR_OOD_SETS = ("digits89", "glyphs", "scribbles")
 
 

@@ -10,11 +10,20 @@ import numpy as np
 from scipy import stats
 
 METRICS = ("fpr95", "auroc", "aupr")
-AVERAGES = ("average", "average_no_noise")
+AVERAGES = ("average", "average_no_noise", "average_unshared")
 #: Paired differences reported when both variants ran.
 PAIRS = (("resampled", "random"), ("resampled", "full"), ("random", "full"))
 #: Selection costs averaged over seeds (see :func:`bgresample.engine.experiment.selection_cost`).
-COST_KEYS = ("setup", "per_epoch", "total", "id", "distinct_items", "working_set")
+COST_KEYS = (
+    "setup",
+    "per_epoch",
+    "total",
+    "id",
+    "fwd_eq",
+    "seconds",
+    "distinct_items",
+    "working_set",
+)
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:
@@ -46,6 +55,12 @@ def _variant(per_seed: list[dict[str, Any]], v: str, sets: list[str]) -> dict[st
     for key in AVERAGES:
         if all(r.get(key) for r in runs):
             entry[key] = {m: _mean_std([r[key][m]["mean"] for r in runs]) for m in METRICS}
+    if all(r.get("validation") for r in runs):
+        val = [r["validation"] for r in runs]
+        entry["validation"] = {
+            "accuracy": _mean_std([v["accuracy"] for v in val]),
+            "average": {m: _mean_std([v["average"][m]["mean"] for v in val]) for m in METRICS},
+        }
     entry["per_seed"] = [
         {
             "seed": s["seed"],
@@ -74,6 +89,14 @@ def _paired_differences(per_seed: list[dict[str, Any]], variants: dict[str, Any]
             for key in AVERAGES
             if key in variants[a] and key in variants[b]
         }
+        if "validation" in variants[a] and "validation" in variants[b]:
+            out[f"{a}_minus_{b}"]["validation"] = {
+                m: _paired(
+                    [s["variants"][a]["validation"]["average"][m]["mean"] for s in per_seed],
+                    [s["variants"][b]["validation"]["average"][m]["mean"] for s in per_seed],
+                )
+                for m in METRICS
+            }
     return out
 
 
@@ -119,7 +142,9 @@ def _selection(per_seed: list[dict[str, Any]], names: list[str]) -> dict[str, An
     }
 
 
-def aggregate(per_seed: list[dict[str, Any]], convention: str) -> dict[str, Any]:
+def aggregate(
+    per_seed: list[dict[str, Any]], convention: str, fpr95: str = "roc"
+) -> dict[str, Any]:
     """Mean and std over seeds of the per-seed means (the paper's Tables 2 and 3), per-seed
     values, paired differences, subset composition, resampling diagnostics and the selection
     costs of every variant."""
@@ -129,6 +154,7 @@ def aggregate(per_seed: list[dict[str, Any]], convention: str) -> dict[str, Any]
     out: dict[str, Any] = {
         "variants": variants,
         "convention": convention,
+        "fpr95": fpr95,
         "seeds": [s["seed"] for s in per_seed],
         "paired_differences": _paired_differences(per_seed, variants),
         "selection": _selection(per_seed, names),

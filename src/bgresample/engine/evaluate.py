@@ -22,7 +22,7 @@ from bgresample.scores import ScoreSpec, get_score, parse_scores
 #: Key suffix, in the saved scores, of the OOD item indices that were scored.
 INDEX_SUFFIX = "__idx"
 #: The per-score entries of ``results["scores"][name]``.
-SCORE_KEYS = ("ood", "average", "average_no_noise")
+SCORE_KEYS = ("ood", "average", "average_no_noise", "average_unshared")
 
 
 def _features_fit(
@@ -61,6 +61,7 @@ def evaluate(
     scores: Sequence[str] | str = ("msp",),
     train: LabeledImages | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
+    unshared: Sequence[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Accuracy and per-OOD-set FPR95 / AUROC / AUPR (mean, std over repeats), in percent.
 
@@ -70,7 +71,8 @@ def evaluate(
     asked for, else the plain forward); ODIN, when asked for, takes a pass of its own with
     gradients. Feature scores (mahalanobis, knn) are fitted once on the features of ``train``
     (the ID training set, without augmentation). ``params`` gives keyword arguments per score,
-    e.g. ``{"odin": {"T": 1000, "eps": 0.0014}, "knn": {"k": 50}}``.
+    e.g. ``{"odin": {"T": 1000, "eps": 0.0014}, "knn": {"k": 50}}``. ``unshared`` names the
+    OOD sets made by no generator of a pool family; their average is ``average_unshared``.
 
     Returns the results dict (shape of ``results.json`` variants: accuracy, score, ood, average,
     average_no_noise, convention), whose ood / averages are those of the first score; with more
@@ -126,9 +128,26 @@ def evaluate(
             seed=seed,
             convention=cfg.convention,
             draws=local_draws,
+            fpr95=cfg.fpr95,
         )
         for n in names
     }
+    kept = [k for k in ood if unshared is not None and k in unshared]
+    for n in names:
+        per_score[n]["average_unshared"] = (
+            evaluate_protocol(
+                id_scores[n],
+                {k: ood_scores[k][n] for k in kept},
+                ratio=ratio,
+                repeats=repeats,
+                seed=seed,
+                convention=cfg.convention,
+                draws={k: local_draws[k] for k in kept},
+                fpr95=cfg.fpr95,
+            )["average"]
+            if kept
+            else None
+        )
     first = names[0]
     raw: dict[str, np.ndarray] = {"id": id_scores[first]}
     for name in ood:

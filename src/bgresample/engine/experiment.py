@@ -178,19 +178,22 @@ def run_experiment(
     """Pre-train, then :func:`run_seed` for each of ``run.seeds`` seeds with the variants
     ``names``; write ``results.json``. Returns the results aggregated over seeds."""
     t_start = time.perf_counter()
-    env = Env(accel, cfg.seed, bench.flip, quiet)
+    env = Env(accel, cfg.seed, bench.flip, quiet, bench.background_flip)
     pre_path = ensure_pretrained(cfg, bench, out, env, resume)
     timing = {"pretrain": time.perf_counter() - t_start}
     per_seed = []
     for k in range(cfg.run.seeds):
         seed = cfg.seed + k
         log.info("== seed %d (%d of %d)", seed, k + 1, cfg.run.seeds)
-        seed_env = Env(accel, seed, bench.flip, quiet)
+        seed_env = Env(accel, seed, bench.flip, quiet, bench.background_flip)
         res = run_seed(cfg, names, bench, pre_path, out / f"seed_{seed}", seed_env, resume)
         for key, val in res.pop("timing_s").items():
             timing[key] = timing.get(key, 0.0) + val
         per_seed.append(res)
-    results = {"schema": RESULTS_SCHEMA, **aggregate(per_seed, cfg.evaluate.convention)}
+    results = {
+        "schema": RESULTS_SCHEMA,
+        **aggregate(per_seed, cfg.evaluate.convention, cfg.evaluate.fpr95),
+    }
     results["budget"] = _budget(cfg, per_seed[0]["variants"])
     timing["total"] = time.perf_counter() - t_start
     results["timing_s"] = timing
@@ -237,6 +240,9 @@ def run_seed(
         score_batch_size=cfg.evaluate.batch_size,
         weights=weights,
         weights_cost=weights_cost,
+        # forward + backward (3 forward-pass equivalents) over as many ID items as pool items
+        weights_fwd_eq=6 * weights_cost,
+        weights_seconds=timing.get("resample", 0.0),
     )
     variants = {}
     for name in names:
@@ -287,8 +293,20 @@ def run_variant(
     timing["finetune"] = timing.get("finetune", 0.0) + time.perf_counter() - t0
     t0 = time.perf_counter()
     res, scores = evaluate(
-        model, bench.test, bench.ood, cfg.evaluate, accel=env.accel, seed=env.seed, scores=ctx.score
+        model,
+        bench.test,
+        bench.ood,
+        cfg.evaluate,
+        accel=env.accel,
+        seed=env.seed,
+        scores=ctx.score,
+        unshared=bench.unshared,
     )
+    if bench.val is not None and bench.val_ood:
+        val, _ = evaluate(
+            model, bench.val, bench.val_ood, cfg.evaluate, accel=env.accel, seed=env.seed
+        )
+        res["validation"] = {"accuracy": val["accuracy"], "average": val["average"]}
     if ft.loss == "extra_class":  # accuracy over the K ID classes, not the background class
         logits = predict_logits(model, bench.test, env.accel, cfg.evaluate.batch_size)
         res["accuracy"] = accuracy(
@@ -351,13 +369,16 @@ def selection_cost(
     summary: dict[str, Any] | None, ctx: SelectionContext, epochs: int
 ) -> dict[str, Any]:
     """A selector's budget and costs: pool forward passes before fine-tuning (``setup``, e.g.
-    Algorithm 1), per fine-tuning epoch and in total, ID forward passes (``id``), and distinct
-    items trained on."""
+    Algorithm 1), per fine-tuning epoch and in total, ID forward passes (``id``), all of it in
+    forward-pass equivalents (``fwd_eq``: a backward counts as two forwards), the measured wall
+    seconds of choosing (``seconds``), and distinct items trained on."""
     if summary is None:
         summary = {
             "refresh": NONE,
             "working_set": 0,
             "forwards": {"setup": 0, "during": 0, "id": 0},
+            "setup_fwd_eq": 0,
+            "seconds": 0.0,
             "distinct_items": 0,
         }
     fw = summary["forwards"]
@@ -370,6 +391,8 @@ def selection_cost(
         "per_epoch": fw["during"] / max(epochs, 1),
         "total": fw["setup"] + fw["during"],
         "id": fw["id"],
+        "fwd_eq": summary["setup_fwd_eq"] + fw["during"] + fw["id"],
+        "seconds": summary["seconds"],
         "distinct_items": summary["distinct_items"],
     }
 

@@ -153,7 +153,9 @@ def _background(
     raw = accel.batches(pool, keys, ahead=selector.static)
 
     def ready(step: int) -> Tensor:
-        aug = crop_flip(batch_size, env.seed, Stream.BACKGROUND_AUG, step, flip=True).shard(sl)
+        aug = crop_flip(batch_size, env.seed, Stream.BACKGROUND_AUG, step, flip=env.bg_flip).shard(
+            sl
+        )
         return accel.ready(next(raw), aug, pool.normalized)
 
     return ready

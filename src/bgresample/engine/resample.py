@@ -18,7 +18,13 @@ from bgresample.config import ResampleConfig
 from bgresample.data.base import LabeledImages
 from bgresample.data.pools import ImageSource
 from bgresample.engine.accel import Accel
-from bgresample.engine.batches import EpochBatches, crop_flip, id_batch, local_slice
+from bgresample.engine.batches import (
+    EpochBatches,
+    crop_flip,
+    id_batch,
+    local_slice,
+    steps_per_epoch,
+)
 from bgresample.engine.env import Env
 from bgresample.engine.forward import ce, check_finite, joint_forward
 from bgresample.engine.optim import sgd, sgd_step
@@ -46,13 +52,16 @@ def algorithm1_step(
     outlier: nn.Module,
     accel: Accel | None = None,
     step: int = 0,
+    weight_scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step of Algorithm 1 on this rank's ID batch and background batch ``x_bg`` (pool
     items ``idx``); returns the detached (l_in, l_out) at theta^(t).
 
     ID and background go through the model in one forward pass. The classifier descends
-    l_in + alpha * l_out with l_out = mean_b r_b L_uni,b (eqs. 10, 12); omega then ascends the
-    same l_out from the detached per-example losses of every rank (no second backward pass).
+    l_in + alpha * l_out with l_out = mean_b r_b L_uni,b (eqs. 10, 12); omega then ascends
+    ``weight_scale * l_out`` (1: the paper's l_out; alpha: the authors' code, which ascends
+    the coefficient-scaled loss) from the detached per-example losses of every rank (no second
+    backward pass).
     """
     with accel.autocast() if accel is not None else contextlib.nullcontext():
         logits_id, logits_bg = joint_forward(net, x_id, x_bg)
@@ -62,8 +71,16 @@ def algorithm1_step(
     loss = l_in + alpha * l_out
     check_finite(loss, "resample", step, None)
     sgd_step(opt, loss)
-    resampler.step(idx, per_example)
+    resampler.step(idx, weight_scale * per_example)
     return l_in.detach(), l_out.detach()
+
+
+def refresh_period(cfg: ResampleConfig, id_size: int) -> int | None:
+    """Steps between sampler refreshes: ``refresh_every`` when set, else one ID epoch
+    (|D_in| / n steps, the authors' code) or None (one pool epoch, N / n steps)."""
+    if cfg.refresh_every:
+        return cfg.refresh_every
+    return steps_per_epoch(id_size, cfg.batch_size) if cfg.refresh == "id-epoch" else None
 
 
 def resample(
@@ -80,8 +97,9 @@ def resample(
 
     Each step draws an ID batch uniformly and a background batch with p_i (eq. 11), the same
     global batches on every rank, and calls :func:`algorithm1_step`. The sampler is refreshed
-    from the current weights every ``refresh_every`` steps (0: once per pool epoch, N draws),
-    where the resumable state is saved to ``state_path``. Returns the resampler and a history
+    from the current weights by the cadence of :func:`refresh_period`; the resumable state is
+    saved to ``state_path`` at refreshes, at most once per pool epoch unless ``refresh_every``
+    asks for more. Returns the resampler and a history
     (weight statistics over time, weight trajectories, draws per item).
     """
     n_pool, n = len(pool), cfg.batch_size
@@ -97,17 +115,20 @@ def resample(
         eps=cfg.eps,
         lr=cfg.lr_w,
         momentum=cfg.momentum_w,
-        refresh_every=cfg.refresh_every or None,
+        refresh_every=refresh_period(cfg, len(train)),
         device=accel.device,
         compile=accel.compile_weights,
     )
     net = accel.model(model)
     opt = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
     outlier = OUTLIER_LOSSES[cfg.loss](reduction="none")
+    weight_scale = cfg.alpha if cfg.weight_loss == "scaled" else 1.0
+    save_gap = resampler.period(n) if cfg.refresh_every else math.ceil(n_pool / n)
     trace = _Trace(resampler, env.seed)
     state = StageState(state_path)
     parts = {"model": model, "opt": opt, "resampler": resampler, "draws": trace}
     start, extra = state.load(parts) if resume else (0, {})
+    last_save = start
     trace.history.update(extra.get("history", {}))
     batches = EpochBatches(len(train), n, env.seed)
     model.train(not cfg.freeze_bn)
@@ -118,8 +139,9 @@ def resample(
         if resampler.refresh_due(n) or step == start:
             if resampler.refresh_due(n):
                 resampler.refresh()
-                if step > start:
+                if step > start and step - last_save >= save_gap:
                     state.save(step, parts, {"history": trace.history})
+                    last_save = step
             # The sampler is fixed until the next refresh: the global background batches up to
             # there are drawn now, and this rank's share read ahead (decoded in worker
             # processes for pools of image files).
@@ -132,11 +154,22 @@ def resample(
         seed_step(env.seed, step)
         x_id, y_id = id_batch(train, batches, step, env.flip, accel)
         bidx = window.pop(step)
-        baug = crop_flip(n, env.seed, Stream.BACKGROUND_AUG, step, flip=True).shard(sl)
+        baug = crop_flip(n, env.seed, Stream.BACKGROUND_AUG, step, flip=env.bg_flip).shard(sl)
         trace.count(bidx)
         x_bg = accel.ready(next(pool_batches), baug, pool.normalized)
         l_in, l_out = algorithm1_step(
-            net, resampler, opt, x_id, y_id, x_bg, bidx[sl], cfg.alpha, outlier, accel, step
+            net,
+            resampler,
+            opt,
+            x_id,
+            y_id,
+            x_bg,
+            bidx[sl],
+            cfg.alpha,
+            outlier,
+            accel,
+            step,
+            weight_scale,
         )
         if cfg.check_every and step % cfg.check_every == 0:
             _check_identical(resampler, step)

@@ -25,6 +25,10 @@ def _count(x: float) -> str:
     return f"{x:,.0f}"
 
 
+def _seconds(cost: dict[str, Any]) -> str:
+    return f"{cost['seconds']:.1f}" if "seconds" in cost else "n/a"
+
+
 def summary_table(results: dict[str, Any]) -> tables.Table:
     """Selector -> average FPR95 / AUROC / AUPR, ID accuracy and selection cost."""
     rows = []
@@ -35,10 +39,11 @@ def summary_table(results: dict[str, Any]) -> tables.Table:
             + [_pm(r["average"][m]) for m in tables.METRICS]
             + [f"{r['accuracy']:.2f} ± {r['accuracy_std']:.2f}"]
             + [_count(c[k]) for k in ("working_set", "distinct_items", "setup", "per_epoch")]
-            + [_count(c["total"])]
+            + [_count(c["total"]), _count(c.get("fwd_eq", c["total"])), _seconds(c)]
         )
     header = ["selector", "refresh"] + [f"avg {tables.METRIC_LABELS[m]}" for m in tables.METRICS]
     header += ["ID acc.", "working set", "distinct used", "fwd setup", "fwd / epoch", "fwd total"]
+    header += ["fwd-eq total", "seconds"]
     return tables.Table(header, rows)
 
 
@@ -68,12 +73,14 @@ def pareto_front(costs: list[float], fprs: list[float]) -> list[int]:
 
 
 def pareto_figure(results: dict[str, Any], stem: Path) -> Path:
-    """Average FPR95 (mean ± std over seeds) against total selection cost in passes over the
-    pool, one point per selector with background data, the Pareto front as a dashed line;
-    ``none`` is quoted in the title. Returns the PNG's path."""
+    """Average FPR95 (mean ± std over seeds) against total selection cost in forward-pass
+    equivalents over the pool size (a backward counted as two forwards), one point per selector
+    with background data labelled with its measured selection time, the Pareto front as a
+    dashed line; ``none`` is quoted in the title. Returns the PNG's path."""
     names = [v for v in results["variants"] if v != NONE]
     n_pool = max(1, int(results["pool_size"]))
-    costs = [results["selection"][v]["total"] / n_pool for v in names]
+    sel = results["selection"]
+    costs = [sel[v].get("fwd_eq", sel[v]["total"]) / n_pool for v in names]
     fprs = [results["variants"][v]["average"]["fpr95"]["mean"] for v in names]
     stds = [results["variants"][v]["average"]["fpr95"]["std"] for v in names]
     fig = new_figure((8.0, 5.5))
@@ -87,11 +94,14 @@ def pareto_figure(results: dict[str, Any], stem: Path) -> Path:
             color=variant_color(v, list(results["variants"]).index(v)),
             capsize=3,
             markersize=8,
-            label=v,
+            label=f"{v} ({_seconds(sel[v])} s)",
         )
     front = pareto_front(costs, fprs)
     ax.plot([costs[i] for i in front], [fprs[i] for i in front], "--", color="#555", lw=1)
-    ax.set_xlabel("selection cost: forward passes over pool items / pool size (total)")
+    ax.set_xlabel(
+        "selection cost: forward-pass equivalents / pool size (backward = 2 forwards; "
+        "legend: wall seconds)"
+    )
     ax.set_ylabel("average FPR95 (%) ↓")
     title = f"Selectors at γ = {results['budget']['gamma']}: detection vs selection cost"
     if NONE in results["variants"]:
@@ -117,11 +127,18 @@ def report_section(results: dict[str, Any], pareto: Path) -> list[Block]:
         "background) are the references. **working set**: items eligible at a time; "
         "**distinct used**: items trained on over the run. Cost: forward passes over pool "
         "items spent on choosing (mean over seeds): **setup** before fine-tuning (Algorithm 1, "
-        "whose passes also back-propagate), **per epoch** during it, **total** both."
+        "whose passes also back-propagate), **per epoch** during it, **total** both; "
+        "**fwd-eq total**: all of it in forward-pass equivalents, a backward counted as two "
+        "forwards (Algorithm 1: 3 per ID item and 3 per pool item), ID passes included; "
+        "**seconds**: measured wall time of choosing (Algorithm 1, and the selector's own "
+        "scoring during fine-tuning)."
     )
     poem_id = results["selection"].get("poem", {}).get("id")
     if poem_id:
-        notes += f" `poem` also passes {poem_id:,.0f} ID images for its posterior (not counted)."
+        notes += (
+            f" `poem` also passes {poem_id:,.0f} ID images for its posterior (counted in "
+            "fwd-eq total only)."
+        )
     return [
         Heading("Background selectors on the same budget"),
         Text(notes),

@@ -69,14 +69,25 @@ def _cell(m: dict[str, Any]) -> str:
     return " / ".join(_pm(m[k]) for k in METRICS)
 
 
+#: The averages over OOD sets, and their row labels.
+AVERAGE_LABELS = {
+    "average": "Average",
+    "average_no_noise": "Average (no noise)",
+    "average_unshared": "Average (unshared generators)",
+}
+
+
 def ood_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, dict[str, Any]]]]:
     """(row label, {variant: metrics}) for every OOD set and the two averages."""
     variants = results["variants"]
     first = next(iter(variants.values()))
     rows = [(s, {v: variants[v]["ood"][s] for v in variants}) for s in first["ood"]]
-    for key, label in (("average", "Average"), ("average_no_noise", "Average (no noise)")):
+    for key, label in AVERAGE_LABELS.items():
         if all(variants[v].get(key) for v in variants):
             rows.append((label, {v: variants[v][key] for v in variants}))
+    if all(variants[v].get("validation") for v in variants):
+        label = "Validation (pool hold-out)"
+        rows.append((label, {v: variants[v]["validation"]["average"] for v in variants}))
     return rows
 
 

@@ -16,7 +16,10 @@ uniformly random k-subset of the pool drawn anew each background epoch. Only ``f
 paper's 100% reference) ignores gamma.
 
 Cost: forward passes over pool items spent on choosing, before fine-tuning (``setup``, e.g.
-Algorithm 1) and during it (``during``), and over ID items (``id``, POEM's posterior update).
+Algorithm 1) and during it (``during``), and over ID items (``id``, POEM's posterior update);
+``setup_fwd_eq`` is the setup in forward-pass equivalents (a backward counted as two forwards:
+Algorithm 1 trains on ID and pool items, 6 per pool item), and ``seconds`` the measured wall
+time of choosing (the setup's and the selector's own calls during fine-tuning).
 
 Every choice is a function of ``(seed, step or epoch)`` and of the model at that point, drawn
 from the streams of :mod:`bgresample.rng`; pool scores are computed in shards and gathered,
@@ -27,6 +30,7 @@ counters, posterior) is saved with the fine-tuning state, so runs resume exactly
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -50,8 +54,9 @@ Refresh = Literal["once", "epoch", "batch"]
 class SelectionContext:
     """What a selector may look at: the data, the budget and the run's seed.
 
-    ``weights`` are learned background weights (Algorithm 1) for the weight-based selectors, and
-    ``weights_cost`` the pool forward passes that learning them took.
+    ``weights`` are learned background weights (Algorithm 1) for the weight-based selectors,
+    ``weights_cost`` the pool forward passes that learning them took, ``weights_fwd_eq`` the
+    same in forward-pass equivalents and ``weights_seconds`` its wall time.
     """
 
     pool: ImageSource
@@ -64,6 +69,8 @@ class SelectionContext:
     score_batch_size: int = 1000
     weights: Tensor | None = None
     weights_cost: int = 0
+    weights_fwd_eq: int = 0
+    weights_seconds: float = 0.0
 
     @property
     def budget(self) -> int:
@@ -90,6 +97,8 @@ class Selector:
         self.ctx = ctx
         self.used = torch.zeros(len(ctx.pool), dtype=torch.bool)
         self.forwards = {"setup": 0, "during": 0, "id": 0}
+        self.setup_fwd_eq = 0
+        self.seconds = 0.0
         self.working = torch.empty(0, dtype=torch.long)
         self.epoch = -1
 
@@ -111,7 +120,14 @@ class Selector:
         raise NotImplementedError
 
     def background(self, model: nn.Module, step: int) -> Tensor:
-        """The global background batch at ``step`` (pool indices, CPU)."""
+        """The global background batch at ``step`` (pool indices, CPU); its wall time is
+        counted in ``seconds``."""
+        t0 = time.perf_counter()
+        idx = self._background(model, step)
+        self.seconds += time.perf_counter() - t0
+        return idx
+
+    def _background(self, model: nn.Module, step: int) -> Tensor:
         if self.refresh == "batch":
             idx = self.select_batch(model, step)
         else:
@@ -137,6 +153,8 @@ class Selector:
             "budget": self.ctx.budget,
             "working_set": len(self.working) if self.refresh != "batch" else self.ctx.budget,
             "forwards": dict(self.forwards),
+            "setup_fwd_eq": self.setup_fwd_eq,
+            "seconds": self.seconds,
             "distinct_items": int(self.used.sum()),
         }
 
@@ -146,6 +164,7 @@ class Selector:
             "working": self.working,
             "epoch": self.epoch,
             "forwards": dict(self.forwards),
+            "seconds": self.seconds,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -153,6 +172,7 @@ class Selector:
         self.working = state["working"].clone()
         self.epoch = int(state["epoch"])
         self.forwards = {k: int(v) for k, v in state["forwards"].items()}
+        self.seconds = float(state.get("seconds", 0.0))
 
     def candidates(self, n: int, stream: Stream, key: int) -> Tensor:
         """``n`` distinct pool indices drawn uniformly (``stream`` at ``key``)."""

@@ -32,6 +32,8 @@ class Resampled(Selector):
         super().__init__(ctx)
         self.method = method
         self.forwards["setup"] = ctx.weights_cost
+        self.setup_fwd_eq = ctx.weights_fwd_eq
+        self.seconds = ctx.weights_seconds
 
     def select_once(self) -> Tensor:
         ctx = self.ctx

@@ -20,6 +20,8 @@ class TopKWeight(Selector):
     def __init__(self, ctx: SelectionContext) -> None:
         super().__init__(ctx)
         self.forwards["setup"] = ctx.weights_cost
+        self.setup_fwd_eq = ctx.weights_fwd_eq
+        self.seconds = ctx.weights_seconds
 
     def select_once(self) -> Tensor:
         ctx = self.ctx
