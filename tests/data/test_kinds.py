@@ -96,6 +96,7 @@ def test_loaders_at_default_locations_and_status(tmp_path):
 
     train_x, train_y, test_x, _ = fx.write_cifar10(tmp_path)
     fx.write_tiny_images(tmp_path / "tiny_images.bin", 5)
+    (tmp_path / "80mn_cifar_idxs.txt").write_text("2\n")  # 1-based record indices, one a line
     fx.write_imagenet32(tmp_path / "Imagenet32_train")
     fx.write_tiny_imagenet(tmp_path)
     np.save(tmp_path / "300K_random_images.npy", fx._images(4, 0).transpose(0, 2, 3, 1))
@@ -118,7 +119,8 @@ def test_loaders_at_default_locations_and_status(tmp_path):
     assert isinstance(ood, ImageArray) and torch.equal(ood.data, torch.from_numpy(test_x))
     assert len(load_ood("tiny-imagenet", data_root=tmp_path)) == 3
 
-    assert isinstance(load_background("tinyimages", data_root=tmp_path), TinyImages)
+    tiny = load_background("tinyimages", data_root=tmp_path)
+    assert isinstance(tiny, TinyImages) and len(tiny) == 4
     assert len(load_background("imagenet32", data_root=tmp_path)) == 19
     pool = load_background("random300k", data_root=tmp_path)
     assert isinstance(pool, NpyImages) and len(pool) == 4

@@ -247,7 +247,9 @@ def write_tiny_images(path: Path, n: int) -> np.ndarray:
 
 def test_tiny_images_column_major_records_and_exclusion(tmp_path):
     x = write_tiny_images(tmp_path / "tiny_images.bin", 7)
-    pool = TinyImages(tmp_path / "tiny_images.bin")  # no exclusion file beside it
+    with pytest.raises(UserError, match="80mn_cifar_idxs.txt not found"):
+        TinyImages(tmp_path / "tiny_images.bin")  # no exclusion file beside it
+    pool = TinyImages(tmp_path / "tiny_images.bin", allow_cifar_overlap=True)
     assert len(pool) == 7 and pool.family is None and pool.source is None
     assert torch.equal(pool.get_batch(torch.arange(7)), torch.from_numpy(x))
 

@@ -236,12 +236,16 @@ def load_background(
     data_root: str | os.PathLike | None = None,
     exclude: str | os.PathLike | None = "auto",
     cache_dir: str | os.PathLike | None = None,
+    allow_cifar_overlap: bool = False,
 ) -> pools.ImageSource:
-    """A background pool; ``exclude`` is for tinyimages, ``cache_dir`` for imagenet32."""
+    """A background pool; ``exclude`` and ``allow_cifar_overlap`` are for tinyimages (see
+    :class:`bgresample.data.pools.TinyImages`), ``cache_dir`` for imagenet32."""
     k = get_kind(kind, "background")
     p = resolve_path(k, path, data_root)
     loaders: dict[str, Callable[[], pools.ImageSource]] = {
-        "tinyimages": lambda: pools.TinyImages(p, exclude=exclude, name=k.name),
+        "tinyimages": lambda: pools.TinyImages(
+            p, exclude=exclude, name=k.name, allow_cifar_overlap=allow_cifar_overlap
+        ),
         "imagenet32": lambda: pools.Imagenet32(p, cache_dir=cache_dir, name=k.name),
         "random300k": lambda: pools.NpyImages(p, name=k.name, origin=k.source),
         "npy": lambda: pools.NpyImages(p, name=k.name, origin=k.source),

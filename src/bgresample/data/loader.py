@@ -15,18 +15,30 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from bgresample.data.pools import ImageSource
+from bgresample.errors import UserError
 
 
 class _Decode(Dataset):
     """Item ``key`` (a tensor of indices) is ``source.get_batch(key)``, with the unreadable files
-    this call met (recorded in the worker's copy of the source, handed back to the main one)."""
+    this call met (recorded in the worker's copy of the source, handed back to the main one).
+
+    A UserError (e.g. no file of a folder is readable) is handed back as its message, in place of
+    the batch, for the main process to raise: raised in the worker, torch would re-raise it with
+    the worker's traceback pasted into the message.
+    """
 
     def __init__(self, source: ImageSource) -> None:
         self.source = source
 
-    def __getitem__(self, key: torch.Tensor) -> tuple[torch.Tensor, list[tuple[int, str]]]:
+    def __getitem__(
+        self, key: torch.Tensor
+    ) -> tuple[torch.Tensor | None, list[tuple[int, str, str]], str | None]:
         seen = len(self.source.bad_items())
-        return self.source.get_batch(key), self.source.bad_items(seen)
+        try:
+            x = self.source.get_batch(key)
+        except UserError as e:
+            return None, self.source.bad_items(seen), str(e)
+        return x, self.source.bad_items(seen), None
 
 
 def decodes(source: ImageSource) -> bool:
@@ -60,6 +72,8 @@ def batches(
         pin_memory=pin_memory,
         prefetch_factor=prefetch,
     )
-    for x, bad in loader:
+    for x, bad, error in loader:
         source.add_bad_items(bad)
+        if error is not None:
+            raise UserError(error)
         yield x

@@ -17,7 +17,13 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from bgresample.data.images import DECODE_ERRORS, IMAGE_EXTENSIONS, list_images, load_image
+from bgresample.data.images import (
+    DECODE_ERRORS,
+    IMAGE_EXTENSIONS,
+    list_images,
+    load_image,
+    printable,
+)
 from bgresample.errors import UserError
 
 try:  # numpy >= 2
@@ -36,7 +42,8 @@ RANDOM300K_SOURCE = (
 )
 TINYIMAGES_LAYOUT = (
     "tiny_images.bin: 79,302,016 records of 3072 bytes (32 x 32 x 3 uint8, column-major), "
-    "optionally with 80mn_cifar_idxs.txt (1-based indices of records to exclude) beside it"
+    "with 80mn_cifar_idxs.txt (1-based indices of the records to exclude: the CIFAR-10/100 "
+    "images) beside it"
 )
 TINYIMAGES_SOURCE = (
     "the 80 Million Tiny Images binary (withdrawn by its authors; existing copies only); "
@@ -146,14 +153,21 @@ class TinyImages:
     """80 Million Tiny Images, memory-mapped from ``tiny_images.bin``.
 
     Each 3072-byte record is one 32 x 32 x 3 image in column-major order: pixel ``[h, w, c]`` is
-    byte ``h + 32 * w + 1024 * c``. Records listed in the exclusion file (1-based, one per line;
-    ``exclude="auto"`` uses ``80mn_cifar_idxs.txt`` beside the .bin when present, None uses none)
-    are left out: pool item ``i`` is the ``i``-th remaining record. Opening the full 79M-record
-    file costs O(1) memory apart from the exclusion list.
+    byte ``h + 32 * w + 1024 * c``. Records listed in the exclusion file (1-based, one per line)
+    are left out: pool item ``i`` is the ``i``-th remaining record. ``exclude="auto"`` uses
+    ``80mn_cifar_idxs.txt`` beside the .bin; without it the pool is refused (the .bin holds the
+    CIFAR-10/100 images, test images included, which must not be trained on) unless
+    ``allow_cifar_overlap`` is set. ``exclude=None`` excludes nothing. Opening the full
+    79M-record file costs O(1) memory apart from the exclusion list.
     """
 
     def __init__(
-        self, path: str | os.PathLike, exclude: str | os.PathLike | None = "auto", name: str = ""
+        self,
+        path: str | os.PathLike,
+        exclude: str | os.PathLike | None = "auto",
+        name: str = "",
+        *,
+        allow_cifar_overlap: bool = False,
     ) -> None:
         path = Path(path)
         if path.is_dir():
@@ -182,6 +196,14 @@ class TinyImages:
         self._records = np.memmap(path, dtype=np.uint8, mode="r", shape=(records, RECORD_BYTES))
         if exclude == "auto":
             auto = path.parent / TINYIMAGES_EXCLUDE
+            if not (auto.is_file() or allow_cifar_overlap):
+                raise UserError(
+                    f"{self.name}: {TINYIMAGES_EXCLUDE} not found beside {path} ({auto}); without "
+                    "it the pool keeps the records that are also CIFAR-10/100 images, test images "
+                    "included, so the model would train on test data. Place 80mn_cifar_idxs.txt "
+                    "beside tiny_images.bin (it ships with the Outlier Exposure code, "
+                    "https://github.com/hendrycks/outlier-exposure)"
+                )
             exclude = auto if auto.is_file() else None
         self.exclude_file = None if exclude is None else Path(exclude)
         #: 0-based record indices left out, sorted and unique.
@@ -391,8 +413,10 @@ class FolderImages:
     """Image files in a folder tree, decoded on demand (shorter edge to 32, centre crop).
 
     Items are the image files in sorted path order; ``family`` is an item's first-level subfolder
-    ("" for files at the top) and ``source`` its path relative to ``root``. A file that cannot be
-    decoded is replaced by the next readable item and its path is added to ``skipped``.
+    ("" for files at the top) and ``source`` its path relative to ``root``, both as printable text
+    (bytes of a file name that are not UTF-8 shown as ``\\xNN``). A file that cannot be decoded is
+    replaced by the next readable item and its path is added to ``skipped`` (the reason to
+    ``skip_reasons``).
     ``decodes`` marks a source whose batches are best read in DataLoader worker processes
     (:func:`bgresample.data.loader.batches`).
     """
@@ -416,9 +440,12 @@ class FolderImages:
         if not self.paths:
             raise data_error(self.name, self.root, "no image files in the folder", layout, origin)
         rel = [p.relative_to(self.root) for p in self.paths]
-        self.source: list[str] | None = [r.as_posix() for r in rel]
-        self.family: list[str] | None = [r.parts[0] if len(r.parts) > 1 else "" for r in rel]
-        self._bad: dict[int, str] = {}  # index -> path of files that could not be decoded
+        self.source: list[str] | None = [printable(r.as_posix()) for r in rel]
+        self.family: list[str] | None = [
+            printable(r.parts[0]) if len(r.parts) > 1 else "" for r in rel
+        ]
+        # index -> (printable path, reason) of the files that could not be decoded
+        self._bad: dict[int, tuple[str, str]] = {}
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -426,16 +453,21 @@ class FolderImages:
     @property
     def skipped(self) -> list[str]:
         """Paths of files that could not be decoded, in the order they were met."""
-        return list(self._bad.values())
+        return [path for path, _ in self._bad.values()]
 
-    def bad_items(self, since: int = 0) -> list[tuple[int, str]]:
-        """(index, path) of the unreadable files met so far, from the ``since``-th on."""
-        return list(self._bad.items())[since:]
+    @property
+    def skip_reasons(self) -> dict[str, str]:
+        """Why each file of ``skipped`` could not be decoded, by path."""
+        return dict(self._bad.values())
 
-    def add_bad_items(self, items: list[tuple[int, str]]) -> None:
+    def bad_items(self, since: int = 0) -> list[tuple[int, str, str]]:
+        """(index, path, reason) of the unreadable files met so far, from the ``since``-th on."""
+        return [(i, path, why) for i, (path, why) in list(self._bad.items())[since:]]
+
+    def add_bad_items(self, items: list[tuple[int, str, str]]) -> None:
         """Record unreadable files met elsewhere (in a DataLoader worker process)."""
-        for i, path in items:
-            self._bad.setdefault(i, path)
+        for i, path, why in items:
+            self._bad.setdefault(i, (path, why))
 
     def _read(self, i: int) -> torch.Tensor:
         n = len(self.paths)
@@ -445,9 +477,15 @@ class FolderImages:
                 continue
             try:
                 return load_image(self.paths[j])
-            except DECODE_ERRORS:
-                self._bad[j] = str(self.paths[j])
-        raise UserError(f"{self.name}: none of the {n} image files under {self.root} is readable")
+            except DECODE_ERRORS as e:
+                why = printable(str(e) or type(e).__name__)
+                self._bad[j] = (printable(self.paths[j]), why)
+        first = next(iter(self._bad.values()))
+        raise UserError(
+            f"{self.name}: none of the {n} image files under {printable(self.root)} is readable "
+            f"(e.g. {first[0]}: {first[1]}); check that the folder holds images "
+            f"({', '.join(IMAGE_EXTENSIONS)}) that open in an image viewer"
+        )
 
     def get_batch(self, indices: torch.Tensor) -> torch.Tensor:
         """uint8 B x 3 x 32 x 32 images at ``indices`` (unreadable ones substituted)."""

@@ -39,10 +39,14 @@ class SubsetSource:
     def skipped(self) -> list[str]:
         return list(getattr(self.base, "skipped", []))
 
-    def bad_items(self, since: int = 0) -> list[tuple[int, str]]:
+    @property
+    def skip_reasons(self) -> dict[str, str]:
+        return dict(getattr(self.base, "skip_reasons", {}))
+
+    def bad_items(self, since: int = 0) -> list[tuple[int, str, str]]:
         return self.base.bad_items(since)  # type: ignore[attr-defined]
 
-    def add_bad_items(self, items: list[tuple[int, str]]) -> None:
+    def add_bad_items(self, items: list[tuple[int, str, str]]) -> None:
         self.base.add_bad_items(items)  # type: ignore[attr-defined]
 
 
