@@ -90,6 +90,7 @@ class DataConfig:
     download: bool = _f()
     flip: bool = _f()
     background_flip: bool | None = _f()
+    allow_cifar_overlap: bool = _f()
     workers: int = _f(NON_NEGATIVE_INT)
     validation: ValidationConfig = _f()
     embedded: EmbeddedSizes = _f()

@@ -104,7 +104,9 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
         name = kind
     if data.background is not None:
         kind, path = kinds.parse_spec(data.background)
-        pool = kinds.load_background(kind, path, data_root=root)
+        pool = kinds.load_background(
+            kind, path, data_root=root, allow_cifar_overlap=data.allow_cifar_overlap
+        )
     elif embedded is not None:
         pool = embedded.pool
     else:

@@ -202,7 +202,8 @@ class TinyImages:
                     "it the pool keeps the records that are also CIFAR-10/100 images, test images "
                     "included, so the model would train on test data. Place 80mn_cifar_idxs.txt "
                     "beside tiny_images.bin (it ships with the Outlier Exposure code, "
-                    "https://github.com/hendrycks/outlier-exposure)"
+                    "https://github.com/hendrycks/outlier-exposure), or accept the overlap "
+                    "with --set data.allow_cifar_overlap=true"
                 )
             exclude = auto if auto.is_file() else None
         self.exclude_file = None if exclude is None else Path(exclude)
