@@ -50,7 +50,8 @@ def test_compare_selectors_quick(tmp_path, data_root, capsys):
     res = json.loads((out / "results.json").read_text())
     assert list(res["variants"]) == names and res["seeds"] == [0]
     k = res["budget"]["k"]
-    assert k == 60 and res["budget"]["background_draws"] == 11 * 64
+    # 570 pool items (30 held out for validation), 650 ID training images (72 held out)
+    assert k == 57 and res["budget"]["background_draws"] == 10 * 64
     for v in names:
         entry = res["variants"][v]
         assert set(entry["average"]) == {"fpr95", "auroc", "aupr"}
@@ -58,10 +59,15 @@ def test_compare_selectors_quick(tmp_path, data_root, capsys):
         assert (out / "seed_0" / f"{v}.safetensors").is_file()
     sel = res["selection"]
     assert sel["none"]["total"] == 0 and sel["none"]["distinct_items"] == 0
-    assert sel["resampled"]["setup"] == 10 * 64 and sel["resampled"]["per_epoch"] == 0
-    assert sel["ntom"]["total"] == 11 * 240  # a background epoch = 1 step; 4 k candidates
-    assert sel["dos"]["total"] == 11 * 60  # candidates capped at the k eligible items
+    assert sel["resampled"]["setup"] == 9 * 64 and sel["resampled"]["per_epoch"] == 0
+    assert sel["ntom"]["total"] == 10 * 228  # a background epoch = 1 step; 4 k candidates
+    assert sel["dos"]["total"] == 10 * 57  # candidates capped at the k eligible items
     assert 0 < sel["dos"]["distinct_items"] <= 600
+    # forward-pass equivalents: Algorithm 1 passes ID and pool items forward and backward (3 each)
+    assert sel["resampled"]["fwd_eq"] == 6 * sel["resampled"]["setup"]
+    assert sel["ntom"]["fwd_eq"] == sel["ntom"]["total"]  # scoring passes are forward only
+    assert sel["none"]["seconds"] == 0 and all(sel[v]["seconds"] > 0 for v in names[1:])
+    assert "fwd-eq total" in printed and "seconds" in printed
     assert (out / "figures" / "pareto.png").is_file()
     report = (out / "report.md").read_text()
     assert "Background selectors on the same budget" in report and "figures/pareto.png" in report
