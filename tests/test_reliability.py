@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import save_file
 
 from bgresample import checkpoint
 from bgresample.checkpoint import WriteError, load_model_state, save_model, save_tensors
@@ -146,6 +148,90 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     load_model_state(path, create_model("small_cnn", 8))
 
 
+def test_failed_write_on_a_read_only_file_system_cleans_up_quietly(tmp_path, monkeypatch):
+    path = tmp_path / "report.md"
+    path.write_text("previous")
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(checkpoint.os, "replace", read_only)
+    monkeypatch.setattr(Path, "unlink", read_only)  # the clean-up fails too
+    with pytest.raises(WriteError, match="report.md: Read-only file system; the previous file"):
+        checkpoint.atomic_write_text(path, "new")
+    assert path.read_text() == "previous"
+
+
+def _weights(k: int = 8) -> dict[str, torch.Tensor]:
+    return create_model("small_cnn", k).state_dict()
+
+
+def _ours(k: int = 8) -> dict[str, str]:
+    return {"bgresample": json.dumps({"model_name": "small_cnn", "num_classes": k})}
+
+
+def _nan_weights() -> dict[str, torch.Tensor]:
+    w = _weights()
+    w["fc.weight"][0, 0] = float("nan")
+    return w
+
+
+def _wrong_shape() -> dict[str, torch.Tensor]:
+    w = _weights()
+    w["fc.weight"] = torch.zeros(8, w["fc.weight"].shape[1] + 1)
+    return w
+
+
+@pytest.mark.parametrize(
+    "tensors, metadata, message",
+    [
+        (
+            _wrong_shape,
+            _ours(),
+            r"shape mismatch at fc.weight: \[8, \d+\] in the file, \[8, \d+\] exp",
+        ),
+        (
+            _weights,
+            {"bgresample": "{model_name: small_cnn"},
+            "bgresample metadata that is not JSON",
+        ),
+        (_weights, {"bgresample": "[8]"}, "metadata holding a list, expected a JSON object"),
+        (_nan_weights, _ours(), r"holds NaN or infinite values in 1 tensor\(s\) \(fc.weight\)"),
+        (_weights, None, r"holds \d+ tensors but no bgresample metadata \(model_name, num_classes"),
+        (_weights, {"format": "pt"}, "not written by bgresample; pass a pre-trained checkpoint of"),
+    ],
+    ids=["shapes", "not-json", "not-a-mapping", "nan", "foreign", "foreign-with-metadata"],
+)
+def test_checkpoint_that_passes_the_header_but_not_the_load(tmp_path, tensors, metadata, message):
+    path = tmp_path / "m.safetensors"
+    save_file(tensors(), str(path), metadata=metadata)
+    model = create_model("small_cnn", 8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(UserError, match=message) as e:
+        load_model_state(path, model)
+    assert "\n" not in str(e.value) and "None" not in str(e.value)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # untouched
+
+
+def test_foreign_safetensors_given_to_evaluate_is_one_line(tmp_path, tiny, capsys):
+    path = tmp_path / "foreign.safetensors"
+    save_file(_weights(), str(path))
+    args = ["evaluate", "--checkpoint", str(path), "--out", str(tmp_path / "e"), *tiny]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no bgresample metadata" in err and len(err.splitlines()) == 1
+
+
+def test_stage_state_of_another_stage_is_a_clear_error(tmp_path):
+    path = tmp_path / "x.state.safetensors"
+    save_tensors(path, {"w": torch.zeros(2)}, {"model": "weights"})
+    with pytest.raises(UserError, match="not a training state written by bgresample"):
+        checkpoint.StageState(path).load({"model": create_model("small_cnn", 8)})
+    checkpoint.StageState(path).save(3, {"model": torch.nn.Linear(2, 2)})
+    with pytest.raises(UserError, match="does not fit this stage's model"):
+        checkpoint.StageState(path).load({"model": create_model("small_cnn", 8)})
+
+
 def test_read_only_output_folder_reports_the_error(tmp_path, tiny, capsys):
     if os.geteuid() == 0:
         target = Path("/proc/bgresample-run")  # not creatable, even for root
@@ -239,6 +325,7 @@ def test_checkpoint_of_wrong_class_count_and_occupied_out(tmp_path, tiny, capsys
     assert "small_cnn with 3 classes" in capsys.readouterr().err
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "config.yaml").write_text("seed: 1\n")
+    (tmp_path / "busy" / "meta.json").write_text('{"command": "pretrain", "code_version": "0"}')
     assert main(["pretrain", "--out", str(tmp_path / "busy"), *tiny]) == 2
     assert "already holds a run; pass --overwrite" in capsys.readouterr().err
 

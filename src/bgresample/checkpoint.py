@@ -56,10 +56,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         _remove_quietly(tmp)
         if isinstance(e, WriteError):
             raise
-        raise WriteError(path, e, path.exists()) from None
+        raise WriteError(path, e, _exists(path)) from None
     except BaseException:
         _remove_quietly(tmp)
         raise
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists, for the error message; never raises (unreadable folder)."""
+    try:
+        return os.path.lexists(path)
+    except (OSError, ValueError):
+        return False
 
 
 def _remove_quietly(path: Path) -> None:
@@ -88,7 +96,9 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[
 
 
 def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Load a safetensors file written by :func:`save_tensors` -> (tensors, meta)."""
+    """Load a safetensors file written by :func:`save_tensors` -> (tensors, meta). ``meta`` is
+    ``{}`` for a file without bgresample metadata; metadata that is not a JSON object is a
+    :class:`UserError`."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} not found; pass the .safetensors file a stage wrote")
@@ -101,7 +111,34 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, A
             f"checkpoint {path} is not a readable safetensors file ({e}); "
             "re-run the stage that writes it"
         ) from None
-    return tensors, json.loads(header.get("bgresample", "{}"))
+    raw = header.get("bgresample")
+    if raw is None:
+        return tensors, {}
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        raise UserError(
+            f"checkpoint {path} has bgresample metadata that is not JSON ({raw[:40]!r}...); "
+            "expected the JSON object bgresample writes: the file is damaged or was not written "
+            "by bgresample; re-run the stage that writes it"
+        ) from None
+    if not isinstance(meta, dict):
+        kind = _JSON_KINDS.get(type(meta), "a value")
+        raise UserError(
+            f"checkpoint {path} has bgresample metadata holding {kind}, "
+            "expected a JSON object; the file was not written by bgresample; re-run the stage "
+            "that writes it"
+        )
+    return tensors, meta
+
+
+_JSON_KINDS = {
+    list: "a list",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+}
 
 
 def save_npz(path: str | Path, arrays: dict[str, Any]) -> None:
@@ -146,33 +183,53 @@ def load_model_state(
     ``.safetensors`` files written by bgresample carry the architecture and class count; a
     foreign ``.pt`` / ``.pth`` state dict is checked by its tensor names and shapes.
     """
+    ours = f"{model.model_name} with {model.num_classes} classes"
     if Path(path).suffix in (".pt", ".pth"):
         if not Path(path).is_file():
             raise UserError(f"checkpoint {path} not found")
         tensors, meta = load_foreign(path), {}
-        name, k = model.model_name, model.num_classes
-        own = model.state_dict()
-        bad = [n for n, t in tensors.items() if n in own and own[n].shape != t.shape]
-        if bad:
-            raise UserError(
-                f"checkpoint {path} does not fit {model.model_name} with {model.num_classes} "
-                f"classes (shape mismatch at {bad[0]}); pass {expect} of the same model and dataset"
-            )
     else:
         tensors, meta = load_tensors(path)
         name, k = meta.get("model_name"), meta.get("num_classes")
-    if name != model.model_name or k != model.num_classes:
+        if name is None or k is None:
+            raise UserError(
+                f"checkpoint {path} holds {len(tensors)} tensors but no bgresample metadata "
+                f"(model_name, num_classes): it was not written by bgresample; pass {expect} "
+                f"of {ours} written by `bgresample pretrain` or `finetune`"
+            )
+        if name != model.model_name or k != model.num_classes:
+            hint = f" (or --set model.name={name})" if name != model.model_name else ""
+            raise UserError(
+                f"checkpoint {path} holds {name} with {k} classes, but this run uses {ours}; "
+                f"pass {expect} of the same model and dataset{hint}"
+            )
+    own = model.state_dict()
+    bad = [n for n, t in tensors.items() if n in own and own[n].shape != t.shape]
+    if bad:
+        held, wanted = list(tensors[bad[0]].shape), list(own[bad[0]].shape)
         raise UserError(
-            f"checkpoint {path} holds {name} with {k} classes, but this run uses "
-            f"{model.model_name} with {model.num_classes} classes; pass {expect} of the same "
-            "model and dataset (or --set model.name=" + str(name) + ")"
+            f"checkpoint {path} does not fit {ours} (shape mismatch at {bad[0]}: {held} in "
+            f"the file, {wanted} expected); pass {expect} of the same model and dataset"
         )
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    missing = [n for n in own if n not in tensors]
+    unexpected = [n for n in tensors if n not in own]
     if missing or unexpected:
         raise UserError(
             f"checkpoint {path} does not match {model.model_name}: missing {missing[:3]}, "
             f"unexpected {unexpected[:3]}"
         )
+    broken = [n for n, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()]
+    if broken:
+        raise UserError(
+            f"checkpoint {path} holds NaN or infinite values in {len(broken)} tensor(s) "
+            f"({', '.join(broken[:3])}), expected finite weights: it was saved after training "
+            f"diverged; pass {expect} from a run that trained normally"
+        )
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[-1].strip()
+        raise UserError(f"checkpoint {path} does not fit {ours} ({first})") from None
     return meta
 
 
@@ -244,11 +301,26 @@ class StageState:
         if self.path is None or not self.path.is_file():
             return 0, {}
         tensors, meta = load_tensors(self.path)
+        fix = "delete it to restart the stage, or start a new run with --overwrite"
+        state = meta.get("state")
+        if not isinstance(state, dict) or not isinstance(meta.get("step"), int):
+            raise UserError(
+                f"{self.path} is not a training state written by bgresample (its metadata has "
+                f"no step and state); {fix}"
+            )
         for name, part in parts.items():
-            state = unflatten(meta["state"][name], tensors)
-            if isinstance(part, torch.optim.Optimizer):
-                state = _int_keys(state)
-            part.load_state_dict(state)
+            if name not in state:
+                raise UserError(f"{self.path} holds no state of {name!r}; {fix}")
+            try:
+                value = unflatten(state[name], tensors)
+                if isinstance(part, torch.optim.Optimizer):
+                    value = _int_keys(value)
+                part.load_state_dict(value)
+            except (KeyError, ValueError, TypeError, RuntimeError) as e:
+                first = (str(e).strip().splitlines() or [type(e).__name__])[-1].strip()
+                raise UserError(
+                    f"{self.path} does not fit this stage's {name} ({first}); {fix}"
+                ) from None
         log.info("resumed %s at step %d", self.path.name, meta["step"])
         return int(meta["step"]), meta.get("extra", {})
 

@@ -13,6 +13,7 @@ from bgresample import config as C
 from bgresample import dist, scalars
 from bgresample.checkpoint import WriteError
 from bgresample.errors import UserError
+from bgresample.runfolder import release_locks
 from bgresample.scores import parse_scores
 
 log = logging.getLogger("bgresample")
@@ -221,12 +222,28 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, WriteError) as e:
         print(f"{where}bgresample {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # any other file-system error: one line naming the file
+        print(f"{where}bgresample {args.command}: error: {_os_error(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print(f"{where}bgresample {args.command}: interrupted", file=sys.stderr)
+        print(f"{where}bgresample {args.command}: {_interrupted(args.command)}", file=sys.stderr)
         return 130
     finally:
+        release_locks()
         scalars.close()
         dist.shutdown()
+
+
+def _os_error(e: OSError) -> str:
+    what = e.strerror or str(e)
+    return f"{e.filename}: {what}" if e.filename else what
+
+
+def _interrupted(command: str) -> str:
+    """How to go on after Ctrl-C: commands with run folders resume, the others just re-run."""
+    if command in ("datasets", "report", "compare"):
+        return "interrupted; run the same command again"
+    return "interrupted; continue with the same command and --resume"
 
 
 def _dispatch(args: argparse.Namespace) -> int:

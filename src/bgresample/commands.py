@@ -36,7 +36,13 @@ from bgresample.reports.compare import compare_runs, compare_text
 from bgresample.reports.selectors import summary_table
 from bgresample.resampling import composition, read_manifest, select, write_manifest
 from bgresample.rng import Stream, generator
-from bgresample.runfolder import prepare_run_folder, setup_logging, write_json
+from bgresample.runfolder import (
+    lock_run_folder,
+    prepare_run_folder,
+    read_run_meta,
+    setup_logging,
+    write_json,
+)
 from bgresample.selectors import FixedSubset, SelectionContext, build_selector
 
 log = logging.getLogger("bgresample")
@@ -247,7 +253,14 @@ def cmd_datasets(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    path = build_report(args.run_dir, args.data_root)
+    run = Path(args.run_dir)
+    # locked like a stage writing into it, so that a report never mixes with a running command
+    lock = lock_run_folder(run) if read_run_meta(run) is not None else None
+    try:
+        path = build_report(run, args.data_root)
+    finally:
+        if lock is not None:
+            lock.release()
     print(f"report: {path} and {path.with_suffix('.html')}")
 
 

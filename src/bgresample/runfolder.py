@@ -1,9 +1,17 @@
-"""Run folders: every command writes its resolved config, seeds, code version and a log there."""
+"""Run folders: every command writes its resolved config, seeds, code version and a log there.
+
+A run folder is one that bgresample created: its ``meta.json`` carries a ``code_version``. Only
+empty (or new) folders and run folders are written into; a command holds ``.lock`` in the folder
+(an ``flock``, released when the command ends or its process dies) so that two commands never
+write into the same folder at once. ``--resume`` continues a run only with the settings it was
+started with (:data:`RESUMABLE_CHANGES` lists what may differ).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import subprocess
 import sys
@@ -12,13 +20,27 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 import bgresample
 from bgresample import config as C
-from bgresample.checkpoint import atomic_write_text
+from bgresample.checkpoint import WriteError, atomic_write_text
 from bgresample.errors import UserError
 
+try:
+    import fcntl
+except ImportError:  # not on POSIX: no locking
+    fcntl = None  # type: ignore[assignment]
+
 log = logging.getLogger("bgresample")
+
+LOCK_NAME = ".lock"
+
+#: Config keys that may differ between a run and its ``--resume``: they change where the data
+#: is read from and how fast, not the results. ``run.seeds`` may only grow (more seeds).
+RESUMABLE_CHANGES = ("device", "data.workers", "data.root", "accel.*", "a larger run.seeds")
+
+_ABSENT = object()
 
 
 def code_version() -> str:
@@ -36,6 +58,214 @@ def code_version() -> str:
     return f"{bgresample.__version__}+{sha}" if sha else bgresample.__version__
 
 
+# -- the lock ----------------------------------------------------------------------------------
+
+
+class RunLock:
+    """An exclusive ``flock`` on ``folder/.lock``, which names its holder (pid, host, start) in
+    JSON. The kernel drops it when the holder's process dies, so a stale file never blocks."""
+
+    def __init__(self, folder: Path, fd: int | None) -> None:
+        self.path = folder / LOCK_NAME
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def lock_run_folder(folder: str | Path) -> RunLock:
+    """Take the lock of ``folder`` (which must exist) without waiting; a :class:`UserError`
+    naming the holder's pid and host if another command holds it. Locks are per open file, so a
+    second lock of the same folder in this process is refused too."""
+    folder = Path(folder)
+    if fcntl is None:
+        return RunLock(folder, None)
+    path = folder / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise WriteError(path, e, False) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _describe_holder(fd)
+        os.close(fd)
+        raise UserError(
+            f"{folder} is in use by another bgresample command ({holder}); wait for it to "
+            "finish, or choose another --out"
+        ) from None
+    except OSError:  # a file system without locks (some network mounts): go on unlocked
+        return RunLock(folder, fd)
+    info = {
+        "pid": os.getpid(),
+        "host": platform.node(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+    except OSError:
+        pass  # the lock holds without its description
+    return RunLock(folder, fd)
+
+
+def _describe_holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        return f"pid {int(info['pid'])} on host {info['host']}, started {info['started']}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "a process that has not yet written its pid"
+
+
+_held: list[RunLock] = []
+
+
+def release_locks() -> None:
+    """Release the locks :func:`prepare_run_folder` took (the CLI calls this when a command
+    ends, however it ends)."""
+    while _held:
+        _held.pop().release()
+
+
+# -- what a folder holds -------------------------------------------------------------------------
+
+
+def _is_ours(name: str) -> bool:
+    """The lock, and temporary files of an interrupted atomic write."""
+    return name == LOCK_NAME or (name.startswith(".") and name.endswith(".tmp"))
+
+
+def read_run_meta(folder: Path) -> dict[str, Any] | None:
+    """``meta.json`` of a folder bgresample wrote (one with a ``code_version``), else None."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and "code_version" in meta else None
+
+
+def _check_folder(out: Path, overwrite: bool, resume: bool) -> dict[str, Any] | None:
+    """The ``meta.json`` of the run in ``out``, or None when ``out`` is new or empty; refuses a
+    folder that is not a run, and a run without ``--overwrite`` / ``--resume``."""
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder; choose another --out")
+    try:
+        names = sorted(n for n in os.listdir(out) if not _is_ours(n))
+    except OSError as e:
+        raise UserError(
+            f"cannot read the folder {out}: {e.strerror}; choose another --out"
+        ) from None
+    if not names:
+        return None
+    meta = read_run_meta(out)
+    if meta is None:
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        raise UserError(
+            f"{out} is not empty and is not a bgresample run folder (it holds {shown}); "
+            "bgresample writes only into new or empty folders and its own runs, even with "
+            "--overwrite; choose an empty or new --out"
+        )
+    if not (overwrite or resume):
+        raise UserError(
+            f"{out} already holds a run; pass --overwrite to replace it, --resume to continue "
+            "it, or choose another --out"
+        )
+    return meta
+
+
+# -- comparing settings on --resume ------------------------------------------------------------
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d} if prefix else {}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def _allowed(key: str, old: Any, new: Any) -> bool:
+    if key in ("device", "data.workers", "data.root") or key.startswith("accel."):
+        return True
+    if key == "run.seeds":
+        return isinstance(old, int) and isinstance(new, int) and new >= old
+    return False
+
+
+def _show(v: Any) -> str:
+    if v is _ABSENT:
+        return "(absent)"
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, list | dict) or (isinstance(v, str) and not v.isprintable()):
+        return json.dumps(v)
+    return str(v)
+
+
+def config_changes(saved: dict[str, Any], cfg: C.Config) -> list[tuple[str, Any, Any]]:
+    """(dotted key, old, new) for every value of ``cfg`` that differs from ``saved`` (a run's
+    ``config.yaml``), both read as YAML so that they compare as written."""
+    old = _flatten(saved)
+    new = _flatten(yaml.safe_load(C.dump(cfg)))
+    keys = list(new) + [k for k in old if k not in new]
+    return [
+        (k, old.get(k, _ABSENT), new.get(k, _ABSENT))
+        for k in keys
+        if old.get(k, _ABSENT) != new.get(k, _ABSENT)
+    ]
+
+
+def check_resume(out: Path, cfg: C.Config) -> bool:
+    """Refuse ``--resume`` with settings other than the run's (beyond
+    :data:`RESUMABLE_CHANGES`); returns whether ``run.seeds`` grew."""
+    path = out / "config.yaml"
+    how = (
+        f"resume with the settings in {path} (e.g. --config {path}; only "
+        f"{', '.join(RESUMABLE_CHANGES[:-1])} and {RESUMABLE_CHANGES[-1]} may change), or "
+        "start a new run with another --out or --overwrite"
+    )
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(
+            f"--resume: {out} has no config.yaml, so its settings are unknown; start a new run "
+            "with --overwrite or another --out"
+        ) from None
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise UserError(f"--resume: cannot read {path} ({e}); {how}") from None
+    if not isinstance(saved, dict):
+        raise UserError(f"--resume: {path} does not hold a config mapping; {how}")
+    changes = config_changes(saved, cfg)
+    refused = [c for c in changes if not _allowed(*c)]
+    if refused:
+        shown = "; ".join(f"{k}: {_show(a)} -> {_show(b)}" for k, a, b in refused[:5])
+        more = f"; and {len(refused) - 5} more" if len(refused) > 5 else ""
+        raise UserError(
+            f"--resume: the settings differ from those the run in {out} was started with "
+            f"({shown}{more}); {how}"
+        )
+    return any(k == "run.seeds" for k, _, _ in changes)
+
+
+# -- preparing the folder ----------------------------------------------------------------------
+
+
 def prepare_run_folder(
     out: str | Path,
     cfg: C.Config,
@@ -45,38 +275,58 @@ def prepare_run_folder(
     resume: bool = False,
     write: bool = True,
 ) -> Path:
-    """Create ``out``, refuse to clobber another run, write ``config.yaml`` and ``meta.json``.
+    """Create ``out``, lock it, refuse to clobber another run, write ``config.yaml`` and
+    ``meta.json``.
 
-    A folder that already holds a run (a ``config.yaml``) is refused unless ``overwrite`` or
-    ``resume`` is given. ``write=False`` (non-zero ranks) only returns the path.
+    Only a new or empty folder or a bgresample run folder is accepted; a run is refused unless
+    ``overwrite`` or ``resume`` is given, and ``resume`` only with the run's settings (a grown
+    ``run.seeds`` is written back to ``config.yaml``; ``meta.json`` keeps its content and lists
+    each resume under ``resumed``). The folder stays locked (:func:`release_locks`).
+    ``write=False`` (non-zero ranks) only returns the path.
     """
     out = Path(out)
     if not write:
         return out
-    existing = out / "config.yaml"
-    if existing.exists() and not (overwrite or resume):
-        raise UserError(
-            f"{out} already holds a run; pass --overwrite to replace it, --resume to continue "
-            "it, or choose another --out"
-        )
+    _check_folder(out, overwrite, resume)  # before anything is created in a foreign folder
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(
             f"cannot create the run folder {out}: {e.strerror}; choose another --out"
         ) from None
-    atomic_write_text(existing, C.dump(cfg))
-    meta = {
-        "command": command,
-        "argv": sys.argv,
-        "seed": cfg.seed,
-        "code_version": code_version(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "host": platform.node(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    atomic_write_text(out / "meta.json", json.dumps(meta, indent=2))
+    lock = lock_run_folder(out)
+    try:
+        meta = _check_folder(out, overwrite, resume)  # again, now that nobody else writes
+        stamp = {
+            "argv": sys.argv,
+            "code_version": code_version(),
+            "host": platform.node(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        if resume and meta is not None:
+            if check_resume(out, cfg):
+                atomic_write_text(out / "config.yaml", C.dump(cfg))
+            earlier = meta.get("resumed")
+            earlier = earlier if isinstance(earlier, list) else []
+            meta["resumed"] = [*earlier, {"command": command, **stamp}]
+            atomic_write_text(out / "meta.json", json.dumps(meta, indent=2))
+        else:
+            fresh = {
+                "command": command,
+                "argv": stamp["argv"],
+                "seed": cfg.seed,
+                "code_version": stamp["code_version"],
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "host": stamp["host"],
+                "started": stamp["started"],
+            }
+            atomic_write_text(out / "meta.json", json.dumps(fresh, indent=2))
+            atomic_write_text(out / "config.yaml", C.dump(cfg))
+    except BaseException:
+        lock.release()
+        raise
+    _held.append(lock)
     return out
 
 
@@ -91,8 +341,13 @@ def setup_logging(out: Path | None, quiet: bool = False, write: bool = True) -> 
         h.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(h)
     if out is not None and write:
-        out.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(out / "log.txt")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            fh = logging.FileHandler(out / "log.txt")
+        except OSError as e:
+            raise UserError(
+                f"cannot write the log file {out / 'log.txt'}: {e.strerror}; choose another --out"
+            ) from None
         fh.setFormatter(fmt)
         log.addHandler(fh)
 

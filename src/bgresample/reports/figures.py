@@ -15,6 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from bgresample.checkpoint import atomic_write
 from bgresample.metrics import ood_metrics
 
 if TYPE_CHECKING:
@@ -61,14 +62,20 @@ def new_figure(inches: tuple[float, float], layout: str | None = "constrained") 
 
 
 def save_figure(fig: Figure, stem: Path, svg: bool = True) -> Path:
-    """Write ``stem.png`` (and ``stem.svg``) without timestamps; returns the PNG's path."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``stem.png`` (and ``stem.svg``) without timestamps, atomically (a failed write
+    keeps the previous file and raises :class:`~bgresample.checkpoint.WriteError`); returns the
+    PNG's path."""
     png = stem.with_suffix(".png")
     with mpl.rc_context(STYLE):
-        fig.savefig(png, dpi=DPI, metadata={"Software": None})
+        atomic_write(
+            png, lambda fh: fig.savefig(fh, format="png", dpi=DPI, metadata={"Software": None})
+        )
         if svg and fig.get_layout_engine() is not None:
             fig.set_layout_engine("none")  # keep the layout just computed; no second solve
-            fig.savefig(stem.with_suffix(".svg"), metadata={"Date": None, "Creator": None})
+            meta = {"Date": None, "Creator": None}
+            atomic_write(
+                stem.with_suffix(".svg"), lambda fh: fig.savefig(fh, format="svg", metadata=meta)
+            )
     return png
 
 
