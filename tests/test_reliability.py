@@ -288,6 +288,14 @@ def test_pool_with_broken_files_completes_and_reports_skips(tmp_path, tiny, capl
     assert "sixteen.png" not in log  # 16-bit PNGs are converted, not skipped
 
 
+def test_a_binary_config_file_is_one_line(tmp_path, tiny, capsys):
+    bad = tmp_path / "config.yaml"
+    bad.write_bytes(bytes(range(256)))
+    assert main(["run", "--out", str(tmp_path / "run"), *tiny, "--config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not a text (UTF-8) file" in err and len(err.splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [
@@ -308,6 +316,17 @@ def test_pool_with_broken_files_completes_and_reports_skips(tmp_path, tiny, capl
             "fewer than one batch",
         ),
         (["--set", "nosuch.key=1"], "unknown config key 'nosuch'"),
+        (["--set", "resample.eps=abc"], "resample.eps='abc' is invalid: expected a number"),
+        (["--set", "resample.eps=null"], "resample.eps=null is invalid"),
+        (["--set", "resample=5"], "resample must be a mapping with the keys"),
+        (["--set", "resample.batch_size=1.5"], "expected a positive integer"),
+        (["--set", "seed=abc"], "seed='abc' is invalid: expected a non-negative integer"),
+        (["--set", "resample.momentum=-1"], "expected a non-negative number"),
+        (["--set", "pretrain.epochs=-1"], "pretrain.epochs=-1 is invalid"),
+        (["--set", "data.embedded.pool_size=0"], "data.embedded.pool_size=0 is invalid"),
+        (["--set", "model.kwargs.foo=1"], "unexpected keyword argument 'foo'; valid keys: dropout"),
+        (["--set", "data.embedded.family_shares.stars=1"], "family_shares.stars'"),
+        (["--set", "data.validation.id_fraction=1"], "data.validation.id_fraction=1 is invalid"),
     ],
 )
 def test_bad_arguments_give_one_clear_line(extra, message, tiny, tmp_path, capsys):
