@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from bgresample.checkpoint import atomic_write
 from bgresample.data.base import ImageArray, LabeledImages
 
 #: Bump when the generator changes so that stale caches are rebuilt (it is part of the cache key).
@@ -442,10 +443,7 @@ def load_embedded(
             arrays = None  # corrupt cache: rebuild
     if arrays is None:
         arrays = generate(config, seed)
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        atomic_write(path, lambda fh: np.savez(fh, **arrays))
     families = sorted(FAMILY_SHARES)
     pool = ImageArray(
         torch.from_numpy(arrays["pool_x"]),
