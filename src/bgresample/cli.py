@@ -135,7 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for compare.md and compare.csv")
 
     p = sub.add_parser("datasets", help="list dataset kinds, their layouts, and what DIR holds")
-    p.add_argument("--data-root", required=True, help="the data directory to look in")
+    p.add_argument(
+        "--data-root",
+        help="the data directory to look in (default: $BGRESAMPLE_DATA, else "
+        "$XDG_CACHE_HOME/bgresample or ~/.cache/bgresample)",
+    )
 
     p = sub.add_parser("run", help="the whole experiment: Tables 2 and 3 over several seeds")
     _common(p, out_required=False)

@@ -241,10 +241,12 @@ def _experiment(
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
+    from bgresample.data.embedded import default_data_root
     from bgresample.data.kinds import status
 
-    print(f"Dataset kinds under {args.data_root}:")
-    for row in status(args.data_root):
+    root = args.data_root or str(default_data_root())
+    print(f"Dataset kinds under {root}:")
+    for row in status(root):
         mark = "found  " if row.found else "missing"
         generated = row.path is None and row.found
         where = "(generated)" if generated else (row.path or "(give KIND:PATH)")

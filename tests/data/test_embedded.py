@@ -115,3 +115,16 @@ def test_noise_sets_follow_method_md():
     assert u.min() >= -1 and u.max() <= 1 and abs(float(u.std()) - 2 / 12**0.5) < 0.01
     with pytest.raises(ValueError, match="expected one of"):
         noise_ood("pink", 1, 0)
+
+
+def test_default_data_root_is_a_cache_never_the_current_directory(monkeypatch, tmp_path):
+    from bgresample.data.embedded import default_data_root
+
+    monkeypatch.setenv("BGRESAMPLE_DATA", str(tmp_path / "mine"))
+    assert default_data_root() == tmp_path / "mine"
+    monkeypatch.delenv("BGRESAMPLE_DATA")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_data_root() == tmp_path / "xdg" / "bgresample"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_data_root() == tmp_path / "home" / ".cache" / "bgresample"

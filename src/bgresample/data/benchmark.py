@@ -7,6 +7,7 @@ specs ``KIND:PATH`` (``data.id``, ``data.background``, ``evaluate.ood``; see
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -15,13 +16,21 @@ from typing import Any
 from bgresample.config import Config
 from bgresample.data import kinds
 from bgresample.data.base import LabeledImages
-from bgresample.data.embedded import OOD_SETS, UNSHARED_OOD_SETS, EmbeddedConfig, load_embedded
+from bgresample.data.embedded import (
+    OOD_SETS,
+    UNSHARED_OOD_SETS,
+    EmbeddedConfig,
+    default_data_root,
+    load_embedded,
+)
 from bgresample.data.pools import ImageSource
 from bgresample.data.validation import HOLDOUT, split_id, split_pool
 from bgresample.errors import UserError
 
 #: Set to 1 only for test fixtures: skips torchvision's md5 check of CIFAR / SVHN files.
 SKIP_INTEGRITY_ENV = "BGRESAMPLE_SKIP_INTEGRITY_CHECK"
+
+log = logging.getLogger("bgresample")
 
 
 @dataclass
@@ -84,7 +93,8 @@ def _same_name(name: str, first: str, second: str) -> UserError:
 def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark:
     """Load ID data, the background pool and the OOD sets that the config names."""
     data = cfg.data
-    root = data.root
+    root = data.root if data.root is not None else str(default_data_root())
+    log.info("data root: %s", root)
     check = os.environ.get(SKIP_INTEGRITY_ENV) != "1"
     download = data.download
     wanted = ood_names if ood_names is not None else cfg.evaluate.ood

@@ -421,8 +421,12 @@ def _cache_key(config: EmbeddedConfig, seed: int) -> str:
 
 
 def default_data_root() -> Path:
-    """``$BGRESAMPLE_DATA`` if set, else ``./data``."""
-    return Path(os.environ.get("BGRESAMPLE_DATA", "data"))
+    """``$BGRESAMPLE_DATA`` if set, else ``$XDG_CACHE_HOME/bgresample`` (``~/.cache/bgresample``):
+    never the current directory."""
+    if os.environ.get("BGRESAMPLE_DATA"):
+        return Path(os.environ["BGRESAMPLE_DATA"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache).expanduser() / "bgresample"
 
 
 def load_embedded(
