@@ -230,12 +230,15 @@ def _experiment(
     """The experiment over seeds with the variants ``names``, its report, and ``summary`` of
     the results printed."""
     out, env, bench = _start(args, cfg)
+    quick = bool(getattr(args, "quick", False))
     results = run_experiment(
-        cfg, names, bench, out, env.accel, quiet=args.quiet, resume=args.resume
+        cfg, names, bench, out, env.accel, quiet=args.quiet, resume=args.resume, quick=quick
     )
     _report_skipped(bench)
     if dist.info().is_main:
         build_report(out, cfg.data.root)
+        if quick:
+            print(tables.QUICK_BANNER)
         print(summary(results))
         print(tables.CONVENTION_NOTE[results["convention"]])
 

@@ -160,3 +160,9 @@ def test_run_quick_writes_report_with_all_variants(tiny, tmp_path, capsys):
     assert res["variants"]["random"]["subset_size"] == round(0.1 * res["pool_size"])
     printed = capsys.readouterr().out
     assert "Average" in printed
+    # a smoke test says so, in the terminal and in both reports
+    assert res["quick"] is True and printed.startswith("SMOKE TEST (--quick)")
+    assert (
+        "SMOKE TEST (--quick)" in report
+        and "SMOKE TEST (--quick)" in (out / "report.html").read_text()
+    )

@@ -174,9 +174,11 @@ def run_experiment(
     *,
     quiet: bool = False,
     resume: bool = False,
+    quick: bool = False,
 ) -> dict[str, Any]:
     """Pre-train, then :func:`run_seed` for each of ``run.seeds`` seeds with the variants
-    ``names``; write ``results.json``. Returns the results aggregated over seeds."""
+    ``names``; write ``results.json`` (marked as a smoke test with ``quick``). Returns the
+    results aggregated over seeds."""
     t_start = time.perf_counter()
     env = Env(accel, cfg.seed, bench.flip, quiet, bench.background_flip)
     pre_path = ensure_pretrained(cfg, bench, out, env, resume)
@@ -200,6 +202,8 @@ def run_experiment(
     results["benchmark"] = bench.name
     results["pool_size"] = len(bench.pool)
     results["ood_sets"] = list(bench.ood)
+    if quick:
+        results["quick"] = True
     if dist.info().is_main:
         write_json(out / "results.json", results)
     return results

@@ -43,8 +43,10 @@ def _header(results: dict[str, Any], cfg: Config, meta: dict[str, Any]) -> list[
     bench = benchmark_name(results, cfg)
     variants = list(results["variants"])
     seeds = results.get("seeds", [meta.get("seed", cfg.seed)])
+    banner = [Text(f"**{tables.QUICK_BANNER}**")] if results.get("quick") else []
     return [
         Heading(f"bgresample {meta.get('command', 'run')} report: {benchmark_title(bench)}", 1),
+        *banner,
         Text(
             f"Benchmark **{bench}**, background pool of {results.get('pool_size', '?')} items, "
             f"model `{cfg.model.name}`, seeds {seeds}, γ = {cfg.select.gamma} "

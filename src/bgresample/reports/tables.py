@@ -69,6 +69,13 @@ def _cell(m: dict[str, Any]) -> str:
     return " / ".join(_pm(m[k]) for k in METRICS)
 
 
+#: Printed, and put at the top of the report, for a ``--quick`` run.
+QUICK_BANNER = (
+    "SMOKE TEST (--quick): a tiny configuration (4,000 pool images, 8 pre-training and 4 "
+    "fine-tuning epochs, 2 seeds) that checks the pipeline end to end; its numbers say nothing "
+    "about the method. Run without --quick for results."
+)
+
 #: The averages over OOD sets, and their row labels.
 AVERAGE_LABELS = {
     "average": "Average",
