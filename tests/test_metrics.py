@@ -37,11 +37,12 @@ def test_hand_values_with_ties():
     assert aupr_out(ID, OOD) == pytest.approx(0.5 + 0.25 + 0.25 * 4 / 7)
     # AUPR-In, ID positive, t descending: t=0.9: R .25 P 1; t=0.8: R .75 P 3/4; t=0.3: R 1 P 4/5.
     assert aupr_in(ID, OOD) == pytest.approx(0.25 + 0.5 * 0.75 + 0.25 * 0.8)
+    both = {"aupr_in": 82.5, "aupr_out": 100 * (0.75 + 1 / 7)}  # under their own names
     assert ood_metrics(ID, OOD) == pytest.approx(
-        {"fpr95": 75.0, "auroc": 87.5, "aupr": 100 * (0.75 + 1 / 7)}
+        {"fpr95": 75.0, "auroc": 87.5, "aupr": 100 * (0.75 + 1 / 7), **both}
     )
     assert ood_metrics(ID, OOD, "id-positive") == pytest.approx(
-        {"fpr95": 25.0, "auroc": 87.5, "aupr": 82.5}
+        {"fpr95": 25.0, "auroc": 87.5, "aupr": 82.5, **both}
     )
 
 
@@ -290,15 +291,15 @@ def test_evaluate_protocol_structure_and_averages():
         for key in ("fpr95", "auroc", "aupr"):
             values = np.array([run[key] for run in set_runs])
             assert result["ood"][name][key]["mean"] == pytest.approx(values.mean())
-            assert result["ood"][name][key]["std"] == pytest.approx(values.std(ddof=0))
+            assert result["ood"][name][key]["std"] == pytest.approx(values.std(ddof=1))
     for key in ("fpr95", "auroc", "aupr"):
         everything = np.array([run[key] for set_runs in runs.values() for run in set_runs])
         assert everything.size == 20
         assert result["average"][key]["mean"] == pytest.approx(everything.mean())
-        assert result["average"][key]["std"] == pytest.approx(everything.std())
+        assert result["average"][key]["std"] == pytest.approx(everything.std(ddof=1))
         clean = np.array([run[key] for n in ("textures", "svhn") for run in runs[n]])
         assert result["average_no_noise"][key]["mean"] == pytest.approx(clean.mean())
-        assert result["average_no_noise"][key]["std"] == pytest.approx(clean.std())
+        assert result["average_no_noise"][key]["std"] == pytest.approx(clean.std(ddof=1))
     # The small set is used whole every time: zero spread.
     assert result["ood"]["svhn"]["auroc"]["std"] == 0.0
     assert result["ood"]["svhn"]["auroc"]["mean"] == pytest.approx(
@@ -342,6 +343,8 @@ def test_accuracy_and_summarize():
         accuracy(logits, targets[:3])
     with pytest.raises(ValueError, match="empty"):
         accuracy(np.zeros(0, dtype=int), np.zeros(0, dtype=int))
-    assert summarize([1.0, 2.0, 3.0, 4.0]) == pytest.approx({"mean": 2.5, "std": np.sqrt(1.25)})
+    # sample std (ddof=1), as usual over seeds; a single value has std 0
+    assert summarize([1.0, 2.0, 3.0, 4.0]) == pytest.approx({"mean": 2.5, "std": np.sqrt(5 / 3)})
+    assert summarize([7.0]) == {"mean": 7.0, "std": 0.0}
     with pytest.raises(ValueError, match="empty"):
         summarize([])

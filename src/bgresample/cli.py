@@ -115,6 +115,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--gamma", type=float, help="subset ratio in (0, 1] (config: select.gamma)")
 
+    p = sub.add_parser(
+        "export",
+        help="write a background subset as a dataset other tools read (.npy or PNG folder)",
+        description="Write the pool items of a subset as images.npy (N x 32 x 32 x 3 uint8, the "
+        "layout of Outlier Exposure's 300K_random_images.npy) or images/ (one PNG per item, "
+        "named by pool index, in family subfolders when the pool has families), with "
+        "export.csv (export_row, index, weight, family, source, file). Give the config of the "
+        "run (--config, --set, --background, --data-root): pool indices, in manifests and "
+        "weights alike, refer to the pool without its validation hold-out "
+        "(data.validation.pool_fraction), so the pool must be loaded as `select` / `run` "
+        "loaded it.",
+    )
+    _common(p)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--subset", help="subset manifest CSV (from `select` or `run`)")
+    which.add_argument("--weights", help="weights.safetensors from `resample`: export the top-k")
+    k = p.add_mutually_exclusive_group()
+    k.add_argument("--top-k", type=int, help="with --weights: the K items of largest weight")
+    k.add_argument(
+        "--gamma",
+        type=float,
+        help="with --weights: the round(gamma N) items of largest weight (config: select.gamma)",
+    )
+    p.add_argument("--format", choices=["npy", "folder"], default="npy", help="default: npy")
+    p.add_argument("--batch-size", type=int, default=1024, help="images read and written per step")
+
     p = sub.add_parser("finetune", help="fine-tune a pre-trained model with background data")
     _common(p, background_flag=False)
     p.add_argument("--checkpoint", required=True, help="pre-trained model .safetensors")

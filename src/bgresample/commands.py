@@ -16,7 +16,7 @@ from bgresample.config import Config
 from bgresample.data.benchmark import Benchmark, load_benchmark
 from bgresample.engine.accel import Accel
 from bgresample.engine.env import Env
-from bgresample.engine.evaluate import evaluate
+from bgresample.engine.evaluate import evaluate, protocol_for
 from bgresample.engine.experiment import (
     RESULTS_SCHEMA,
     build_model,
@@ -98,18 +98,23 @@ def cmd_evaluate(args: argparse.Namespace, cfg: Config) -> None:
         model,
         bench.test,
         bench.ood,
-        cfg.evaluate,
+        protocol_for(cfg.evaluate, len(bench.test), bench.ood),
         accel=env.accel,
         seed=cfg.seed,
         scores=names,
         train=bench.train,
+        groups=bench.groups,
     )
     results = {
         "schema": RESULTS_SCHEMA,
         "variants": {args.variant: res},
         "convention": res["convention"],
         "checkpoint": str(args.checkpoint),
-        "protocol": {"ratio": cfg.evaluate.ratio, "repeats": cfg.evaluate.repeats},
+        "protocol": {
+            "name": cfg.evaluate.protocol,
+            "ratio": cfg.evaluate.ratio,
+            "repeats": cfg.evaluate.repeats,
+        },
         "scores": names,
     }
     _report_skipped(bench)
@@ -272,3 +277,47 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     print(compare_text(args.run_dirs))
     print(f"written: {compare_runs(args.run_dirs, args.out)}")
+
+
+def cmd_export(args: argparse.Namespace, cfg: Config) -> None:
+    """Write a background subset (``--subset`` manifest, or the top items of ``--weights``) as
+    ``images.npy`` (N x 32 x 32 x 3 uint8, the 300K Random Images layout) or ``images/`` (PNGs),
+    with ``export.csv``. The pool is the training view of ``load_benchmark`` (without the
+    validation hold-out), the one that ``select`` / ``run`` index."""
+    from bgresample.data.export import export_pool, subset_from_manifest, top_k
+    from bgresample.resampling.selection import subset_size
+
+    if args.subset and (args.top_k is not None or args.gamma is not None):
+        raise UserError("--top-k / --gamma choose items by --weights; with --subset leave them out")
+    main = dist.info().is_main
+    out = prepare_run_folder(
+        args.out, cfg, args.command, overwrite=args.overwrite, resume=args.resume, write=main
+    )
+    setup_logging(out, args.quiet or not main, write=main)
+    bench = load_benchmark(cfg)
+    pool = bench.pool
+    n = len(pool)
+    if args.subset:
+        idx, w = subset_from_manifest(args.subset, pool)
+        origin: dict[str, Any] = {"subset": str(args.subset)}
+    else:
+        weights = load_resampler(args.weights).weights().cpu()
+        if len(weights) != n:
+            raise UserError(
+                f"{args.weights} holds {len(weights)} weights but the pool has {n} items; "
+                "use the weights learned on this pool (and config)"
+            )
+        k = args.top_k if args.top_k is not None else subset_size(n, cfg.select.gamma)
+        idx = top_k(weights, k)
+        w = weights[idx]
+        origin = {"weights": str(args.weights), "top_k": k}
+    if not main:
+        return
+    done = export_pool(
+        pool, idx, out, args.format, weights=w, chunk=args.batch_size, quiet=args.quiet
+    )
+    summary = {"format": done.format, "count": done.count, "pool_size": n, **origin}
+    summary["path"], summary["manifest"] = done.path.name, done.manifest.name
+    write_json(out / "export_summary.json", summary)
+    _report_skipped(bench)
+    print(f"exported {done.count} of {n} pool items -> {done.path} (rows: {done.manifest})")

@@ -170,6 +170,8 @@ class EvaluateConfig:
     repeats: int = _f(POSITIVE_INT)
     convention: Convention = _f()
     fpr95: Literal["roc", "authors"] = _f()
+    protocol: Literal["paper", "full"] = _f()
+    near_ood: list[str] | None = _f()
     batch_size: int = _f(POSITIVE_INT)
 
 
@@ -206,6 +208,12 @@ class DOSOptions:
 
 
 @dataclass
+class HopfieldOptions:
+    candidates: float = _f(AT_LEAST_ONE)
+    beta: float = _f(POSITIVE)
+
+
+@dataclass
 class SelectorsConfig:
     names: list[str] = _f()
     max_seeds: int = _f(POSITIVE_INT)
@@ -214,10 +222,14 @@ class SelectorsConfig:
     ntom: NTOMOptions = _f()
     poem: POEMOptions = _f()
     dos: DOSOptions = _f()
+    hopfield: HopfieldOptions = _f()
 
     def to_options(self) -> dict[str, dict[str, Any]]:
         """Keyword arguments of each selector that has options (``build_selector``)."""
-        return {name: dataclasses.asdict(getattr(self, name)) for name in ("ntom", "poem", "dos")}
+        return {
+            name: dataclasses.asdict(getattr(self, name))
+            for name in ("ntom", "poem", "dos", "hopfield")
+        }
 
 
 @dataclass

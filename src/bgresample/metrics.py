@@ -35,7 +35,7 @@ Convention = Literal["ood-positive", "id-positive"]
 CONVENTIONS: tuple[str, ...] = ("ood-positive", "id-positive")
 FPR95Definition = Literal["roc", "authors"]
 FPR95_DEFINITIONS: tuple[str, ...] = ("roc", "authors")
-METRIC_KEYS: tuple[str, ...] = ("fpr95", "auroc", "aupr")
+METRIC_KEYS: tuple[str, ...] = ("fpr95", "auroc", "aupr", "aupr_in", "aupr_out")
 NOISE_SETS: frozenset[str] = frozenset({"gaussian", "uniform"})
 
 
@@ -134,7 +134,8 @@ def ood_metrics(
     convention: Convention = "ood-positive",
     fpr95: FPR95Definition = "roc",
 ) -> dict[str, float]:
-    """FPR95, AUROC and AUPR (AUPR-Out for ood-positive, AUPR-In for id-positive), in percent.
+    """FPR95, AUROC and AUPR (AUPR-Out for ood-positive, AUPR-In for id-positive), and both
+    AUPRs under their own names (``aupr_in``, ``aupr_out``, as OpenOOD reports them), in percent.
 
     ``fpr95`` picks the FPR95 definition: ``"roc"`` or ``"authors"`` (see :func:`fpr_at_tpr`).
     """
@@ -145,15 +146,18 @@ def ood_metrics(
         "fpr95": 100.0 * fpr_at_tpr(id_scores, ood_scores, 0.95, convention, fpr95),
         "auroc": 100.0 * auroc(id_scores, ood_scores),
         "aupr": 100.0 * aupr(id_scores, ood_scores),
+        "aupr_in": 100.0 * aupr_in(id_scores, ood_scores),
+        "aupr_out": 100.0 * aupr_out(id_scores, ood_scores),
     }
 
 
 def summarize(values: Sequence[float] | np.ndarray) -> dict[str, float]:
-    """Mean and population standard deviation (ddof=0) of a non-empty sequence."""
+    """Mean and sample standard deviation (ddof=1; 0 for a single value) of a non-empty
+    sequence."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.size == 0:
         raise ValueError("cannot summarize an empty sequence of values")
-    return {"mean": float(arr.mean()), "std": float(arr.std())}
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0}
 
 
 def protocol_indices(

@@ -39,6 +39,9 @@ class Stream(IntEnum):
     DOS_ELIGIBLE = 205
     DOS_CANDIDATES = 206
     DOS_KMEANS = 207
+    HOPFIELD_CANDIDATES = 208
+    HOPFIELD_ID = 209
+    HOPFIELD_SAMPLE = 210
 
 
 def _key(seed: int, stream: int, step: int) -> int:

@@ -17,6 +17,7 @@ from bgresample.config import Config
 from bgresample.data import kinds
 from bgresample.data.base import LabeledImages
 from bgresample.data.embedded import (
+    NEAR_OOD_SETS,
     OOD_SETS,
     UNSHARED_OOD_SETS,
     EmbeddedConfig,
@@ -38,7 +39,9 @@ class Benchmark:
     """Everything one experiment reads: ID train and test, the background pool (without the
     validation hold-out), the test OOD sets, and the validation data (``val``: ID images carved
     from the training data; ``val_ood``: the pool hold-out), None / empty when disabled.
-    ``unshared`` names the OOD sets that no generator of a pool family made (embedded only)."""
+    ``groups`` names groups of OOD sets averaged apart: ``near`` and ``far`` (the embedded
+    benchmark's tags or ``evaluate.near_ood``; far = the others) and, for the embedded benchmark,
+    ``unshared`` (made by no generator of a pool family)."""
 
     name: str
     train: LabeledImages
@@ -50,7 +53,7 @@ class Benchmark:
     background_flip: bool | None = None
     val: LabeledImages | None = None
     val_ood: dict[str, ImageSource] = field(default_factory=dict)
-    unshared: list[str] | None = None
+    groups: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _unique(name: str, taken: dict[str, Any]) -> str:
@@ -88,6 +91,24 @@ def _same_name(name: str, first: str, second: str) -> UserError:
         f"own name, and a set given as folder:PATH is named after its folder; give a folder "
         f"{_RENAME_HINT}"
     )
+
+
+def _groups(cfg: Config, names: list[str], embedded: bool) -> dict[str, list[str]]:
+    """The OOD set groups averaged apart: near / far, and unshared for the embedded benchmark."""
+    near_names = cfg.evaluate.near_ood
+    if near_names is None:
+        near_names = list(NEAR_OOD_SETS) if embedded else []
+    unknown = [n for n in near_names if n not in names]
+    if cfg.evaluate.near_ood is not None and unknown:
+        raise UserError(
+            f"evaluate.near_ood names {', '.join(unknown)}, which are not among the OOD sets "
+            f"({', '.join(names)}); fix with --set evaluate.near_ood=[...]"
+        )
+    near = [n for n in names if n in near_names]
+    groups = {"near": near, "far": [n for n in names if n not in near]} if near else {}
+    if embedded:
+        groups["unshared"] = [n for n in names if n in UNSHARED_OOD_SETS]
+    return groups
 
 
 def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark:
@@ -206,5 +227,5 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
         background_flip=data.background_flip,
         val=val,
         val_ood={} if holdout is None else {HOLDOUT: holdout},
-        unshared=[k for k in ood if k in UNSHARED_OOD_SETS] if embedded is not None else None,
+        groups=_groups(cfg, list(ood), embedded is not None),
     )

@@ -9,8 +9,16 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from bgresample.metrics import METRIC_KEYS, summarize
+
 METRICS = ("fpr95", "auroc", "aupr")
-AVERAGES = ("average", "average_no_noise", "average_unshared")
+AVERAGES = (
+    "average",
+    "average_no_noise",
+    "average_unshared",
+    "average_near",
+    "average_far",
+)
 #: Paired differences reported when both variants ran.
 PAIRS = (("resampled", "random"), ("resampled", "full"), ("random", "full"))
 #: Selection costs averaged over seeds (see :func:`bgresample.engine.experiment.selection_cost`).
@@ -27,8 +35,8 @@ COST_KEYS = (
 
 
 def _mean_std(values: list[float]) -> dict[str, float]:
-    a = np.asarray(values, dtype=np.float64)
-    return {"mean": float(a.mean()), "std": float(a.std())}
+    """Mean and sample std over seeds (ddof=1; 0 with one seed)."""
+    return summarize(values)
 
 
 def _paired(a: list[float], b: list[float]) -> dict[str, Any]:
@@ -46,15 +54,16 @@ def _variant(per_seed: list[dict[str, Any]], v: str, sets: list[str]) -> dict[st
     runs = [s["variants"][v] for s in per_seed]
     entry: dict[str, Any] = {
         "accuracy": float(np.mean([r["accuracy"] for r in runs])),
-        "accuracy_std": float(np.std([r["accuracy"] for r in runs])),
+        "accuracy_std": summarize([r["accuracy"] for r in runs])["std"],
         "subset_size": float(np.mean([r["subset_size"] for r in runs])),
         "ood": {
-            s: {m: _mean_std([r["ood"][s][m]["mean"] for r in runs]) for m in METRICS} for s in sets
+            s: {m: _mean_std([r["ood"][s][m]["mean"] for r in runs]) for m in METRIC_KEYS}
+            for s in sets
         },
     }
     for key in AVERAGES:
         if all(r.get(key) for r in runs):
-            entry[key] = {m: _mean_std([r[key][m]["mean"] for r in runs]) for m in METRICS}
+            entry[key] = {m: _mean_std([r[key][m]["mean"] for r in runs]) for m in METRIC_KEYS}
     if all(r.get("validation") for r in runs):
         val = [r["validation"] for r in runs]
         entry["validation"] = {

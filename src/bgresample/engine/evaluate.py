@@ -4,6 +4,7 @@ any of the scores of :mod:`bgresample.scores` side by side."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,25 @@ from bgresample.scores import ScoreSpec, get_score, parse_scores
 #: Key suffix, in the saved scores, of the OOD item indices that were scored.
 INDEX_SUFFIX = "__idx"
 #: The per-score entries of ``results["scores"][name]``.
-SCORE_KEYS = ("ood", "average", "average_no_noise", "average_unshared")
+SCORE_KEYS = (
+    "ood",
+    "average",
+    "average_no_noise",
+    "average_unshared",
+    "average_near",
+    "average_far",
+)
+
+
+def whole_sets(cfg: EvaluateConfig, n_id: int, ood: Mapping[str, Any]) -> EvaluateConfig:
+    """``cfg`` with a protocol that scores every item of every OOD set once (one repeat)."""
+    largest = max((len(s) for s in ood.values()), default=1)
+    return replace(cfg, ratio=max(largest, 1) / max(n_id, 1), repeats=1)
+
+
+def protocol_for(cfg: EvaluateConfig, n_id: int, ood: Mapping[str, Any]) -> EvaluateConfig:
+    """The protocol ``evaluate.protocol`` names: the paper's subsamples, or whole sets."""
+    return whole_sets(cfg, n_id, ood) if cfg.protocol == "full" else cfg
 
 
 def _features_fit(
@@ -61,7 +80,7 @@ def evaluate(
     scores: Sequence[str] | str = ("msp",),
     train: LabeledImages | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
-    unshared: Sequence[str] | None = None,
+    groups: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Accuracy and per-OOD-set FPR95 / AUROC / AUPR (mean, std over repeats), in percent.
 
@@ -71,8 +90,9 @@ def evaluate(
     asked for, else the plain forward); ODIN, when asked for, takes a pass of its own with
     gradients. Feature scores (mahalanobis, knn) are fitted once on the features of ``train``
     (the ID training set, without augmentation). ``params`` gives keyword arguments per score,
-    e.g. ``{"odin": {"T": 1000, "eps": 0.0014}, "knn": {"k": 50}}``. ``unshared`` names the
-    OOD sets made by no generator of a pool family; their average is ``average_unshared``.
+    e.g. ``{"odin": {"T": 1000, "eps": 0.0014}, "knn": {"k": 50}}``. ``groups`` names groups
+    of OOD sets (``unshared``: made by no generator of a pool family; ``near`` / ``far``); the
+    average over each group's sets is ``average_<group>`` (None when none of them is here).
 
     Returns the results dict (shape of ``results.json`` variants: accuracy, score, ood, average,
     average_no_noise, convention), whose ood / averages are those of the first score; with more
@@ -132,22 +152,23 @@ def evaluate(
         )
         for n in names
     }
-    kept = [k for k in ood if unshared is not None and k in unshared]
-    for n in names:
-        per_score[n]["average_unshared"] = (
-            evaluate_protocol(
-                id_scores[n],
-                {k: ood_scores[k][n] for k in kept},
-                ratio=ratio,
-                repeats=repeats,
-                seed=seed,
-                convention=cfg.convention,
-                draws={k: local_draws[k] for k in kept},
-                fpr95=cfg.fpr95,
-            )["average"]
-            if kept
-            else None
-        )
+    for group, members in (groups or {}).items():
+        kept = [k for k in ood if k in members]
+        for n in names:
+            per_score[n][f"average_{group}"] = (
+                evaluate_protocol(
+                    id_scores[n],
+                    {k: ood_scores[k][n] for k in kept},
+                    ratio=ratio,
+                    repeats=repeats,
+                    seed=seed,
+                    convention=cfg.convention,
+                    draws={k: local_draws[k] for k in kept},
+                    fpr95=cfg.fpr95,
+                )["average"]
+                if kept
+                else None
+            )
     first = names[0]
     raw: dict[str, np.ndarray] = {"id": id_scores[first]}
     for name in ood:

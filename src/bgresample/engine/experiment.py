@@ -37,7 +37,7 @@ from bgresample.data.benchmark import Benchmark
 from bgresample.engine.accel import Accel
 from bgresample.engine.aggregate import aggregate
 from bgresample.engine.env import Env
-from bgresample.engine.evaluate import evaluate
+from bgresample.engine.evaluate import evaluate, protocol_for, whole_sets
 from bgresample.engine.finetune import finetune
 from bgresample.engine.forward import predict_logits
 from bgresample.engine.pretrain import pretrain
@@ -202,6 +202,8 @@ def run_experiment(
     results["benchmark"] = bench.name
     results["pool_size"] = len(bench.pool)
     results["ood_sets"] = list(bench.ood)
+    results["protocol"] = cfg.evaluate.protocol
+    results["groups"] = bench.groups
     if quick:
         results["quick"] = True
     if dist.info().is_main:
@@ -300,17 +302,16 @@ def run_variant(
         model,
         bench.test,
         bench.ood,
-        cfg.evaluate,
+        protocol_for(cfg.evaluate, len(bench.test), bench.ood),
         accel=env.accel,
         seed=env.seed,
         scores=ctx.score,
-        unshared=bench.unshared,
+        groups=bench.groups,
     )
     if bench.val is not None and bench.val_ood:
         # every hold-out item once (the ID validation split is small: a 0.2 x |ID val|
         # subsample would leave too few OOD items for a stable FPR95)
-        whole = max(len(s) for s in bench.val_ood.values()) / len(bench.val)
-        protocol = replace(cfg.evaluate, ratio=whole, repeats=1)
+        protocol = whole_sets(cfg.evaluate, len(bench.val), bench.val_ood)
         val, _ = evaluate(model, bench.val, bench.val_ood, protocol, accel=env.accel, seed=env.seed)
         res["validation"] = {"accuracy": val["accuracy"], "average": val["average"]}
     if ft.loss == "extra_class":  # accuracy over the K ID classes, not the background class

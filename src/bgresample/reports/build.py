@@ -66,6 +66,7 @@ def _write_tables(run: Path, results: dict[str, Any]) -> None:
     for name, text in (
         ("table2.csv", tables.table2_csv(results)),
         ("table2.tex", tables.table2_latex(results)),
+        ("openood.csv", tables.openood_csv(results)),
         ("table3.csv", tables.table3_csv(results)),
         ("table3.tex", tables.table3_latex(results)),
     ):

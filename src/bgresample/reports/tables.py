@@ -81,6 +81,8 @@ AVERAGE_LABELS = {
     "average": "Average",
     "average_no_noise": "Average (no noise)",
     "average_unshared": "Average (unshared generators)",
+    "average_near": "Average near-OOD",
+    "average_far": "Average far-OOD",
 }
 
 
@@ -105,6 +107,30 @@ def table2(results: dict[str, Any]) -> Table:
         ["OOD set", *variants],
         [[label] + [_cell(cells[v]) for v in variants] for label, cells in ood_rows(results)],
     )
+
+
+#: OpenOOD's column names for our metric keys (its CSVs hold percentages too).
+OPENOOD_COLUMNS = {
+    "fpr95": "FPR@95",
+    "auroc": "AUROC",
+    "aupr_in": "AUPR_IN",
+    "aupr_out": "AUPR_OUT",
+}
+
+
+def openood_csv(results: dict[str, Any]) -> str:
+    """One row per (variant, OOD set or average) in OpenOOD's column naming (``dataset``,
+    ``FPR@95``, ``AUROC``, ``AUPR_IN``, ``AUPR_OUT``, ``ACC``), means over seeds in percent;
+    FPR@95 is in the run's convention (see ``convention`` in results.json)."""
+    header = ["variant", "dataset", *OPENOOD_COLUMNS.values(), "ACC"]
+    rows = []
+    for v, entry in results["variants"].items():
+        parts = [*entry["ood"].items()]
+        parts += [(key, entry[key]) for key in AVERAGE_LABELS if entry.get(key)]
+        for name, metrics in parts:
+            cells = [metrics[k]["mean"] if k in metrics else "" for k in OPENOOD_COLUMNS]
+            rows.append([v, name, *cells, entry["accuracy"]])
+    return csv_text(header, rows)
 
 
 def table2_csv(results: dict[str, Any]) -> str:

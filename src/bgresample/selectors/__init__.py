@@ -14,6 +14,7 @@ topk-weight    once     the k largest learned weights
 ntom           epoch    quantile outlier mining (Chen et al. 2021)
 poem           epoch    posterior-sampled boundary outliers (Ming et al. 2022)
 dos            batch    one most-ID-like candidate per k-means cluster (Jiang et al. 2024)
+hopfield       epoch    boundary outliers sampled by Hopfield energy (Hofmann et al. 2024)
 =============  =======  ====================================================================
 """
 
@@ -26,6 +27,7 @@ from bgresample.selectors.base import Refresh, SelectionContext, Selector
 from bgresample.selectors.dos import DOS
 from bgresample.selectors.fixed import FixedSubset
 from bgresample.selectors.full import Full
+from bgresample.selectors.hopfield import HopfieldBoosting
 from bgresample.selectors.ntom import NTOM
 from bgresample.selectors.poem import POEM
 from bgresample.selectors.random_subset import RandomSubset
@@ -36,7 +38,16 @@ from bgresample.selectors.topk_weight import TopKWeight
 NONE = "none"
 
 SELECTORS: dict[str, type[Selector]] = {
-    cls.name: cls for cls in (Full, RandomSubset, Resampled, TopKWeight, NTOM, POEM, DOS)
+    cls.name: cls for cls in (
+        Full,
+        RandomSubset,
+        Resampled,
+        TopKWeight,
+        NTOM,
+        POEM,
+        DOS,
+        HopfieldBoosting,
+    )
 }
 #: Selectors that need the weights learned by Algorithm 1.
 WEIGHT_SELECTORS = ("resampled", "topk-weight")
@@ -63,6 +74,7 @@ __all__ = [
     "WEIGHT_SELECTORS",
     "FixedSubset",
     "Full",
+    "HopfieldBoosting",
     "RandomSubset",
     "Refresh",
     "Resampled",
