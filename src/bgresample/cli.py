@@ -129,17 +129,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(p)
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--subset", help="subset manifest CSV (from `select` or `run`)")
-    which.add_argument("--weights", help="weights.safetensors from `resample`: export the top-k")
+    which.add_argument(
+        "--subset", metavar="MANIFEST.csv", help="subset manifest CSV (from `select` or `run`)"
+    )
+    which.add_argument(
+        "--weights", metavar="WEIGHTS", help="weights.safetensors from `resample`: export the top-k"
+    )
     k = p.add_mutually_exclusive_group()
-    k.add_argument("--top-k", type=int, help="with --weights: the K items of largest weight")
+    k.add_argument(
+        "--top-k", type=int, metavar="K", help="with --weights: the K items of largest weight"
+    )
     k.add_argument(
         "--gamma",
         type=float,
+        metavar="G",
         help="with --weights: the round(gamma N) items of largest weight (config: select.gamma)",
     )
     p.add_argument("--format", choices=["npy", "folder"], default="npy", help="default: npy")
-    p.add_argument("--batch-size", type=int, default=1024, help="images read and written per step")
+    p.add_argument(
+        "--batch-size", type=int, default=1024, metavar="N", help="images read and written per step"
+    )
 
     p = sub.add_parser("finetune", help="fine-tune a pre-trained model with background data")
     _common(p, background_flag=False)

@@ -22,10 +22,13 @@ CONVENTION_NOTE = {
 
 @dataclass
 class Table:
-    """A display table: a header row and string cells."""
+    """A display table: a header row and string cells. A cell ``**x**`` is shown in bold.
+    ``groups`` (label, number of columns) adds a row above the header that spans the columns
+    of each group (HTML; markdown and text keep the one header row)."""
 
     header: list[str]
     rows: list[list[str]]
+    groups: list[tuple[str, int]] | None = None
 
     def markdown(self) -> str:
         def line(cells: list[str]) -> str:
@@ -36,20 +39,36 @@ class Table:
         )
 
     def html(self) -> str:
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in self.header)
+        top = ""
+        header = self.header
+        if self.groups:
+            spans = "".join(
+                f'<th colspan="{n}">{html.escape(label)}</th>' for label, n in self.groups
+            )
+            top = f"<tr>{spans}</tr>"
+            header = [h.rsplit(": ", 1)[-1] for h in header]
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
         body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+            "<tr>" + "".join(f"<td>{_html_cell(c)}</td>" for c in row) + "</tr>"
             for row in self.rows
         )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        return (
+            f'<div class="wide"><table><thead>{top}<tr>{head}</tr></thead>'
+            f"<tbody>{body}</tbody></table></div>"
+        )
 
     def text(self) -> str:
         """Aligned plain text for the console."""
-        widths = [
-            max(len(r[i]) for r in [self.header, *self.rows]) for i in range(len(self.header))
-        ]
+        rows = [[c.replace("**", "") for c in r] for r in [self.header, *self.rows]]
+        widths = [max(len(r[i]) for r in rows) for i in range(len(self.header))]
         fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
-        return "\n".join(fmt.format(*r).rstrip() for r in [self.header, *self.rows])
+        return "\n".join(fmt.format(*r).rstrip() for r in rows)
+
+
+def _html_cell(cell: str) -> str:
+    if len(cell) > 4 and cell.startswith("**") and cell.endswith("**"):
+        return f"<strong>{html.escape(cell[2:-2])}</strong>"
+    return html.escape(cell)
 
 
 def csv_text(header: list[str], rows: list[list[Any]]) -> str:
@@ -63,10 +82,6 @@ def csv_text(header: list[str], rows: list[list[Any]]) -> str:
 
 def _pm(m: dict[str, float]) -> str:
     return f"{m['mean']:.2f} ± {m['std']:.2f}"
-
-
-def _cell(m: dict[str, Any]) -> str:
-    return " / ".join(_pm(m[k]) for k in METRICS)
 
 
 #: Printed, and put at the top of the report, for a ``--quick`` run.
@@ -100,13 +115,29 @@ def ood_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, dict[str, Any
     return rows
 
 
+#: Which way is better, per metric.
+LOWER_IS_BETTER = {"fpr95": True, "auroc": False, "aupr": False}
+
+
 def table2(results: dict[str, Any]) -> Table:
-    """OOD set x variant; cells FPR95 / AUROC / AUPR as mean ± std."""
+    """OOD set x (variant, metric): one column per metric of each variant, mean ± std over
+    seeds, the best mean of each metric in a row in bold (ties all bold)."""
     variants = list(results["variants"])
-    return Table(
-        ["OOD set", *variants],
-        [[label] + [_cell(cells[v]) for v in variants] for label, cells in ood_rows(results)],
-    )
+    header = ["OOD set"] + [f"{v}: {METRIC_LABELS[m]}" for v in variants for m in METRICS]
+    rows = []
+    for label, cells in ood_rows(results):
+        best = {}
+        for m in METRICS:
+            means = [round(cells[v][m]["mean"], 2) for v in variants]
+            best[m] = min(means) if LOWER_IS_BETTER[m] else max(means)
+        row = [label]
+        for v in variants:
+            for m in METRICS:
+                text = _pm(cells[v][m])
+                bold = len(variants) > 1 and round(cells[v][m]["mean"], 2) == best[m]
+                row.append(f"**{text}**" if bold else text)
+        rows.append(row)
+    return Table(header, rows, groups=[("", 1)] + [(v, len(METRICS)) for v in variants])
 
 
 #: OpenOOD's column names for our metric keys (its CSVs hold percentages too).
@@ -134,10 +165,13 @@ def openood_csv(results: dict[str, Any]) -> str:
 
 
 def table2_csv(results: dict[str, Any]) -> str:
-    """One row per (OOD set, variant): mean and std of each metric, in percent."""
-    header = ["ood_set", "variant"] + [f"{m}_{s}" for m in METRICS for s in ("mean", "std")]
+    """One row per (OOD set, variant): mean and std of each metric (with AUPR-In and AUPR-Out
+    under their own names where the results hold them; empty where not), in percent."""
+    keys = [*METRICS, "aupr_in", "aupr_out"]
+    header = ["ood_set", "variant"] + [f"{m}_{s}" for m in keys for s in ("mean", "std")]
     rows = [
-        [label, v] + [cells[v][m][s] for m in METRICS for s in ("mean", "std")]
+        [label, v]
+        + [cells[v][m][s] if m in cells[v] else "" for m in keys for s in ("mean", "std")]
         for label, cells in ood_rows(results)
         for v in cells
     ]

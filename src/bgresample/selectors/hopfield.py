@@ -14,9 +14,9 @@ AUX candidates (400K for CIFAR-10) and draw, with replacement, one ID epoch's wo
 samples with probability proportional to exp(beta E_b) (their ``SoftmaxBorderSampler``:
 ``softmax(-beta * border_energy)``, where their ``BorderEnergy`` is -E_b up to a constant). The
 weights are recomputed from scratch once per training epoch (and once before the first).
-Their reference code uses log-mean-exp instead of log-sum-exp for each memory (the same up to
-a constant when |X| = |O|, and it weighs the two memories equally when they differ); so does
-:func:`boundary_energy`.
+Their reference code reads each memory with log-mean-exp instead of log-sum-exp, and so does
+:func:`boundary_energy`: the result equals E_b exactly when |X| = |O|, and weighs the two
+memories equally when their sizes differ.
 
 Closed form. With Delta = lme(beta, X^T xi) - lme(beta, O^T xi) (the ID-vs-AUX score the
 authors also use to detect OOD inputs), E_b = -(2 / beta) log(2 cosh(beta Delta / 2)), hence
