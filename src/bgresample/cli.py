@@ -37,8 +37,17 @@ QUICK = [
 
 
 def _common(
-    p: argparse.ArgumentParser, out_required: bool = True, background_flag: bool = True
+    p: argparse.ArgumentParser,
+    out_required: bool = True,
+    *,
+    pool: bool = True,
+    ood: bool = True,
+    device: bool = True,
+    resume: bool = True,
 ) -> None:
+    """The options every stage command shares; a command shows only those it uses (``pool``:
+    ``--pool/--background``, ``ood``: ``--ood``, ``device``: ``--device``, ``resume``)."""
+    p.set_defaults(pool=None, ood=None, device=None, resume=False)
     g = p.add_argument_group("common options")
     g.add_argument("--out", required=out_required, help="run folder to write into")
     g.add_argument(
@@ -54,29 +63,36 @@ def _common(
         help="override one config value, e.g. --set resample.eps=0.25 (repeatable)",
     )
     g.add_argument("--seed", type=int, help="training seed (config: seed)")
-    g.add_argument("--device", help="auto | cpu | cuda | cuda:N (config: device)")
+    if device:
+        g.add_argument("--device", help="auto | cpu | cuda | cuda:N (config: device)")
     g.add_argument("--data-root", help="data directory (config: data.root)")
     d = p.add_argument_group("data (default: the embedded benchmark; see `bgresample datasets`)")
     d.add_argument("--id", help="ID dataset KIND:PATH, e.g. cifar10:/data/cifar (config: data.id)")
-    pool_flags = ["--pool", "--background"] if background_flag else ["--pool"]
-    d.add_argument(
-        *pool_flags,
-        dest="pool",
-        metavar="KIND:PATH",
-        help="background pool, e.g. tinyimages:/data/tiny_images.bin (config: data.background)",
-    )
-    d.add_argument(
-        "--ood",
-        action="append",
-        metavar="KIND[:PATH]",
-        help="OOD test set: an embedded set name or KIND[:PATH] (repeatable; config: evaluate.ood)",
-    )
+    if pool:
+        d.add_argument(
+            "--pool",
+            "--background",
+            dest="pool",
+            metavar="KIND:PATH",
+            help="background pool, e.g. tinyimages:/data/tiny_images.bin (config: data.background)",
+        )
+    if ood:
+        d.add_argument(
+            "--ood",
+            action="append",
+            metavar="KIND[:PATH]",
+            help="OOD test set: an embedded set name or KIND[:PATH] (repeatable; config: "
+            "evaluate.ood)",
+        )
     d.add_argument("--download", action="store_true", help="let torchvision download CIFAR/SVHN")
     g.add_argument("--quiet", action="store_true", help="no progress bars or console log")
     g.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
-    g.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
-    )
+    if resume:
+        g.add_argument(
+            "--resume",
+            action="store_true",
+            help="continue the run in --out from its last checkpoint",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,10 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("pretrain", help="train the classifier on ID data alone")
-    _common(p)
+    _common(p, pool=False, ood=False)
 
     p = sub.add_parser("evaluate", help="OOD detection and accuracy of a checkpoint")
-    _common(p)
+    _common(p, pool=False)
     p.add_argument("--checkpoint", required=True, help="model .safetensors to evaluate")
     p.add_argument("--variant", default="model", help="name of this model in results.json")
     p.add_argument(
@@ -104,11 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("resample", help="learn background weights (Algorithm 1)")
-    _common(p)
+    _common(p, ood=False)
     p.add_argument("--checkpoint", required=True, help="pre-trained model .safetensors")
 
     p = sub.add_parser("select", help="choose a background subset of ratio gamma")
-    _common(p)
+    _common(p, ood=False, resume=False)
     p.add_argument("--weights", help="weights.safetensors from `resample` (weight-based methods)")
     p.add_argument(
         "--method", help="authors | weighted | topk | random | full (config: select.method)"
@@ -127,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(data.validation.pool_fraction), so the pool must be loaded as `select` / `run` "
         "loaded it.",
     )
-    _common(p)
+    _common(p, ood=False)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument(
         "--subset", metavar="MANIFEST.csv", help="subset manifest CSV (from `select` or `run`)"
@@ -151,13 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("finetune", help="fine-tune a pre-trained model with background data")
-    _common(p, background_flag=False)
+    _common(p, ood=False)
     p.add_argument("--checkpoint", required=True, help="pre-trained model .safetensors")
     p.add_argument(
-        "--background",
+        "--variant",
         required=True,
         choices=["none", "full", "random", "resampled"],
-        help="which background data to fine-tune with",
+        help="which background data to fine-tune with (the pool is --background KIND:PATH)",
     )
     p.add_argument("--subset", help="subset manifest CSV (from `select`); needed for resampled")
 
@@ -194,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--selectors",
         metavar="A,B,C",
         help="selectors to compare, comma-separated (config: selectors.names; none, full, "
-        "random, resampled, topk-weight, ntom, poem, dos)",
+        "random, resampled, topk-weight, ntom, poem, dos, hopfield)",
     )
     return parser
 

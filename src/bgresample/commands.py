@@ -193,12 +193,12 @@ def cmd_finetune(args: argparse.Namespace, cfg: Config) -> None:
     )
     if args.subset:
         selector = FixedSubset(ctx, _manifest_indices(args.subset, len(bench.pool)))
-    elif args.background == "resampled":
+    elif args.variant == "resampled":
         raise UserError(
-            "--background resampled needs --subset MANIFEST.csv (from `bgresample select`)"
+            "--variant resampled needs --subset MANIFEST.csv (from `bgresample select`)"
         )
     else:
-        selector = build_selector(args.background, ctx, cfg.selectors.to_options())
+        selector = build_selector(args.variant, ctx, cfg.selectors.to_options())
     model = load_pretrained(cfg, bench, Path(args.checkpoint))
     info = finetune(
         model,
@@ -212,9 +212,9 @@ def cmd_finetune(args: argparse.Namespace, cfg: Config) -> None:
     )
     _report_skipped(bench)
     if dist.info().is_main:
-        meta = {"stage": "finetune", "variant": args.background}
+        meta = {"stage": "finetune", "variant": args.variant}
         save_model(out / "finetune.safetensors", model, meta)
-        write_json(out / "finetune.json", {"background": args.background, **info})
+        write_json(out / "finetune.json", {"background": args.variant, **info})
     log.info("wrote %s", out / "finetune.safetensors")
 
 

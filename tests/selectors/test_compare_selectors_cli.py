@@ -54,7 +54,7 @@ def test_compare_selectors_quick(tmp_path, data_root, capsys):
     assert k == 57 and res["budget"]["background_draws"] == 10 * 64
     for v in names:
         entry = res["variants"][v]
-        assert set(entry["average"]) == {"fpr95", "auroc", "aupr"}
+        assert set(entry["average"]) == {"fpr95", "auroc", "aupr", "aupr_in", "aupr_out"}
         assert list(entry["ood"]) == ["digits89"]
         assert (out / "seed_0" / f"{v}.safetensors").is_file()
     sel = res["selection"]

@@ -25,7 +25,12 @@ CFG = replace(
     checkpoint_every=1,
 )
 ENV = Env(Accel(torch.device("cpu")), 7, False, quiet=True)
-OPTIONS = {"ntom": {"candidates": 2.0}, "poem": {"candidates": 2.0}, "dos": {"candidates": 2.0}}
+OPTIONS = {
+    "ntom": {"candidates": 2.0},
+    "poem": {"candidates": 2.0},
+    "dos": {"candidates": 2.0},
+    "hopfield": {"candidates": 2.0},
+}
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +68,7 @@ def test_budget_and_determinism(name: str, data: Any) -> None:
     s = a.summary()
     assert s["distinct_items"] == len(set().union(*epochs.values()))
     assert s["forwards"]["setup"] == (99 if name in ("resampled", "topk-weight") else 0)
-    expected = {"ntom": 3 * 24, "poem": 3 * 24, "dos": 9 * 8}.get(name, 0)
+    expected = {"ntom": 3 * 24, "poem": 3 * 24, "dos": 9 * 8, "hopfield": 3 * 24}.get(name, 0)
     assert s["forwards"]["during"] == expected
 
 

@@ -133,12 +133,13 @@ def report_section(results: dict[str, Any], pareto: Path) -> list[Block]:
         "**seconds**: measured wall time of choosing (Algorithm 1, and the selector's own "
         "scoring during fine-tuning)."
     )
-    poem_id = results["selection"].get("poem", {}).get("id")
-    if poem_id:
-        notes += (
-            f" `poem` also passes {poem_id:,.0f} ID images for its posterior (counted in "
-            "fwd-eq total only)."
-        )
+    for name, why in (("poem", "its posterior"), ("hopfield", "its stored ID patterns")):
+        n_id = results["selection"].get(name, {}).get("id")
+        if n_id:
+            notes += (
+                f" `{name}` also passes {n_id:,.0f} ID images for {why} (counted in fwd-eq "
+                "total only)."
+            )
     return [
         Heading("Background selectors on the same budget"),
         Text(notes),

@@ -38,7 +38,8 @@ from bgresample.selectors.topk_weight import TopKWeight
 NONE = "none"
 
 SELECTORS: dict[str, type[Selector]] = {
-    cls.name: cls for cls in (
+    cls.name: cls
+    for cls in (
         Full,
         RandomSubset,
         Resampled,
