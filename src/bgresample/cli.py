@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="put several runs side by side")
     p.add_argument("run_dirs", nargs="+", help="run folders")
-    p.add_argument("--out", required=True, help="folder for compare.md and compare.csv")
+    p.add_argument("--out", help="also write compare.md and compare.csv into this folder")
 
     p = sub.add_parser("datasets", help="list dataset kinds, their layouts, and what DIR holds")
     p.add_argument(

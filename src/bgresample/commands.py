@@ -276,7 +276,8 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> None:
     print(compare_text(args.run_dirs))
-    print(f"written: {compare_runs(args.run_dirs, args.out)}")
+    if args.out:
+        print(f"written: {compare_runs(args.run_dirs, args.out)}")
 
 
 def cmd_export(args: argparse.Namespace, cfg: Config) -> None:

@@ -16,7 +16,12 @@ from bgresample.cli import main
 from bgresample.data.base import ImageArray
 from bgresample.reports import figures, galleries
 from bgresample.reports.build import build_report
-from bgresample.reports.compare import compare_records, compare_runs, compare_text
+from bgresample.reports.compare import (
+    compare_records,
+    compare_runs,
+    compare_text,
+    config_differences,
+)
 
 SMALL = [
     "data.embedded.pool_size=600",
@@ -183,6 +188,16 @@ def test_compare_runs_and_evaluate_folder(
     text = compare_text(runs)
     assert "resampled" in text and eval_dir.name in text and "model" in text
     assert len(compare_records([full_run, full_run])) == 2 * len(_results(full_run)["variants"])
+    # the config keys that differ are listed, in the terminal and in compare.md
+    assert "The runs' configs are identical." in compare_text([full_run, full_run])
+    diffs = dict(config_differences([full_run, two_variant_run]))
+    assert "run.variants" in diffs and "config key(s) differ" in path.read_text()
+
+
+def test_compare_prints_without_out(full_run: Path, two_variant_run: Path, capsys):
+    assert main(["compare", str(full_run), str(two_variant_run)]) == 0
+    printed = capsys.readouterr().out
+    assert "resampled" in printed and "run.variants" in printed and "written" not in printed
 
 
 def test_evaluate_folder_report(eval_dir: Path):

@@ -3,9 +3,12 @@ AUPR and ID accuracy, from each folder's ``results.json`` (``run`` or ``evaluate
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from bgresample.checkpoint import atomic_write_text
 from bgresample.errors import UserError
@@ -75,9 +78,40 @@ def compare_table(records: list[dict[str, Any]]) -> Table:
     return Table(header, rows)
 
 
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict) or not d:
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def config_differences(run_dirs: Sequence[str | Path]) -> list[tuple[str, list[Any]]]:
+    """(dotted key, one value per run) for every config key whose value differs between the
+    runs' ``config.yaml`` files (a run without one counts as "?")."""
+    configs = []
+    for d in run_dirs:
+        path = Path(d) / "config.yaml"
+        configs.append(_flat(yaml.safe_load(path.read_text())) if path.is_file() else {})
+    keys = list(dict.fromkeys(k for c in configs for k in c))
+    rows = [(k, [c.get(k, "?") for c in configs]) for k in keys]
+    return [(k, vals) for k, vals in rows if any(v != vals[0] for v in vals)]
+
+
+def differences_text(run_dirs: Sequence[str | Path]) -> str:
+    """The differing config keys, one line each (``key: a | b | ...``), or a line saying none."""
+    diffs = config_differences(run_dirs)
+    if not diffs:
+        return "The runs' configs are identical."
+    lines = [f"{len(diffs)} config key(s) differ between the runs (in the order given):"]
+    lines += [f"  {k}: {' | '.join(json.dumps(v) for v in vals)}" for k, vals in diffs]
+    return "\n".join(lines)
+
+
 def compare_text(run_dirs: Sequence[str | Path]) -> str:
-    """The comparison as aligned console text."""
-    return compare_table(compare_records(run_dirs)).text()
+    """The comparison as aligned console text, with the config keys that differ."""
+    return compare_table(compare_records(run_dirs)).text() + "\n\n" + differences_text(run_dirs)
 
 
 def compare_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
@@ -98,6 +132,7 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
             "directly comparable.",
             compare_table(records).markdown(),
             "Runs:\n\n" + "\n".join(f"- {lbl}: `{p}`" for lbl, p in _runs(records)),
+            "```\n" + differences_text([p for _, p in _runs(records)]) + "\n```",
         ]
     )
     path = out / "compare.md"
