@@ -237,3 +237,11 @@ def test_views_without_provenance(tmp_path: Path):
     ]
     assert galleries.missed_ood_gallery({"gaussian": noise}, scores, 0, "t", tmp_path / "m.png")
     assert galleries.missed_ood_gallery({"faces": noise}, scores, 0, "t", tmp_path / "x") is None
+
+
+def test_weight_gallery_says_how_many_items_tie():
+    from bgresample.reports.galleries import _ties
+
+    w = np.array([1.0, 1.0, 1.0, 1.0, 2.0, 3.0])
+    assert _ties(w, np.array([0, 1])) == "; 4 items share w=1, 2 of them shown"
+    assert _ties(w, np.array([5, 4])) == ""  # no tie beyond the block

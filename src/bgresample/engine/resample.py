@@ -193,11 +193,17 @@ class _Trace:
     """What Algorithm 1 records for the report: weight statistics over time, the weights of a few
     items, and how often each item was drawn (saved and restored with the stage state)."""
 
-    def __init__(self, resampler: BackgroundResampler, seed: int, items: int = 8) -> None:
+    def __init__(self, resampler: BackgroundResampler, seed: int, items: int = 256) -> None:
         n = len(resampler)
         self.resampler, self.seed = resampler, seed
         self.draws = torch.zeros(n, dtype=torch.int32)
-        self.traced = torch.linspace(0, n - 1, min(items, n)).long()
+        # a random sample of items, whose top, median and bottom the report plots (a generator
+        # of its own: the training streams are untouched)
+        g = torch.Generator().manual_seed(seed)
+        if n <= 4 * items:
+            self.traced = torch.randperm(n, generator=g)[: min(items, n)].sort().values
+        else:  # O(items) for pools of any size; a rare repeat is dropped
+            self.traced = torch.randint(n, (items,), generator=g).unique()
         self.history: dict[str, Any] = {
             "step": [],
             "w_min": [],

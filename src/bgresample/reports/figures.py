@@ -178,13 +178,15 @@ def _weights_panel(ax: Axes, w: np.ndarray, family: list[str] | None, seed: int)
     if family is not None:
         fams = sorted(set(family))
         fam = np.asarray(family)
-        ax.hist(
-            [w[fam == f] for f in fams],
-            bins=bins,
-            stacked=True,
-            color=[FAMILY_COLORS[i % len(FAMILY_COLORS)] for i in range(len(fams))],
-            label=fams,
-        )
+        for i, f in enumerate(fams):  # one outline per family, not stacked
+            ax.hist(
+                w[fam == f],
+                bins=bins,
+                histtype="step",
+                linewidth=1.8,
+                color=FAMILY_COLORS[i % len(FAMILY_COLORS)],
+                label=f"{f} ({(fam == f).sum():,})",
+            )
     else:
         ax.hist(w, bins=bins, color=FAMILY_COLORS[0])
     ax.axvline(float(w.mean()), color="k", linestyle="--", label=f"mean weight {w.mean():.2f}")
@@ -203,14 +205,33 @@ def _trajectory_panel(ax: Axes, hist: dict[str, Any], family: list[str] | None) 
     )
     ax.plot(steps, hist["w_median"], color="k", linestyle="--", label="pool median")
     traced = np.asarray(hist.get("traced_weights", []))
-    for j, item in enumerate(hist.get("traced_items", [])):
-        name = f"item {item}" + (f" ({family[item]})" if family is not None else "")
+    items = hist.get("traced_items", [])
+    for rank, j in _extremes(traced[-1]) if len(items) else []:
+        item = items[j]
+        name = f"{rank}: item {item}" + (f" ({family[item]})" if family is not None else "")
         ax.plot(steps, traced[:, j], linewidth=1.5, label=name)
     ax.set_yscale("log")
     ax.set_xlabel("resampling step")
     ax.set_ylabel("weight w (log scale)")
-    ax.set_title("Weights of traced pool items over the resampling steps")
+    ax.set_title(
+        f"Weights over the steps: top, median and bottom of {len(items)} traced items "
+        "(a random sample)"
+    )
     ax.legend(ncol=2, fontsize=8)
+
+
+def _extremes(final: np.ndarray, k: int = 3) -> list[tuple[str, int]]:
+    """(label, column) of the ``k`` largest, the 2 median and the ``k`` smallest final weights."""
+    order = np.argsort(final, kind="stable")
+    n = len(order)
+    if n <= 2 * k + 2:
+        return [("item", int(j)) for j in order[::-1]]
+    mid = order[n // 2 - 1 : n // 2 + 1]
+    return (
+        [("top", int(j)) for j in order[::-1][:k]]
+        + [("median", int(j)) for j in mid[::-1]]
+        + [("bottom", int(j)) for j in order[:k][::-1]]
+    )
 
 
 def _ess_panel(ax: Axes, hist: dict[str, Any], pool_size: int) -> None:

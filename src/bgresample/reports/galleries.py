@@ -81,9 +81,21 @@ def weight_gallery(
         (order[:n], f"{n} highest weights (drawn most by the adversarial sampler)"),
         (order[::-1][:n], f"{n} lowest weights (drawn least)"),
     ):
+        what += _ties(weights, idx)
         caps = [f"w={weights[i]:.3g}\n" + (pool.family[i] if pool.family else f"#{i}") for i in idx]
         blocks.append((f"{what}, seed {seed}", to_rgb(pool, idx), caps, WEIGHT_ROWS))
     return _gallery(title, blocks, path)
+
+
+def _ties(weights: np.ndarray, shown: np.ndarray) -> str:
+    """A note when the weight at the block's edge is shared by items not shown (e.g. hundreds
+    of never-drawn items tied at the lowest weight)."""
+    edge = weights[shown[-1]]
+    tied = int(np.sum(weights == edge))
+    in_block = int(np.sum(weights[shown] == edge))
+    if tied <= in_block:
+        return ""
+    return f"; {tied:,} items share w={edge:.3g}, {in_block} of them shown"
 
 
 def missed_ood(
