@@ -153,9 +153,45 @@ def save_npz(path: str | Path, arrays: dict[str, Any]) -> None:
 def save_model(
     path: str | Path, model: torch.nn.Module, meta: dict[str, Any] | None = None
 ) -> None:
-    """Save a classifier with its architecture name and class count."""
-    info = {"model_name": model.model_name, "num_classes": model.num_classes, **(meta or {})}
-    save_tensors(path, model.state_dict(), info)
+    """Save a classifier with its architecture name, class count and, when it carries one
+    (:func:`bgresample.models.model_for_config`), the input normalisation it was trained with
+    (``normalization``: ``size``, ``mean``, ``std``)."""
+    info = {"model_name": model.model_name, "num_classes": model.num_classes}
+    norm = getattr(model, "normalization", None)
+    if norm is not None:
+        info["normalization"] = dict(norm)
+    save_tensors(path, model.state_dict(), {**info, **(meta or {})})
+
+
+def _check_normalization(path: str | Path, held: Any, ours: Any) -> None:
+    """Refuse a checkpoint trained with another input size or normalisation than the model it
+    is loaded into. A checkpoint without the record (older ones) or a model without it passes."""
+    if not isinstance(held, dict) or not isinstance(ours, dict):
+        return
+
+    def same(key: str) -> bool:
+        a, b = held.get(key), ours.get(key)
+        if isinstance(a, list) and isinstance(b, list | tuple):
+            return len(a) == len(b) and all(
+                abs(float(x) - float(y)) < 1e-9 for x, y in zip(a, b, strict=True)
+            )
+        return a == b
+
+    bad = [k for k in ("size", "mean", "std") if k in held and not same(k)]
+    if bad:
+        was = ", ".join(f"data.{k}={_yaml_value(held[k])}" for k in bad)
+        now = ", ".join(f"data.{k}={_yaml_value(ours.get(k))}" for k in bad)
+        fix = " ".join(f"--set data.{k}={_yaml_value(held[k])}" for k in bad)
+        raise UserError(
+            f"checkpoint {path} was trained with {was}, but this run uses {now}; pass {fix} to "
+            "use it (or a checkpoint trained with this run's values)"
+        )
+
+
+def _yaml_value(v: Any) -> str:
+    if isinstance(v, list | tuple):
+        return "[" + ",".join(repr(float(x)) for x in v) + "]"
+    return str(v)
 
 
 def load_foreign(path: str | Path) -> dict[str, torch.Tensor]:
@@ -181,7 +217,8 @@ def load_model_state(
     """Load weights into ``model``, refusing a checkpoint of another architecture or class count.
 
     ``.safetensors`` files written by bgresample carry the architecture and class count; a
-    foreign ``.pt`` / ``.pth`` state dict is checked by its tensor names and shapes.
+    foreign ``.pt`` / ``.pth`` state dict is checked by its tensor names and shapes. A checkpoint
+    that records its input normalisation is refused for a model built for another one.
     """
     ours = f"{model.model_name} with {model.num_classes} classes"
     if Path(path).suffix in (".pt", ".pth"):
@@ -203,6 +240,7 @@ def load_model_state(
                 f"checkpoint {path} holds {name} with {k} classes, but this run uses {ours}; "
                 f"pass {expect} of the same model and dataset{hint}"
             )
+        _check_normalization(path, meta.get("normalization"), getattr(model, "normalization", None))
     own = model.state_dict()
     bad = [n for n, t in tensors.items() if n in own and own[n].shape != t.shape]
     if bad:

@@ -192,6 +192,22 @@ def build_parser() -> argparse.ArgumentParser:
         "$XDG_CACHE_HOME/bgresample or ~/.cache/bgresample)",
     )
 
+    p = sub.add_parser(
+        "plan",
+        help="the stages of `run`, their steps and time on this device (no data needed)",
+        description="Print the stages of `run` for a config, the steps of each and an estimate "
+        "of their time on --device, from a few timed steps on random data. Dataset sizes are "
+        "those of the data when it is found, else the nominal sizes of the kinds (CIFAR: "
+        "50,000 / 10,000; random300k: 300,000; ...). Writes no run folder (--out is unused).",
+    )
+    _common(p, out_required=False, resume=False)
+    p.add_argument("--quick", action="store_true", help="plan the --quick smoke run")
+    p.add_argument("--seeds", type=int, help="number of seeds (config: run.seeds)")
+    p.add_argument(
+        "--steps", type=int, default=5, metavar="N", help="timed steps per stage (default: 5)"
+    )
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+
     p = sub.add_parser("run", help="the whole experiment: Tables 2 and 3 over several seeds")
     _common(p, out_required=False)
     p.add_argument("--quick", action="store_true", help="tiny smoke run (under a minute)")
@@ -296,7 +312,7 @@ def _os_error(e: OSError) -> str:
 
 def _interrupted(command: str) -> str:
     """How to go on after Ctrl-C: commands with run folders resume, the others just re-run."""
-    if command in ("datasets", "report", "compare"):
+    if command in ("datasets", "report", "compare", "plan"):
         return "interrupted; run the same command again"
     return "interrupted; continue with the same command and --resume"
 
@@ -308,6 +324,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         getattr(commands, f"cmd_{args.command}")(args)
         return 0
     cfg = resolve_config(args)
+    if args.command == "plan":  # writes no run folder
+        commands.cmd_plan(args, cfg)
+        return 0
     if args.out is None:
         args.out = DEFAULT_OUT[args.command][bool(getattr(args, "quick", False))]
     t0 = time.perf_counter()

@@ -57,7 +57,7 @@ def _start(args: argparse.Namespace, cfg: Config) -> tuple[Path, Env, Benchmark]
     setup_logging(out, args.quiet or not main, write=main)
     scalars.configure(out)
     torch.manual_seed(cfg.seed)
-    accel = Accel.from_config(cfg.device, cfg.accel, cfg.data.workers)
+    accel = Accel.from_config(cfg.device, cfg.accel, cfg.data.workers, cfg.data)
     bench = load_benchmark(cfg)
     accel.stage(bench.train, bench.test, bench.pool, *bench.ood.values())
     return out, Env(accel, cfg.seed, bench.flip, args.quiet, bench.background_flip), bench
@@ -322,3 +322,20 @@ def cmd_export(args: argparse.Namespace, cfg: Config) -> None:
     write_json(out / "export_summary.json", summary)
     _report_skipped(bench)
     print(f"exported {done.count} of {n} pool items -> {done.path} (rows: {done.manifest})")
+
+
+def cmd_plan(args: argparse.Namespace, cfg: Config) -> None:
+    """The stages of ``run`` for ``cfg``, their steps and estimated time on this device, as a
+    table or (``--json``) JSON; writes no run folder."""
+    import json
+    import sys
+
+    from bgresample.engine.plan import plan, plan_text
+
+    if args.steps < 1:
+        raise UserError(f"--steps must be at least 1, got {args.steps}")
+    if not args.quiet:
+        print(f"timing {args.steps} steps of each stage ...", file=sys.stderr)
+    result = plan(cfg, steps=args.steps)
+    if dist.info().is_main:
+        print(json.dumps(result, indent=2) if args.json else plan_text(result))

@@ -92,6 +92,14 @@ class DataConfig:
     background_flip: bool | None = _f()
     allow_cifar_overlap: bool = _f()
     workers: int = _f(NON_NEGATIVE_INT)
+    size: int = _f(POSITIVE_INT)
+    mean: list[float] = _f(_check(lambda v: len(v) == 3, "a list of 3 numbers, one per channel"))
+    std: list[float] = _f(
+        _check(
+            lambda v: len(v) == 3 and all(x > 0 for x in v),
+            "a list of 3 positive numbers, one per channel",
+        )
+    )
     validation: ValidationConfig = _f()
     embedded: EmbeddedSizes = _f()
 

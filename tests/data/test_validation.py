@@ -58,7 +58,8 @@ def test_benchmark_holds_validation_data(data_root):
     bench = load_benchmark(cfg)
     assert len(bench.pool) == 570 and len(bench.val_ood[HOLDOUT]) == 30
     assert bench.val is not None and len(bench.val) > 0
-    assert bench.unshared == ["digits89", "faces", "gaussian", "uniform"]
+    assert bench.groups["unshared"] == ["digits89", "faces", "gaussian", "uniform"]
+    assert bench.groups["near"] == ["digits89", "glyphs", "scribbles"]
 
 
 def test_family_shares_remove_a_family_and_keep_the_ood_sets():

@@ -186,7 +186,7 @@ def test_evaluate_several_scores_end_to_end(tiny_scores, tmp_path, capsys):
         assert set(per["ood"]) == set(OOD_SETS)
         blocks = [*per["ood"].values(), per["average"], per["average_no_noise"]]
         for metrics in blocks:
-            assert set(metrics) == {"fpr95", "auroc", "aupr"}
+            assert set(metrics) == {"fpr95", "auroc", "aupr", "aupr_in", "aupr_out"}
             for m in metrics.values():
                 assert 0 <= m["mean"] <= 100 and m["std"] >= 0
     with np.load(ev / "scores_model.npz") as raw:

@@ -14,7 +14,7 @@ from bgresample import dist
 from bgresample.data import loader
 from bgresample.data.base import ImageArray, LabeledImages
 from bgresample.data.pools import ImageSource
-from bgresample.data.transforms import CropFlip, prepare
+from bgresample.data.transforms import MEAN, SIZE, STD, CropFlip, prepare
 from bgresample.errors import UserError
 
 
@@ -40,7 +40,9 @@ class Accel:
     (``workers`` DataLoader processes decode image-file pools).
 
     ``auto`` settings are on for CUDA and off on the CPU; fp32 is the default on the CPU, and the
-    GPU path is the CPU path on another device.
+    GPU path is the CPU path on another device. ``size``, ``mean`` and ``std`` are the input
+    side and per-channel normalisation of the batches (``data.size``, ``data.mean``,
+    ``data.std``).
     """
 
     device: torch.device
@@ -50,12 +52,19 @@ class Accel:
     data_on_device: bool = False
     compile_weights: bool = False
     workers: int = 0
+    size: int = SIZE
+    mean: tuple[float, ...] = (MEAN, MEAN, MEAN)
+    std: tuple[float, ...] = (STD, STD, STD)
 
     @classmethod
-    def from_config(cls, device: str, accel: Any, workers: int) -> Accel:
-        """From the ``device`` name, the ``accel`` config section and ``data.workers``."""
+    def from_config(cls, device: str, accel: Any, workers: int, data: Any = None) -> Accel:
+        """From the ``device`` name, the ``accel`` config section and ``data.workers``; with
+        the ``data`` section, its ``size``, ``mean`` and ``std``."""
         dev = resolve_device(device)
         cuda = dev.type == "cuda"
+        norm: dict[str, Any] = {}
+        if data is not None:
+            norm = {"size": int(data.size), "mean": tuple(data.mean), "std": tuple(data.std)}
         return cls(
             device=dev,
             channels_last=_auto(accel.channels_last, cuda),
@@ -64,6 +73,7 @@ class Accel:
             data_on_device=_auto(accel.data_on_device, cuda) and cuda,
             compile_weights=_auto(accel.compile_weights, cuda),
             workers=int(workers),
+            **norm,
         )
 
     def model(self, model: nn.Module) -> nn.Module:
@@ -110,10 +120,18 @@ class Accel:
         self, raw: torch.Tensor, aug: CropFlip | None = None, normalized: bool = False
     ) -> torch.Tensor:
         """A raw batch on the device (uint8 copied pinned and non-blocking), augmented with
-        ``aug`` on the device, normalised, in the model's memory format."""
+        ``aug`` on the device, normalised (``mean``, ``std``), resized to ``size``, in the model's
+        memory format."""
         if self.device.type == "cuda" and raw.device.type == "cpu" and not raw.is_pinned():
             raw = raw.pin_memory()
-        x = prepare(raw.to(self.device, non_blocking=True), normalized=normalized, aug=aug)
+        x = prepare(
+            raw.to(self.device, non_blocking=True),
+            normalized=normalized,
+            aug=aug,
+            mean=self.mean,
+            std=self.std,
+            size=self.size,
+        )
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def stage(self, *sets: LabeledImages | ImageSource | None) -> None:

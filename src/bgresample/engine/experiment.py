@@ -44,7 +44,7 @@ from bgresample.engine.pretrain import pretrain
 from bgresample.engine.resample import resample
 from bgresample.errors import UserError
 from bgresample.metrics import accuracy
-from bgresample.models import create_model
+from bgresample.models import model_for_config
 from bgresample.resampling import BackgroundResampler, composition, write_manifest
 from bgresample.runfolder import write_json
 from bgresample.selectors import NONE, WEIGHT_SELECTORS, SelectionContext, Selector, build_selector
@@ -58,7 +58,7 @@ AUTO_SCORES = {"extra_class": "extra_class", "energy": "energy"}
 
 
 def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
-    return create_model(cfg.model.name, num_classes, **cfg.model.kwargs)
+    return model_for_config(cfg, num_classes)
 
 
 def load_pretrained(cfg: Config, bench: Benchmark, path: Path) -> torch.nn.Module:

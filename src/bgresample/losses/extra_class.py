@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bgresample.errors import UserError
 from bgresample.losses.uniformity import Reduction
 
 
@@ -19,7 +20,13 @@ def add_background_class(model: nn.Module, num_classes: int) -> None:
     """Give a classifier with ``num_classes`` outputs a (K+1)-th output in place: its ``fc`` keeps
     the K trained rows and gets a zero row (weight and bias) for the background class. A model
     that already has K+1 outputs is left as it is."""
-    fc = model.fc
+    fc = getattr(model, "fc", None)
+    if not isinstance(fc, nn.Linear):
+        name = getattr(model, "model_name", type(model).__name__)
+        raise UserError(
+            f"the extra_class loss needs a final linear head fc to add the background class to; "
+            f"model {name} has none (use another finetune.loss, or a model with fc)"
+        )
     if fc.out_features == num_classes + 1:
         return
     if fc.out_features != num_classes:

@@ -1,7 +1,16 @@
-"""Model zoo: a name -> factory registry of CIFAR-sized (3x32x32) classifiers.
+"""Model zoo: a name -> factory registry of CIFAR-sized (3x32x32) classifiers, and models from
+outside it (:mod:`bgresample.models.foreign`: ``package.module:factory``, ``torchvision:NAME``,
+``timm:NAME``).
 
-Every model exposes ``features(x) -> (N, feature_dim)`` and ``forward(x) == fc(features(x))``.
+Every model exposes ``features(x) -> (N, feature_dim)`` and ``forward(x) == fc(features(x))``
+(a foreign model that cannot be split so runs as it is; only feature scores and feature-based
+selectors refuse it).
 """
+
+from __future__ import annotations
+
+import difflib
+from typing import TYPE_CHECKING
 
 from torch import nn
 
@@ -10,6 +19,13 @@ from bgresample.errors import UserError
 # Imported for their side effect: each module registers its factories.
 from bgresample.models import densenet, resnet, small_cnn, wrn  # noqa: F401
 from bgresample.models.base import REGISTRY, Classifier, register_model
+from bgresample.models.foreign import ForeignClassifier, check_foreign, create_foreign, is_foreign
+
+if TYPE_CHECKING:
+    from bgresample.config import Config
+
+#: The side of the stored images, and the default ``data.size``.
+DEFAULT_SIZE = 32
 
 
 def list_models() -> list[str]:
@@ -17,32 +33,78 @@ def list_models() -> list[str]:
     return sorted(REGISTRY)
 
 
+def _unknown(name: str) -> UserError:
+    close = difflib.get_close_matches(name, list_models(), n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return UserError(
+        f"unknown model {name!r}; {hint}valid names: {', '.join(list_models())}, or "
+        "package.module:factory, torchvision:NAME, timm:NAME (fix with --set model.name=...)"
+    )
+
+
 def check_model(name: str, kwargs: dict[str, object]) -> None:
     """Refuse an unknown model name or keyword arguments its factory does not take, before any
     work starts."""
     from bgresample.config import bind_kwargs
 
+    if is_foreign(name):
+        check_foreign(name, kwargs)
+        return
     if name not in REGISTRY:
-        raise UserError(
-            f"unknown model {name!r}; valid names: {', '.join(list_models())} "
-            "(fix with --set model.name=...)"
-        )
+        raise _unknown(name)
     bind_kwargs(REGISTRY[name], f"model.kwargs of {name}", 1, **kwargs)
 
 
 def create_model(name: str, num_classes: int, **kwargs: object) -> nn.Module:
     """Build model ``name`` with ``num_classes`` outputs; ``kwargs`` go to its factory.
 
-    The returned model carries ``model_name`` and ``num_classes`` attributes.
+    A foreign model (``package.module:factory``, ``torchvision:NAME``, ``timm:NAME``) is checked
+    on a 32x32 batch; :func:`build_model` checks it at another input size. The returned model
+    carries ``model_name`` and ``num_classes`` attributes.
     """
-    if name not in REGISTRY:
-        raise UserError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
+    return build_model(name, num_classes, kwargs)
+
+
+def build_model(
+    name: str, num_classes: int, kwargs: dict[str, object], size: int = DEFAULT_SIZE
+) -> nn.Module:
+    """:func:`create_model` for images that reach the model at ``size`` x ``size``."""
     if num_classes < 1:
         raise UserError(f"num_classes must be a positive integer, got {num_classes}")
-    model = REGISTRY[name](num_classes, **kwargs)
+    if is_foreign(name):
+        model = create_foreign(name, num_classes, dict(kwargs), size)
+    elif name not in REGISTRY:
+        raise _unknown(name)
+    else:
+        model = REGISTRY[name](num_classes, **kwargs)
     model.model_name = name
     model.num_classes = num_classes
     return model
 
 
-__all__ = ["Classifier", "check_model", "create_model", "list_models", "register_model"]
+def normalization_of(cfg: Config) -> dict[str, object]:
+    """The input normalisation of ``cfg`` as recorded in model checkpoints."""
+    d = cfg.data
+    return {"size": d.size, "mean": [float(v) for v in d.mean], "std": [float(v) for v in d.std]}
+
+
+def model_for_config(cfg: Config, num_classes: int) -> nn.Module:
+    """The config's model (``model.name``, ``model.kwargs``) at input size ``data.size``, with
+    the input normalisation it is trained for in its ``normalization`` attribute (saved with it:
+    :func:`bgresample.checkpoint.save_model`)."""
+    model = build_model(cfg.model.name, num_classes, cfg.model.kwargs, cfg.data.size)
+    model.normalization = normalization_of(cfg)
+    return model
+
+
+__all__ = [
+    "Classifier",
+    "ForeignClassifier",
+    "build_model",
+    "check_model",
+    "create_model",
+    "list_models",
+    "model_for_config",
+    "normalization_of",
+    "register_model",
+]

@@ -1,0 +1,563 @@
+"""``bgresample plan``: the stages of an experiment (``run``), the optimiser steps of each and an
+estimate of their time on this device, from a few timed steps on random data.
+
+Dataset sizes are those of the data when it is there, else the nominal sizes of the dataset kinds
+(:data:`NOMINAL_ID`, :data:`NOMINAL_POOL`, :data:`NOMINAL_OOD`), so that a run can be sized before
+anything is downloaded. Step counts follow the engine exactly: pre-training once
+(:mod:`~bgresample.engine.pretrain`), per seed Algorithm 1 once when a variant needs the weights
+(:mod:`~bgresample.engine.resample`), and fine-tuning and evaluation per variant
+(:mod:`~bgresample.engine.experiment`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from bgresample.config import Config
+from bgresample.data import datasets as ds
+from bgresample.data import kinds
+from bgresample.data.benchmark import SKIP_INTEGRITY_ENV, _folder_set_name, _unique
+from bgresample.data.embedded import EmbeddedConfig, default_data_root, load_embedded
+from bgresample.data.pools import IMAGENET32_CACHE, IMAGENET32_LABELS, TINYIMAGES_RECORDS
+from bgresample.data.transforms import CropFlip
+from bgresample.engine.accel import Accel
+from bgresample.engine.batches import steps_per_epoch
+from bgresample.engine.experiment import build_model, finetune_section
+from bgresample.engine.finetune import background_objective
+from bgresample.engine.forward import ce, joint_forward
+from bgresample.engine.optim import sgd, sgd_step
+from bgresample.engine.resample import OUTLIER_LOSSES, algorithm1_step, refresh_period
+from bgresample.errors import UserError
+from bgresample.losses import add_background_class
+from bgresample.metrics import protocol_indices
+from bgresample.resampling import BackgroundResampler
+from bgresample.selectors import NONE, WEIGHT_SELECTORS
+
+#: ID kinds: (train, test, classes) of the standard splits.
+NOMINAL_ID = {
+    "cifar10": (50_000, 10_000, 10),
+    "cifar100": (50_000, 10_000, 100),
+    "svhn": (73_257, 26_032, 10),
+    "tiny-imagenet": (100_000, 10_000, 200),
+}
+#: Background kinds: pool items (tinyimages before the 80mn_cifar_idxs.txt exclusions;
+#: places365: torchvision's val_256).
+NOMINAL_POOL = {
+    "random300k": 300_000,
+    "imagenet32": 1_281_167,
+    "tinyimages": TINYIMAGES_RECORDS,
+    "places365": 36_500,
+}
+#: OOD kinds: test-set sizes (the ID kinds' test splits; DTD; ODIN's LSUN / iSUN; Places365 val).
+NOMINAL_OOD = {
+    "cifar10": 10_000,
+    "cifar100": 10_000,
+    "svhn": 26_032,
+    "tiny-imagenet": 10_000,
+    "textures": 5_640,
+    "lsun": 10_000,
+    "lsun-resize": 10_000,
+    "isun": 8_925,
+    "places365": 36_500,
+}
+#: Background kinds read from image files (decoded by ``data.workers`` processes).
+FOLDER_POOLS = ("folder", "places365")
+#: Assumed size of an OOD set that is missing and of no kind above.
+UNKNOWN_OOD = 10_000
+#: Untimed steps before the timed ones (the first steps allocate and pick kernels, on CPUs too).
+WARMUP = 3
+#: Largest pool whose weights are allocated to time Algorithm 1, on the CPU and on CUDA; a
+#: larger pool's O(N) weight pass is timed at this size and scaled.
+TIMED_POOL_CAP = {False: 300_000, True: 100_000_000}
+#: Variants whose background comes without scoring passes over the pool.
+PLAIN_VARIANTS = (NONE, "full", "random", *WEIGHT_SELECTORS)
+#: Sources, per data item.
+REAL, NOMINAL, GENERATED = "data", "nominal", "generated"
+
+
+@dataclass
+class Sizes:
+    """What the step counts depend on: ID train (after the validation split), validation and
+    test sizes, classes; pool items trained on and held out; OOD set sizes; where each came
+    from (``sources``: ``data`` / ``nominal`` / ``generated``)."""
+
+    train: int
+    test: int
+    classes: int
+    pool: int
+    ood: dict[str, int]
+    val: int = 0
+    holdout: int = 0
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Stage:
+    """One row of the plan: ``runs`` runs of ``steps`` steps each, timed as step kind ``kind``;
+    ``extra`` is a per-stage time (s) added once per run (e.g. sampler refreshes)."""
+
+    name: str
+    kind: str
+    runs: int
+    steps: int
+    batch: int
+    extra: float = 0.0
+    items: int = 0
+    seconds_per_step: float = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return self.runs * (self.steps * self.seconds_per_step + self.extra)
+
+
+# -- dataset sizes ---------------------------------------------------------------------------------
+
+
+def _held(n: int, fraction: float) -> int:
+    """Items ``validation._split`` holds out of ``n``."""
+    return round(fraction * n) if fraction > 0 else 0
+
+
+def _id_counts(kind: str, path: str | None, root: str) -> tuple[list[int], int, int] | None:
+    """(per-class training counts, test size, classes) of ID data on disk, None when missing."""
+    k = kinds.get_kind(kind, "id")
+    try:
+        p = kinds.resolve_path(k, path, root)
+        if kind == "tiny-imagenet":  # counted from the file lists, without decoding images
+            train, test = ds.TinyImageNet(p, "train"), ds.TinyImageNet(p, "val")
+            targets, n_test, n_cls = train.targets, len(test), len(train.classes)
+        elif kind == "imagefolder":
+            folder = ds.ImageFolderID(p)
+            targets = [y for _, y in folder.samples["train"]]
+            n_test, n_cls = len(folder.samples["test"]), len(folder.classes)
+        else:
+            check = os.environ.get(SKIP_INTEGRITY_ENV) != "1"
+            tr, te, classes = kinds.load_id(kind, p, check_integrity=check)
+            targets, n_test, n_cls = tr.targets.tolist(), len(te), len(classes)
+    except (UserError, OSError, RuntimeError, ValueError):
+        return None
+    return np.bincount(np.asarray(targets, dtype=np.int64)).tolist(), n_test, n_cls
+
+
+def _pool_size(kind: str, path: str | None, root: str, allow_overlap: bool) -> int | None:
+    k = kinds.get_kind(kind, "background")
+    try:
+        p = kinds.resolve_path(k, path, root)
+        if kind == "imagenet32" and not (p / IMAGENET32_CACHE).is_file():
+            return None  # reading the batches would convert them: left to the run
+        if kind == "imagenet32":
+            return len(np.load(p / IMAGENET32_LABELS, mmap_mode="r"))
+        return len(kinds.load_background(kind, p, allow_cifar_overlap=allow_overlap))
+    except (UserError, OSError, RuntimeError, ValueError):
+        return None
+
+
+def _ood_size(kind: str, path: str | None, root: str) -> int | None:
+    k = kinds.get_kind(kind, "ood")
+    if not k.needs_path:
+        return None  # generated: sized by data.embedded.noise_ood_size
+    try:
+        if kind in NOMINAL_ID:  # the test split of an ID kind
+            found = _id_counts(kind, path, root)
+            return None if found is None else found[1]
+        return len(kinds.load_ood(kind, path, data_root=root))
+    except (UserError, OSError, RuntimeError, ValueError):
+        return None
+
+
+def data_sizes(cfg: Config) -> tuple[Sizes, list[str]]:
+    """The sizes the config implies (real where the data is found) and notes on the guesses."""
+    data, notes = cfg.data, []
+    root = data.root if data.root is not None else str(default_data_root())
+    sources: dict[str, str] = {}
+    embedded = None
+    if data.id is None or data.background is None:
+        if data.id is not None:
+            raise UserError(
+                "no background pool: with --id KIND:PATH also give --background KIND:PATH "
+                "(e.g. random300k:/data/300K_random_images.npy)"
+            )
+        emb = asdict(data.embedded)
+        seed = emb.pop("seed")
+        embedded = load_embedded(root, seed=seed, config=EmbeddedConfig(**emb))
+    if data.id is None:
+        assert embedded is not None
+        counts = np.bincount(embedded.train.targets.numpy()).tolist()
+        n_test, n_cls = len(embedded.test), len(embedded.classes)
+        sources["id"] = GENERATED
+    else:
+        kind, path = kinds.parse_spec(data.id)
+        found = _id_counts(kind, path, root)
+        sources["id"] = REAL if found is not None else NOMINAL
+        if found is None:
+            if kind not in NOMINAL_ID:
+                raise UserError(f"ID data {data.id} not found; plan needs it to know its size")
+            n_train, n_test, n_cls = NOMINAL_ID[kind]
+            counts = [n_train // n_cls] * n_cls
+            notes.append(f"ID {kind} not found: nominal {n_train:,} train / {n_test:,} test")
+        else:
+            counts, n_test, n_cls = found
+    val = sum(_held(c, data.validation.id_fraction) for c in counts)
+    if data.background is None:
+        assert embedded is not None
+        n_pool, sources["pool"] = len(embedded.pool), GENERATED
+    else:
+        kind, path = kinds.parse_spec(data.background)
+        got = _pool_size(kind, path, root, data.allow_cifar_overlap)
+        sources["pool"] = REAL if got is not None else NOMINAL
+        if got is None:
+            if kind not in NOMINAL_POOL:
+                raise UserError(
+                    f"background {data.background} not found; plan needs its size (kinds of known "
+                    f"size: {', '.join(NOMINAL_POOL)})"
+                )
+            got = NOMINAL_POOL[kind]
+            extra = " (before the CIFAR exclusions)" if kind == "tinyimages" else ""
+            notes.append(f"background {kind} not found: nominal {got:,} items{extra}")
+        n_pool = got
+        if kind in FOLDER_POOLS:
+            notes.append("the pool's images are decoded from files: decoding is not timed")
+    holdout = _held(n_pool, data.validation.pool_fraction)
+    ood = _ood_sizes(cfg, root, embedded, sources, notes)
+    sizes = Sizes(
+        train=sum(counts) - val,
+        test=n_test,
+        classes=n_cls,
+        pool=n_pool - holdout,
+        ood=ood,
+        val=val,
+        holdout=holdout,
+        sources=sources,
+    )
+    return sizes, notes
+
+
+def _ood_sizes(
+    cfg: Config, root: str, embedded: Any, sources: dict[str, str], notes: list[str]
+) -> dict[str, int]:
+    """Sizes of the OOD test sets, named as :func:`~bgresample.data.benchmark.load_benchmark`
+    names them."""
+    wanted = cfg.evaluate.ood
+    wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+    out: dict[str, int] = {}
+    for spec in wanted:
+        if embedded is not None and spec == "all":
+            for name, images in embedded.ood.items():
+                out[name], sources[f"ood:{name}"] = len(images), GENERATED
+            continue
+        if embedded is not None and spec in embedded.ood:
+            out[spec], sources[f"ood:{spec}"] = len(embedded.ood[spec]), GENERATED
+            continue
+        if spec == "all":
+            raise UserError(
+                "evaluate.ood=all needs the embedded ID data; name the OOD sets with --ood"
+            )
+        kind, path = kinds.parse_spec(spec)
+        name = _folder_set_name(path) if kind == "folder" and path else _unique(kind, out)
+        got = _ood_size(kind, path, root)
+        if got is not None:
+            out[name], sources[f"ood:{name}"] = got, REAL
+        elif not kinds.get_kind(kind, "ood").needs_path:
+            out[name], sources[f"ood:{name}"] = cfg.data.embedded.noise_ood_size, GENERATED
+        else:
+            out[name], sources[f"ood:{name}"] = NOMINAL_OOD.get(kind, UNKNOWN_OOD), NOMINAL
+            what = "nominal" if kind in NOMINAL_OOD else "size unknown, assumed"
+            notes.append(f"OOD {spec} not found: {what} {out[name]:,} images")
+    if not out:
+        raise UserError("no OOD test set given; pass --ood NAME or KIND:PATH (repeatable)")
+    return out
+
+
+# -- stages and steps ------------------------------------------------------------------------------
+
+
+def eval_items(cfg: Config, sizes: Sizes) -> list[int]:
+    """The sizes of the forward passes of one evaluation of a variant: ID test, each OOD set's
+    drawn items (``evaluate.protocol``), the validation sets, and for ``extra_class`` the
+    accuracy pass."""
+    ev = cfg.evaluate
+    if ev.protocol == "full":
+        ood = list(sizes.ood.values())
+    else:
+        draws = protocol_indices(sizes.test, sizes.ood, ev.ratio, ev.repeats, cfg.seed)
+        ood = [len(np.unique(np.concatenate(d))) for d in draws.values()]
+    passes = [sizes.test, *ood]
+    if sizes.val and sizes.holdout:
+        passes += [sizes.val, sizes.holdout]
+    if finetune_section(cfg).loss == "extra_class":
+        passes.append(sizes.test)
+    return passes
+
+
+def stages(cfg: Config, sizes: Sizes) -> list[Stage]:
+    """The stages of ``run`` with their runs and steps (no timing)."""
+    pre, rs, ft = cfg.pretrain, cfg.resample, finetune_section(cfg)
+    seeds, variants = cfg.run.seeds, list(cfg.run.variants)
+    out = [
+        Stage(
+            "pretrain",
+            "pretrain",
+            1,
+            pre.epochs * steps_per_epoch(sizes.train, pre.batch_size),
+            pre.batch_size,
+        )
+    ]
+    if any(v in WEIGHT_SELECTORS for v in variants):
+        if sizes.pool < rs.batch_size:
+            raise UserError(
+                f"the background pool has {sizes.pool} items, fewer than one batch "
+                f"({rs.batch_size}); use a larger pool or --set resample.batch_size=..."
+            )
+        steps = math.ceil(rs.draws_per_item * sizes.pool / rs.batch_size)
+        out.append(Stage("resample", "resample", seeds, steps, rs.batch_size))
+    ft_steps = ft.epochs * steps_per_epoch(sizes.train, ft.batch_size)
+    for v in variants:
+        kind = "finetune-id" if v == NONE else "finetune"
+        out.append(Stage(f"finetune[{v}]", kind, seeds, ft_steps, ft.batch_size))
+    passes = eval_items(cfg, sizes)
+    bs = cfg.evaluate.batch_size
+    batches = sum(math.ceil(n / bs) for n in passes)
+    out.append(Stage("evaluate", "evaluate", seeds * len(variants), batches, bs, items=sum(passes)))
+    return out
+
+
+# -- timing ---------------------------------------------------------------------------------------
+
+
+class _Timer:
+    """Random batches and timed steps on the configured device and model."""
+
+    def __init__(self, cfg: Config, classes: int, steps: int, warmup: int | None) -> None:
+        self.cfg, self.classes, self.steps = cfg, classes, max(steps, 1)
+        self.accel = Accel.from_config(cfg.device, cfg.accel, cfg.data.workers, cfg.data)
+        self.warmup = WARMUP if warmup is None else warmup
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+
+    def sync(self) -> None:
+        if self.accel.device.type == "cuda":
+            torch.cuda.synchronize(self.accel.device)
+
+    def model(self, extra_class: bool = False) -> tuple[torch.nn.Module, torch.nn.Module]:
+        torch.manual_seed(self.cfg.seed)
+        model = build_model(self.cfg, self.classes)
+        if extra_class:
+            add_background_class(model, self.classes)
+        return model, self.accel.model(model)
+
+    def images(self, n: int, aug: bool = True) -> torch.Tensor:
+        raw = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=self.gen)
+        crop = CropFlip.draw(n, self.gen, flip=self.cfg.data.flip) if aug else None
+        return self.accel.ready(raw, crop)
+
+    def labels(self, n: int) -> torch.Tensor:
+        return torch.randint(self.classes, (n,), generator=self.gen).to(self.accel.device)
+
+    def time(
+        self, fn: Callable[[], Any], warmup: int | None = None, steps: int | None = None
+    ) -> float:
+        """Median seconds of a call of ``fn`` (each timed alone) after warm-up calls."""
+        for _ in range(self.warmup if warmup is None else warmup):
+            fn()
+        times = []
+        for _ in range(self.steps if steps is None else steps):
+            self.sync()
+            t0 = time.perf_counter()
+            fn()
+            self.sync()
+            times.append(time.perf_counter() - t0)
+        return float(np.median(times))
+
+    def pretrain(self) -> float:
+        p = self.cfg.pretrain
+        model, net = self.model()
+        opt = sgd(model, p.lr, p.momentum, p.weight_decay)
+        model.train()
+
+        def step() -> None:
+            x, y = self.images(p.batch_size), self.labels(p.batch_size)
+            with self.accel.autocast():
+                logits = net(x)
+            sgd_step(opt, ce(logits, y))
+
+        return self.time(step)
+
+    def finetune(self, background: bool) -> float:
+        ft = finetune_section(self.cfg)
+        model, net = self.model(ft.loss == "extra_class")
+        objective = background_objective(ft.loss, self.cfg.selectors.energy)
+        opt = sgd(model, ft.lr, ft.momentum, ft.weight_decay)
+        model.train(not ft.freeze_bn)
+
+        def step() -> None:
+            x, y = self.images(ft.batch_size), self.labels(ft.batch_size)
+            x_bg = self.images(ft.background_batch_size) if background else None
+            with self.accel.autocast():
+                li, lb = joint_forward(net, x, x_bg)
+            l_out = objective(li.float(), lb.float()) if lb is not None else 0.0
+            sgd_step(opt, ce(li, y) + ft.alpha * l_out)
+
+        return self.time(step)
+
+    def resample(self, pool: int, train: int) -> tuple[float, float, int]:
+        """(s per Algorithm 1 step, s per sampler refresh, steps between refreshes). Pools over
+        :data:`TIMED_POOL_CAP` are timed at the cap, their O(N) weight pass scaled to ``pool``."""
+        rs, accel = self.cfg.resample, self.accel
+        model, net = self.model()
+        timed = min(pool, TIMED_POOL_CAP[accel.device.type == "cuda"])
+        resampler = BackgroundResampler(
+            timed,
+            eps=rs.eps,
+            lr=rs.lr_w,
+            momentum=rs.momentum_w,
+            refresh_every=refresh_period(rs, train),
+            device=accel.device,
+            compile=accel.compile_weights,
+        )
+        opt = sgd(model, rs.lr, rs.momentum, rs.weight_decay)
+        outlier = OUTLIER_LOSSES[rs.loss](reduction="none")
+        scale = rs.alpha if rs.weight_loss == "scaled" else 1.0
+        model.train(not rs.freeze_bn)
+        n = rs.batch_size
+        idx = resampler.draw(n, self.gen)
+
+        def step() -> None:
+            x, y, x_bg = self.images(n), self.labels(n), self.images(n)
+            algorithm1_step(
+                net,
+                resampler,
+                opt,
+                x,
+                y,
+                x_bg,
+                resampler.draw(n, self.gen),
+                rs.alpha,
+                outlier,
+                accel,
+                0,
+                scale,
+            )
+
+        per_step = self.time(step)
+        refresh = self.time(resampler.refresh, warmup=0, steps=1)
+        if timed < pool:  # the weight pass and the refresh are O(N)
+            losses = torch.rand(n, device=accel.device)
+            weights = self.time(lambda: resampler.step(idx, losses))
+            per_step += weights * (pool / timed - 1)
+            refresh *= pool / timed
+        return per_step, refresh, refresh_period(rs, train) or max(pool // n, 1)
+
+    def evaluate(self) -> float:
+        """Seconds per image of the evaluation's forward pass (batches of evaluate.batch_size)."""
+        bs = self.cfg.evaluate.batch_size
+        model, net = self.model()
+        model.eval()
+        x = self.images(bs, aug=False)
+
+        def forward() -> None:
+            with torch.no_grad(), self.accel.autocast():
+                net(x)
+
+        return self.time(forward, warmup=1, steps=min(self.steps, 3)) / bs
+
+
+def plan(
+    cfg: Config, steps: int = 5, warmup: int | None = None, sizes: Sizes | None = None
+) -> dict[str, Any]:
+    """The plan of ``run`` for ``cfg``: sizes, stages with measured seconds per step, total."""
+    notes: list[str] = []
+    if sizes is None:
+        sizes, notes = data_sizes(cfg)
+    rows = stages(cfg, sizes)
+    timer = _Timer(cfg, sizes.classes, steps, warmup)
+    kinds_needed = {s.kind for s in rows}
+    per_step: dict[str, float] = {"pretrain": timer.pretrain()}
+    refresh_note = None
+    if "resample" in kinds_needed:
+        step_s, refresh_s, period = timer.resample(sizes.pool, sizes.train)
+        per_step["resample"] = step_s
+        for s in rows:
+            if s.kind == "resample":
+                s.extra = refresh_s * math.ceil(s.steps / period)
+        refresh_note = f"resample: sampler refresh every {period:,} steps, {refresh_s:.3g} s each"
+        cap = TIMED_POOL_CAP[timer.accel.device.type == "cuda"]
+        if sizes.pool > cap:
+            refresh_note += f"; timed on {cap:,} weights, the O(N) weight pass scaled to the pool"
+    if "finetune" in kinds_needed:
+        per_step["finetune"] = timer.finetune(background=True)
+    if "finetune-id" in kinds_needed:
+        per_step["finetune-id"] = timer.finetune(background=False)
+    per_step["evaluate"] = timer.evaluate() * cfg.evaluate.batch_size
+    for s in rows:
+        s.seconds_per_step = per_step[s.kind]
+    if refresh_note:
+        notes.append(refresh_note)
+    others = [v for v in cfg.run.variants if v not in PLAIN_VARIANTS]
+    if others:
+        notes.append(f"the scoring passes of {', '.join(others)} over the pool are not counted")
+    accel = timer.accel
+    return {
+        "model": cfg.model.name,
+        "device": str(accel.device),
+        "amp": accel.amp,
+        "seeds": cfg.run.seeds,
+        "variants": list(cfg.run.variants),
+        "timed_steps": timer.steps,
+        "sizes": asdict(sizes),
+        "stages": [
+            {
+                "stage": s.name,
+                "runs": s.runs,
+                "steps": s.steps,
+                "batch": s.batch,
+                "seconds_per_step": s.seconds_per_step,
+                "extra_seconds_per_run": s.extra,
+                **({"images": s.items} if s.items else {}),
+                "seconds": s.seconds,
+            }
+            for s in rows
+        ],
+        "total_seconds": sum(s.seconds for s in rows),
+        "notes": notes,
+    }
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` in a readable unit."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.1f} s"
+
+
+def plan_text(p: dict[str, Any]) -> str:
+    """The plan as a table, with the data sizes and notes."""
+    z = p["sizes"]
+    src = z["sources"]
+    ood = ", ".join(f"{k} {v:,}" for k, v in z["ood"].items())
+    lines = [
+        f"model {p['model']} on {p['device']}{' (bf16 autocast)' if p['amp'] else ''}; "
+        f"{p['seeds']} seeds x variants {', '.join(p['variants'])}; "
+        f"{p['timed_steps']} timed steps per stage",
+        f"ID:   {z['train']:,} train (+{z['val']:,} validation), {z['test']:,} test, "
+        f"{z['classes']} classes [{src['id']}]",
+        f"pool: {z['pool']:,} items (+{z['holdout']:,} held out) [{src['pool']}]",
+        f"OOD:  {ood}",
+        "",
+        f"{'stage':<20} {'runs':>5} {'steps each':>11} {'s/step':>9} {'estimated':>10}",
+    ]
+    for s in p["stages"]:
+        lines.append(
+            f"{s['stage']:<20} {s['runs']:>5} {s['steps']:>11,} {s['seconds_per_step']:>9.4f} "
+            f"{duration(s['seconds']):>10}"
+        )
+    lines.append(f"{'total':<20} {'':>5} {'':>11} {'':>9} {duration(p['total_seconds']):>10}")
+    lines += [f"note: {n}" for n in p["notes"]]
+    return "\n".join(lines)

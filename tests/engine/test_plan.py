@@ -1,0 +1,104 @@
+"""``bgresample plan``: the stages of ``run`` with the engine's step counts, as text or JSON, from
+the data's sizes or, when the data is missing, the nominal sizes of its kinds."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from bgresample import config as C
+from bgresample.cli import main
+from bgresample.engine.plan import Sizes, data_sizes, plan_text, stages
+from bgresample.metrics import protocol_indices
+
+NO_DATA = ["--background", "random300k:/nonexistent.npy", "--set", "model.name=small_cnn"]
+
+
+def expected_steps(cfg: C.Config, sizes: Sizes) -> dict[str, tuple[int, int]]:
+    """(runs, steps) of each stage, from the config and the engine's formulas."""
+    seeds, variants = cfg.run.seeds, cfg.run.variants
+    spe = lambda bs: max(sizes.train // bs, 1)  # noqa: E731  engine.batches.steps_per_epoch
+    out = {"pretrain": (1, cfg.pretrain.epochs * spe(cfg.pretrain.batch_size))}
+    if {"resampled", "topk-weight"} & set(variants):
+        rs = cfg.resample
+        out["resample"] = (seeds, math.ceil(rs.draws_per_item * sizes.pool / rs.batch_size))
+    for v in variants:
+        out[f"finetune[{v}]"] = (seeds, cfg.finetune.epochs * spe(cfg.finetune.batch_size))
+    ev = cfg.evaluate
+    draws = protocol_indices(sizes.test, sizes.ood, ev.ratio, ev.repeats, cfg.seed)
+    passes = [sizes.test, *(len(np.unique(np.concatenate(d))) for d in draws.values())]
+    passes += [sizes.val, sizes.holdout]
+    batches = sum(math.ceil(n / ev.batch_size) for n in passes)
+    out["evaluate"] = (seeds * len(variants), batches)
+    return out
+
+
+def test_default_config_step_counts_follow_the_engine():
+    cfg = C.load_config(None, [])
+    sizes = Sizes(
+        train=650, test=721, classes=8, pool=19000, ood={"a": 100, "b": 10000}, val=72, holdout=1000
+    )
+    got = {s.name: (s.runs, s.steps) for s in stages(cfg, sizes)}
+    assert got == expected_steps(cfg, sizes)
+    assert got["pretrain"] == (1, 40 * 5) and got["resample"] == (5, 743)
+    assert got["finetune[none]"] == (5, 60 * 5)
+
+
+def test_preset_without_data_uses_nominal_sizes_and_the_recipe(tmp_path):
+    cfg = C.load_config(
+        None,
+        [f"data.root={tmp_path}", "data.background=random300k:/nonexistent.npy"],
+        preset="cifar10",
+    )
+    sizes, notes = data_sizes(cfg)
+    assert (sizes.train, sizes.val, sizes.test, sizes.classes) == (45_000, 5_000, 10_000, 10)
+    assert (sizes.pool, sizes.holdout) == (285_000, 15_000)
+    assert sizes.sources["id"] == sizes.sources["pool"] == "nominal"
+    assert sizes.ood["svhn"] == 26_032 and sizes.ood["gaussian"] == 10_000
+    assert any("random300k" in n for n in notes)
+    got = {s.name: (s.runs, s.steps) for s in stages(cfg, sizes)}
+    assert got == expected_steps(cfg, sizes)
+    # finetune.recipe=authors: 50 epochs of 45,000 // 128 = 351 steps
+    assert got["pretrain"] == (1, 35_100) and got["finetune[resampled]"] == (5, 17_550)
+    assert got["resample"] == (5, 11_133)
+
+
+def test_plan_json_has_every_stage_with_positive_estimates(tiny, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["plan", *tiny, "--steps", "1", "--json"]) == 0
+    p = json.loads(capsys.readouterr().out)
+    cfg = C.load_config(None, [a for a in tiny if "=" in a])
+    sizes = Sizes(**p["sizes"])
+    assert sizes.sources["id"] == "generated"
+    names = [s["stage"] for s in p["stages"]]
+    assert names == [
+        "pretrain",
+        "resample",
+        *(f"finetune[{v}]" for v in cfg.run.variants),
+        "evaluate",
+    ]
+    assert {s["stage"]: (s["runs"], s["steps"]) for s in p["stages"]} == expected_steps(cfg, sizes)
+    assert all(s["seconds_per_step"] > 0 and s["seconds"] > 0 for s in p["stages"])
+    assert p["total_seconds"] == sum(s["seconds"] for s in p["stages"]) > 0
+    assert list(tmp_path.iterdir()) == []  # no run folder
+
+
+def test_plan_preset_without_data_prints_estimates(tmp_path, capsys):
+    args = ["plan", "--preset", "cifar10", *NO_DATA, "--data-root", str(tmp_path)]
+    assert main([*args, "--device", "cpu", "--steps", "1", "--quiet", "--json"]) == 0
+    p = json.loads(capsys.readouterr().out)
+    assert p["sizes"]["sources"]["pool"] == "nominal" and p["total_seconds"] > 0
+    assert all(s["seconds"] > 0 for s in p["stages"])
+    text = plan_text(p)
+    assert "45,000 train" in text and "285,000 items" in text and "[nominal]" in text
+    assert "finetune[resampled]" in text and "total" in text
+
+
+def test_plan_refuses_what_it_cannot_size(tmp_path, capsys):
+    root = ["--data-root", str(tmp_path), "--quiet", "--device", "cpu"]
+    assert main(["plan", *root, "--id", "imagefolder:/nonexistent", *NO_DATA]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert main(["plan", *root, "--steps", "0"]) == 2
+    assert "--steps" in capsys.readouterr().err
