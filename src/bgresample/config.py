@@ -27,7 +27,7 @@ import yaml
 
 from bgresample.errors import UserError
 
-#: Recipes for fine-tuning with background data (METHOD.md).
+#: Recipes for fine-tuning with background data (docs/method.md).
 FINETUNE_RECIPES: dict[str, dict[str, Any]] = {
     "authors": {"epochs": 50, "lr": 0.1, "schedule": "step30", "background_batch_size": 128},
     "oe": {"epochs": 10, "lr": 0.001, "schedule": "cosine", "background_batch_size": 256},

@@ -1,4 +1,5 @@
-"""OOD-detection metrics and the paper's evaluation protocol (METHOD.md, "Evaluation protocol").
+"""OOD-detection metrics and the paper's evaluation protocol (docs/method.md, "Evaluation
+protocol").
 
 Scores are ID-ness scores (higher = more in-distribution, e.g. MSP). Two conventions:
 

@@ -2,7 +2,8 @@
 
 Images are kept as uint8 NCHW tensors (pixel space) so that whole batches are indexed, augmented
 and normalised at once (see :mod:`bgresample.data.transforms`). Sets that are defined in
-normalised space (Gaussian / Uniform OOD, METHOD.md) are kept as float with ``normalized=True``.
+normalised space (Gaussian / Uniform OOD, docs/method.md) are kept as float with
+``normalized=True``.
 """
 
 from __future__ import annotations

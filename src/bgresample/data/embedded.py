@@ -14,7 +14,8 @@ Nothing is downloaded. The pieces come from:
   Every item records its provenance: its family and its source (photograph, pattern kind or font).
 * **OOD test sets**, none of whose sources is in the pool: held-out digit classes 8 and 9
   (near-OOD), glyphs in held-out fonts, pen scribbles in the digits' style, crops of held-out
-  photographs, held-out textures, LFW faces, plus Gaussian and Uniform noise as METHOD.md defines.
+  photographs, held-out textures, LFW faces, plus Gaussian and Uniform noise as docs/method.md
+  defines.
 
 The benchmark is deterministic for a seed and cached as one ``.npz`` under the data root.
 """
@@ -403,7 +404,7 @@ NEAR_OOD_SETS = ("digits89", "glyphs", "scribbles")
 
 
 def noise_ood(kind: str, n: int, seed: int) -> torch.Tensor:
-    """Gaussian / Uniform OOD images exactly as METHOD.md defines them, in *normalised* space.
+    """Gaussian / Uniform OOD images exactly as docs/method.md defines them, in *normalised* space.
 
     Gaussian: N(0, 0.5^2) per pixel, clamped to [-1, 1]; Uniform: U[-1, 1]; shape n x 3 x 32 x 32.
     """

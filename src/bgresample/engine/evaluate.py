@@ -1,4 +1,4 @@
-"""OOD evaluation with the authors' protocol (METHOD.md): 5 subsamples per OOD set, with MSP or
+"""OOD evaluation with the authors' protocol (docs/method.md): 5 subsamples per OOD set, with MSP or
 any of the scores of :mod:`bgresample.scores` side by side."""
 
 from __future__ import annotations
