@@ -255,15 +255,23 @@ def table3_latex(results: dict[str, Any]) -> str:
 
 
 def paired(results: dict[str, Any]) -> Table:
+    """One row per (pair of variants, average): the mean paired difference of each metric with
+    its 95% CI and how many seeds are below zero (the per-seed values are in results.json)."""
+    labels = {**AVERAGE_LABELS, "validation": "Validation (pool hold-out)"}
     rows = []
     for pair, by_avg in results.get("paired_differences", {}).items():
         for avg, metrics in by_avg.items():
-            for m, d in metrics.items():
-                ci = "[{:.2f}, {:.2f}]".format(*d["ci95"]) if "ci95" in d else "n/a"
-                per = ", ".join(f"{x:+.2f}" for x in d["per_seed"])
-                label = pair.replace("_minus_", " − ") + f" ({avg.replace('_', ' ')})"
-                rows.append([label, METRIC_LABELS.get(m, m), f"{d['mean']:+.2f}", ci, per])
-    return Table(["difference (per seed, paired)", "metric", "mean", "95% CI", "per seed"], rows)
+            row = [pair.replace("_minus_", " − "), labels.get(avg, avg)]
+            for m in METRICS:
+                d = metrics[m]
+                ci = " [{:+.2f}, {:+.2f}]".format(*d["ci95"]) if "ci95" in d else ""
+                row.append(f"{d['mean']:+.2f}{ci}")
+            first = metrics[METRICS[0]]["per_seed"]
+            row.append(f"{sum(x < 0 for x in first)} of {len(first)}")
+            rows.append(row)
+    header = ["difference (paired per seed)", "average"]
+    header += [f"Δ {METRIC_LABELS[m]} [95% CI]" for m in METRICS] + ["seeds with Δ FPR95 < 0"]
+    return Table(header, rows)
 
 
 def composition(results: dict[str, Any]) -> Table | None:
