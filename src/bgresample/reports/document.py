@@ -87,13 +87,15 @@ def _inline(text: str) -> str:
 
 
 CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1250px;
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1360px;
        margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
 h1 { border-bottom: 2px solid #444; padding-bottom: .2em; }
 h2 { border-bottom: 1px solid #bbb; padding-bottom: .15em; margin-top: 2em; }
 table { border-collapse: collapse; margin: .8em 0; font-size: .92em; }
 th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: right; white-space: nowrap; }
 .wide { overflow-x: auto; }
+.wide table { font-size: .74em; } .wide th, .wide td { padding: .2em .3em; }
+th[colspan] { text-align: center; }
 th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
 tr:nth-child(even) td { background: #fafafa; }
 figure { margin: 1.2em 0; } figure img { max-width: 100%; border: 1px solid #ddd; }

@@ -208,15 +208,13 @@ def _trajectory_panel(ax: Axes, hist: dict[str, Any], family: list[str] | None) 
     items = hist.get("traced_items", [])
     for rank, j in _extremes(traced[-1]) if len(items) else []:
         item = items[j]
-        name = f"{rank}: item {item}" + (f" ({family[item]})" if family is not None else "")
+        name = f"item {item}" if rank == "item" else f"{rank}: item {item}"
+        name += f" ({family[item]})" if family is not None else ""
         ax.plot(steps, traced[:, j], linewidth=1.5, label=name)
     ax.set_yscale("log")
     ax.set_xlabel("resampling step")
     ax.set_ylabel("weight w (log scale)")
-    ax.set_title(
-        f"Weights over the steps: top, median and bottom of {len(items)} traced items "
-        "(a random sample)"
-    )
+    ax.set_title(f"Weights over the steps: top, median, bottom of {len(items)} traced items")
     ax.legend(ncol=2, fontsize=8)
 
 

@@ -74,7 +74,10 @@ def _header(results: dict[str, Any], cfg: Config, meta: dict[str, Any]) -> list[
 def _tables(results: dict[str, Any], art: Artifacts) -> list[Block]:
     out: list[Block] = [
         Heading("OOD detection (Table 2 analogue)"),
-        Text("Cells: FPR95 ↓ / AUROC ↑ / AUPR ↑, mean ± std over seeds."),
+        Text(
+            "One column per metric of each variant (FPR95 ↓, AUROC ↑, AUPR ↑), mean ± std over "
+            "seeds; the best mean of each metric in a row is in bold."
+        ),
         tables.table2(results),
     ]
     if art.tables:
