@@ -25,7 +25,7 @@ from bgresample.engine.experiment import (
     load_pretrained,
     load_resampler,
     run_experiment,
-    score_name,
+    selection_context,
 )
 from bgresample.engine.finetune import finetune
 from bgresample.engine.pretrain import pretrain
@@ -43,7 +43,7 @@ from bgresample.runfolder import (
     setup_logging,
     write_json,
 )
-from bgresample.selectors import FixedSubset, SelectionContext, build_selector
+from bgresample.selectors import FixedSubset, build_selector
 
 log = logging.getLogger("bgresample")
 
@@ -181,16 +181,7 @@ def _manifest_indices(path: str, n: int) -> torch.Tensor:
 def cmd_finetune(args: argparse.Namespace, cfg: Config) -> None:
     out, env, bench = _start(args, cfg)
     ft = finetune_section(cfg)
-    ctx = SelectionContext(
-        pool=bench.pool,
-        train=bench.train,
-        accel=env.accel,
-        seed=cfg.seed,
-        gamma=cfg.select.gamma,
-        batch_size=ft.background_batch_size,
-        score=score_name(cfg),
-        score_batch_size=cfg.evaluate.batch_size,
-    )
+    ctx = selection_context(cfg, bench, env)
     if args.subset:
         selector = FixedSubset(ctx, _manifest_indices(args.subset, len(bench.pool)))
     elif args.variant == "resampled":

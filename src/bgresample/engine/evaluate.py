@@ -139,36 +139,25 @@ def evaluate(
         _, ood_scores[name] = score_items(images, torch.from_numpy(used))
         used_by_set[name] = used
         local_draws[name] = [np.searchsorted(used, d) for d in draws[name]]
-    per_score = {
-        n: evaluate_protocol(
+
+    def protocol(n: str, sets: list[str]) -> dict[str, Any]:
+        """Score ``n``'s protocol results over the OOD sets ``sets`` (the same draws)."""
+        return evaluate_protocol(
             id_scores[n],
-            {k: ood_scores[k][n] for k in ood},
+            {k: ood_scores[k][n] for k in sets},
             ratio=ratio,
             repeats=repeats,
             seed=seed,
             convention=cfg.convention,
-            draws=local_draws,
+            draws={k: local_draws[k] for k in sets},
             fpr95=cfg.fpr95,
         )
-        for n in names
-    }
+
+    per_score = {n: protocol(n, list(ood)) for n in names}
     for group, members in (groups or {}).items():
         kept = [k for k in ood if k in members]
         for n in names:
-            per_score[n][f"average_{group}"] = (
-                evaluate_protocol(
-                    id_scores[n],
-                    {k: ood_scores[k][n] for k in kept},
-                    ratio=ratio,
-                    repeats=repeats,
-                    seed=seed,
-                    convention=cfg.convention,
-                    draws={k: local_draws[k] for k in kept},
-                    fpr95=cfg.fpr95,
-                )["average"]
-                if kept
-                else None
-            )
+            per_score[n][f"average_{group}"] = protocol(n, kept)["average"] if kept else None
     first = names[0]
     raw: dict[str, np.ndarray] = {"id": id_scores[first]}
     for name in ood:

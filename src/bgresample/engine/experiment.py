@@ -80,6 +80,22 @@ def score_name(cfg: Config) -> str:
     return AUTO_SCORES.get(cfg.finetune.loss, "msp") if name == "auto" else name
 
 
+def selection_context(cfg: Config, bench: Benchmark, env: Env, **weights: Any) -> SelectionContext:
+    """What a selector sees for ``cfg`` on ``bench`` with ``env``'s seed; ``weights`` are the
+    learned weights and their costs (``SelectionContext``'s ``weights*`` fields), if any."""
+    return SelectionContext(
+        pool=bench.pool,
+        train=bench.train,
+        accel=env.accel,
+        seed=env.seed,
+        gamma=cfg.select.gamma,
+        batch_size=finetune_section(cfg).background_batch_size,
+        score=score_name(cfg),
+        score_batch_size=cfg.evaluate.batch_size,
+        **weights,
+    )
+
+
 def finetune_section(cfg: Config) -> FinetuneConfig:
     """The ``finetune`` section; with ``finetune.loss=energy``, alpha is
     ``selectors.energy.alpha`` (Liu et al.'s lambda)."""
@@ -235,15 +251,10 @@ def run_seed(
         weights = resampler.weights().cpu()
         weights_cost = int(hist["steps"]) * cfg.resample.batch_size
         result["resample"] = _resample_summary(hist, weights, draws, bench.pool.family)
-    ctx = SelectionContext(
-        pool=bench.pool,
-        train=bench.train,
-        accel=env.accel,
-        seed=env.seed,
-        gamma=cfg.select.gamma,
-        batch_size=finetune_section(cfg).background_batch_size,
-        score=score_name(cfg),
-        score_batch_size=cfg.evaluate.batch_size,
+    ctx = selection_context(
+        cfg,
+        bench,
+        env,
         weights=weights,
         weights_cost=weights_cost,
         # forward + backward (3 forward-pass equivalents) over as many ID items as pool items
