@@ -39,8 +39,15 @@ def _torchrun(
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     target = [str(script)] if script else ["-m", "bgresample"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
-    cmd += [f"--master_port={_free_port()}", *target, *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp, timeout=300)
+    # gloo's teardown on this CPU sometimes aborts a finished rank ("terminate called without an
+    # active exception", about 1 run in 20 under load): a script, which rewrites all its outputs,
+    # is run once more, whole
+    for _ in range(2 if script else 1):
+        run = [*cmd, f"--master_port={_free_port()}", *target, *args]
+        proc = subprocess.run(run, capture_output=True, text=True, env=env, cwd=tmp, timeout=300)
+        if proc.returncode == 0 or "terminate called without an active" not in proc.stderr:
+            break
+    return proc
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +119,7 @@ for t in range(40):
     mine = slice(8 * rank, 8 * rank + 8)  # this rank's half of the global batch
     resampler.step(idx[mine], loss(table[idx[mine]] * (1 + t / 10)))
 torch.save(resampler.weights(), f"{sys.argv[1]}/w{rank}.pt")
+dist.barrier()  # both ranks done before the group is torn down
 dist.destroy_process_group()
 """
 
