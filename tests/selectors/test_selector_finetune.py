@@ -70,9 +70,11 @@ def test_budget_and_determinism(name: str, data: Any) -> None:
     assert s["forwards"]["setup"] == (99 if name in ("resampled", "topk-weight") else 0)
     expected = {"ntom": 3 * 24, "poem": 3 * 24, "dos": 9 * 8, "hopfield": 3 * 24}.get(name, 0)
     assert s["forwards"]["during"] == expected
+    if name == "hopfield":  # its stored ID patterns: as many ID images as candidates
+        assert s["forwards"]["id"] == 3 * 24 and s["working_set"] == k
 
 
-@pytest.mark.parametrize("name", ["poem", "dos"])
+@pytest.mark.parametrize("name", ["poem", "dos", "hopfield"])
 def test_interrupted_finetune_resumes_exactly(name: str, data: Any, tmp_path) -> None:
     train = data[0]
     ref = _model()

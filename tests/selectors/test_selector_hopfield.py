@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -17,7 +16,7 @@ from torch import Tensor, nn
 from bgresample.data.base import ImageArray, LabeledImages
 from bgresample.engine.accel import Accel
 from bgresample.rng import Stream, generator
-from bgresample.selectors import HopfieldBoosting, SelectionContext, build_selector
+from bgresample.selectors import HopfieldBoosting, SelectionContext
 from bgresample.selectors.hopfield import boosting_probabilities, boundary_energy
 
 ANGLES = [0, 15, 30, 45, 60, 75, 90]  # degrees from the ID pattern towards the AUX one
@@ -125,91 +124,6 @@ def test_one_epoch_samples_candidates_by_their_boosting_weight():
     assert torch.equal(got, cand[draws].sort().values)
     assert len(got) == 10 and len(set(got.tolist())) <= 10  # k draws: at most k distinct items
     assert sel.forwards == {"setup": 0, "during": 40, "id": 30}
-
-
-N, GAMMA, BBS = 120, 0.1, 4  # k = 12: a background epoch is 3 steps
-
-
-@pytest.fixture(scope="module")
-def data() -> tuple[LabeledImages, ImageArray]:
-    g = torch.Generator().manual_seed(0)
-    train = LabeledImages(_images(40, g), torch.arange(40) % 2)  # 5 steps per epoch
-    return train, ImageArray(_images(N, g))
-
-
-def _selector(data: Any) -> HopfieldBoosting:
-    train, pool = data
-    ctx = SelectionContext(pool, train, Accel(torch.device("cpu")), 7, GAMMA, BBS)
-    sel = build_selector("hopfield", ctx, {"hopfield": {"candidates": 2.0, "beta": 4.0}})
-    assert isinstance(sel, HopfieldBoosting)
-    return sel
-
-
-def _model() -> nn.Module:
-    from bgresample.models import create_model
-
-    torch.manual_seed(0)
-    return create_model("small_cnn", 2).eval()
-
-
-def test_budget_and_determinism(data: Any) -> None:
-    model, k = _model(), round(GAMMA * N)
-    a, b = _selector(data), _selector(data)
-    epochs: dict[int, set[int]] = {}
-    for step in range(9):
-        idx = a.background(model, step)
-        assert len(idx) == BBS and torch.equal(idx, b.background(model, step))
-        epochs.setdefault(step // a.ctx.epoch_steps, set()).update(idx.tolist())
-    assert all(len(items) <= k for items in epochs.values())
-    s = a.summary()
-    assert s["distinct_items"] == len(set().union(*epochs.values()))
-    assert s["forwards"] == {"setup": 0, "during": 3 * 24, "id": 3 * 24}
-    assert s["working_set"] == k
-
-
-def test_interrupted_finetune_resumes_exactly(data: Any, tmp_path: Path) -> None:
-    from dataclasses import replace
-
-    from bgresample.config import default_config
-    from bgresample.engine.env import Env
-    from bgresample.engine.finetune import finetune
-
-    cfg = replace(
-        default_config().finetune,
-        epochs=2,
-        batch_size=8,
-        background_batch_size=BBS,
-        lr=0.01,
-        checkpoint_every=1,
-    )
-    env = Env(Accel(torch.device("cpu")), 7, False, quiet=True)
-    train = data[0]
-    ref = _model()
-    info = finetune(ref, train, _selector(data), cfg, env)
-    assert info["selection"]["selector"] == "hopfield"
-    assert info["selection"]["distinct_items"] > 0
-
-    state = tmp_path / "ft.state.safetensors"
-    sel = _selector(data)
-    draw = sel.background
-
-    def interrupt(model: nn.Module, step: int) -> Tensor:
-        if step == 7:  # the state was saved after epoch 1 (step 5)
-            raise KeyboardInterrupt
-        return draw(model, step)
-
-    sel.background = interrupt  # type: ignore[method-assign]
-    with pytest.raises(KeyboardInterrupt):
-        finetune(_model(), train, sel, cfg, env, state_path=state)
-    resumed = _model()
-    info2 = finetune(resumed, train, _selector(data), cfg, env, state_path=state, resume=True)
-    for p, q in zip(ref.state_dict().values(), resumed.state_dict().values(), strict=True):
-        assert torch.equal(p, q)
-    assert info2["selection"].pop("seconds") > 0 and info["selection"].pop("seconds") > 0
-    assert info2["selection"] == info["selection"]
-
-
-# -- two ranks (gloo) ---------------------------------------------------------------------------
 
 
 def _free_port() -> int:
