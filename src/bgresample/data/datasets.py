@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.datasets import CIFAR10, CIFAR100, SVHN
 
 from bgresample.data.base import LabeledImages
 from bgresample.data.images import SIZE, list_images, load_images, load_pil
 from bgresample.data.pools import data_error
 from bgresample.errors import UserError
+from bgresample.optional import torchvision
 
 TORCHVISION_SOURCE = "torchvision: add --download to fetch it"
 CIFAR_LAYOUT = {
@@ -51,9 +51,13 @@ def _labeled(data: np.ndarray, targets: Any, channels_last: bool) -> LabeledImag
     return LabeledImages(x, torch.as_tensor(np.asarray(targets), dtype=torch.int64))
 
 
+def _tv_datasets(dataset: str) -> Any:
+    return torchvision(f"{dataset} (loaded through torchvision.datasets)", "datasets")
+
+
 def _without_md5(cls: type) -> type:
     """``cls`` (a torchvision dataset) with its md5 checks turned off: for synthetic test files."""
-    if issubclass(cls, SVHN):
+    if "split_list" in vars(cls):  # SVHN
         fields = {"split_list": {k: [u, f, None] for k, (u, f, _) in cls.split_list.items()}}
     else:
         fields = {
@@ -89,8 +93,9 @@ def _torchvision(
 
 def _cifar(
     root: str | os.PathLike, name: str, train: bool, download: bool, check_integrity: bool
-) -> CIFAR10:
-    cls = {"cifar10": CIFAR10, "cifar100": CIFAR100}[name]
+) -> Any:
+    tv = _tv_datasets(name)
+    cls = {"cifar10": tv.CIFAR10, "cifar100": tv.CIFAR100}[name]
     root = Path(root)
     if root.name == cls.base_folder:
         root = root.parent
@@ -142,11 +147,12 @@ def load_svhn_split(
 ) -> LabeledImages:
     """One SVHN split (``train``, ``test`` or ``extra``); digit 0 has label 0."""
     root = Path(root)
+    svhn = _tv_datasets("svhn").SVHN
     ds = _torchvision(
-        SVHN,
+        svhn,
         dataset="svhn",
         folder=root,
-        files=[SVHN.split_list[split][1]],
+        files=[svhn.split_list[split][1]],
         layout=SVHN_LAYOUT,
         source=SVHN_SOURCE,
         check_integrity=check_integrity,

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from bgresample.errors import UserError
+from bgresample.optional import torchvision
 
 #: What needs penultimate features, for the error of a model that cannot give them.
 FEATURE_USERS = "the feature scores mahalanobis, knn and the selectors ntom, poem, dos, hopfield"
@@ -55,10 +56,13 @@ def _close(word: str, names: list[str]) -> str:
 # -- resolving a name to a factory ----------------------------------------------------------------
 
 
-def _torchvision_names() -> list[str]:
-    import torchvision.models
+def _torchvision_models(name: str) -> Any:
+    return torchvision(f"model.name={name}", "models")
 
-    return torchvision.models.list_models(module=torchvision.models)
+
+def _torchvision_names(name: str) -> list[str]:
+    models = _torchvision_models(name)
+    return models.list_models(module=models)
 
 
 def _timm():
@@ -117,7 +121,7 @@ def check_foreign(name: str, kwargs: dict[str, Any]) -> None:
         )
     prefix, _, target = name.partition(":")
     if prefix == "torchvision":
-        names = _torchvision_names()
+        names = _torchvision_names(name)
         if target not in names:
             hint = _close(target, names) or "see torchvision.models.list_models()"
             raise UserError(
@@ -155,9 +159,7 @@ def _build_raw(name: str, num_classes: int, kwargs: dict[str, Any]) -> Any:
     prefix, _, target = name.partition(":")
     try:
         if prefix == "torchvision":
-            import torchvision.models
-
-            return torchvision.models.get_model(
+            return _torchvision_models(name).get_model(
                 target, weights=None, num_classes=num_classes, **kwargs
             )
         if prefix == "timm":
