@@ -35,6 +35,10 @@ def test_pretrain_then_evaluate(pretrained, tiny, tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(ckpt), "--out", str(tmp_path / "ev"), *tiny]) == 0
     printed = capsys.readouterr().out
     assert "Average" in printed and "ID accuracy" in printed
+    table = printed[printed.index("OOD set") : printed.index("OOD is the positive")].splitlines()
+    accuracy = next(line for line in table if line.startswith("ID accuracy"))
+    assert "±" not in accuracy  # one model: no std over seeds to show
+    assert len({len(line) for line in table[1:]}) == 1  # long labels keep the columns aligned
     res = json.loads((tmp_path / "ev" / "results.json").read_text())
     assert res["convention"] == "ood-positive"
     model = res["variants"]["model"]

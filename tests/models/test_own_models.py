@@ -96,9 +96,12 @@ def test_module_factory_is_split_into_features_and_fc(own):
     assert model(x).shape == (4, 6)
 
 
-def test_torchvision_model_is_split_and_keeps_its_output():
+@pytest.mark.parametrize("name", ["torchvision:resnet18", "timm:resnet18"])
+def test_library_model_is_split_and_keeps_its_output(name):
+    if name.startswith("timm"):
+        pytest.importorskip("timm")
     torch.manual_seed(0)
-    model = create_model("torchvision:resnet18", 3)
+    model = create_model(name, 3)
     assert isinstance(model, ForeignClassifier) and model.fc.in_features == 512
     x = torch.randn(2, 3, 32, 32)
     model.eval()
@@ -148,6 +151,12 @@ def test_factory_kwargs_are_checked(own):
         load_config(sets=[f"model.name={own}:net", "model.kwargs={num_classes: 3}"])
 
 
+def test_unknown_timm_model_lists_close_matches():
+    pytest.importorskip("timm")
+    with pytest.raises(UserError, match=r"did you mean .*resnet18"):
+        load_config(sets=["model.name=timm:resnet19"])
+
+
 def test_timm_without_timm_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)  # import timm raises ImportError
     with pytest.raises(UserError, match="pip install timm"):
@@ -181,9 +190,12 @@ def test_wrong_output_width_is_one_line_on_the_cli(own, tiny, tmp_path, capsys):
     assert "expected (2, 8)" in _one_line_error(capsys)
 
 
-def test_run_with_a_torchvision_model(tiny, tmp_path):
+@pytest.mark.parametrize("name", ["torchvision:resnet18", "timm:resnet10t"])
+def test_run_with_a_library_model(name, tiny, tmp_path):
+    if name.startswith("timm"):
+        pytest.importorskip("timm")
     out = tmp_path / "run"
-    sets = ["model.name=torchvision:resnet18", "run.variants=none,random", "run.seeds=1"]
+    sets = [f"model.name={name}", "run.variants=none,random", "run.seeds=1"]
     args = ["run", "--quick", "--out", str(out), *tiny]
     for s in sets:
         args += ["--set", s]
@@ -191,7 +203,7 @@ def test_run_with_a_torchvision_model(tiny, tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert list(res["variants"]) == ["none", "random"]
     meta = read_meta(out / "pretrain" / "pretrain.safetensors")
-    assert meta["model_name"] == "torchvision:resnet18"
+    assert meta["model_name"] == name
     assert meta["normalization"] == {"size": 32, "mean": [0.5] * 3, "std": [0.25] * 3}
 
 

@@ -293,22 +293,18 @@ def composition(results: dict[str, Any]) -> Table | None:
 
 
 def table2_text(results: dict[str, Any]) -> str:
-    """A console table (means only) of FPR95 / AUROC / AUPR per set and variant."""
+    """A console table (means only) of FPR95 / AUROC / AUPR per set and variant; ID accuracy
+    with its std over seeds where there are seeds (none for a single evaluated model)."""
     variants = list(results["variants"])
-    w = 24
-    out = [f"{'OOD set':<20}" + "".join(f"{v:>{w}}" for v in variants)]
-    out.append(f"{'':<20}" + "".join(f"{'FPR95/AUROC/AUPR':>{w}}" for _ in variants))
-    for label, cells in ood_rows(results):
+    rows = ood_rows(results)
+    w, lw = 24, max(20, *(len(label) + 2 for label, _ in rows))
+    out = [f"{'OOD set':<{lw}}" + "".join(f"{v:>{w}}" for v in variants)]
+    out.append(f"{'':<{lw}}" + "".join(f"{'FPR95/AUROC/AUPR':>{w}}" for _ in variants))
+    for label, cells in rows:
         row = "".join(
             "/".join(f"{cells[v][m]['mean']:6.2f}" for m in METRICS).rjust(w) for v in variants
         )
-        out.append(f"{label:<20}{row}")
+        out.append(f"{label:<{lw}}{row}")
     accs = results["variants"]
-    out.append(
-        f"{'ID accuracy':<20}"
-        + "".join(
-            f"{accs[v]['accuracy']:.2f} ± {accs[v].get('accuracy_std', 0.0):.2f}".rjust(w)
-            for v in variants
-        )
-    )
+    out.append(f"{'ID accuracy':<{lw}}" + "".join(_accuracy(accs[v]).rjust(w) for v in variants))
     return "\n".join(out)
