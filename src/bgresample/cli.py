@@ -84,7 +84,9 @@ def _common(
             help="OOD test set: an embedded set name or KIND[:PATH] (repeatable; config: "
             "evaluate.ood)",
         )
-    d.add_argument("--download", action="store_true", help="let torchvision download CIFAR/SVHN")
+    d.add_argument(
+        "--download", action="store_true", help="let torchvision download CIFAR/SVHN/DTD/Places365"
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bars or console log")
     g.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
     if resume:

@@ -188,12 +188,29 @@ def _cifar10(root: Path) -> None:
     _pickle(base / "batches.meta", {"label_names": [f"c{i}" for i in range(10)]})
 
 
+def _dtd(data: Path) -> None:
+    """torchvision's DTD layout: images/<category>/, and partition 1's lists in labels/."""
+    _png_folder(data / "images" / "banded", 20, 1, size=64)
+    (data / "labels").mkdir()
+    files = sorted(f"banded/{f.name}" for f in (data / "images" / "banded").iterdir())
+    for k, split in enumerate(("train1", "val1", "test1")):
+        (data / "labels" / f"{split}.txt").write_text("".join(f"{f}\n" for f in files[k::3]))
+
+
+def _places365_val(root: Path) -> None:
+    """torchvision's Places365 layout (small=True), split val."""
+    _png_folder(root / "val_256", 20, 3, size=64)
+    (root / "categories_places365.txt").write_text("/a/airfield 0\n/b/bedroom 1\n")
+    files = sorted(f.name for f in (root / "val_256").iterdir())
+    (root / "places365_val.txt").write_text("".join(f"{f} {i % 2}\n" for i, f in enumerate(files)))
+
+
 def test_preset_cifar10_quick_on_fixtures(tmp_path, monkeypatch):
     root = tmp_path / "data"
     _cifar10(root)
-    _png_folder(root / "dtd" / "images" / "banded", 20, 1, size=64)
+    _dtd(root / "dtd" / "dtd")
     _png_folder(root / "LSUN" / "test", 20, 2)
-    _png_folder(root / "places365" / "val_256", 20, 3, size=64)
+    _places365_val(root / "places365")
     (root / "svhn").mkdir()
     y = np.arange(20) % 10 + 1
     scipy.io.savemat(

@@ -56,7 +56,8 @@ def test_registry_covers_the_paper_kinds():
     assert set(KINDS) == expected
     for k in KINDS.values():
         assert k.roles and set(k.roles) <= set(ROLES) and k.layout and k.source
-    assert KINDS["textures"].default_subpath == "dtd/images"
+    assert KINDS["textures"].default_subpath == ""  # torchvision's root, as for cifar10
+    assert KINDS["places365"].default_subpath == "places365"
     assert KINDS["tinyimages"].default_subpath == "tiny_images.bin"
 
 
@@ -100,8 +101,12 @@ def test_loaders_at_default_locations_and_status(tmp_path):
     fx.write_imagenet32(tmp_path / "Imagenet32_train")
     fx.write_tiny_imagenet(tmp_path)
     np.save(tmp_path / "300K_random_images.npy", fx._images(4, 0).transpose(0, 2, 3, 1))
-    (tmp_path / "dtd" / "images" / "banded").mkdir(parents=True)
-    Image.new("RGB", (300, 200), (5, 6, 7)).save(tmp_path / "dtd/images/banded/b_1.jpg")
+    dtd = tmp_path / "dtd" / "dtd"  # as torchvision's DTD extracts it
+    (dtd / "images" / "banded").mkdir(parents=True)
+    Image.new("RGB", (300, 200), (5, 6, 7)).save(dtd / "images/banded/banded_0001.jpg")
+    (dtd / "labels").mkdir()
+    for split in ("train1", "val1", "test1"):
+        (dtd / "labels" / f"{split}.txt").write_text("banded/banded_0001.jpg\n")
 
     rows = {r.kind: r for r in status(tmp_path)}
     found = {k for k, r in rows.items() if r.found}
@@ -109,7 +114,7 @@ def test_loaders_at_default_locations_and_status(tmp_path):
         "cifar10", "tinyimages", "imagenet32", "tiny-imagenet", "random300k", "textures",
         "gaussian", "uniform",
     }  # fmt: skip
-    assert rows["textures"].path == tmp_path / "dtd" / "images" and rows["svhn"].roles
+    assert rows["textures"].path == tmp_path and rows["svhn"].roles
 
     train, test, classes = load_id("cifar10", data_root=tmp_path, check_integrity=False)
     assert torch.equal(train.data, torch.from_numpy(train_x)) and train.targets.tolist() == train_y

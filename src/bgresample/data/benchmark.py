@@ -136,7 +136,12 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
     if data.background is not None:
         kind, path = kinds.parse_spec(data.background)
         pool = kinds.load_background(
-            kind, path, data_root=root, allow_cifar_overlap=data.allow_cifar_overlap
+            kind,
+            path,
+            data_root=root,
+            allow_cifar_overlap=data.allow_cifar_overlap,
+            download=download,
+            check_integrity=check,
         )
     elif embedded is not None:
         pool = embedded.pool

@@ -1,8 +1,11 @@
-"""Labelled in-distribution datasets: CIFAR-10/100, SVHN, Tiny ImageNet and image folders.
+"""Datasets on disk: the labelled in-distribution sets (CIFAR-10/100, SVHN, Tiny ImageNet, image
+folders) and the image-file sets found through torchvision (DTD as Textures, Places365).
 
-Each ``load_*`` returns ``(train, test, classes)`` with uint8 N x 3 x 32 x 32 images. CIFAR and
-SVHN come through torchvision, which checks the files' md5 sums; ``check_integrity=False`` skips
-that check and exists for tests with synthetic files only.
+Each ID ``load_*`` returns ``(train, test, classes)`` with uint8 N x 3 x 32 x 32 images. CIFAR,
+SVHN, DTD and Places365 come through torchvision's classes, which find the files (downloading
+them with ``download=True``) and check CIFAR's, SVHN's and Places365's file lists' md5 sums;
+``check_integrity=False`` skips that check and exists for tests with synthetic files only. DTD and
+Places365 images are then decoded on demand by :class:`~bgresample.data.pools.FolderImages`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from torch.utils.data import Dataset
 
 from bgresample.data.base import LabeledImages
 from bgresample.data.images import SIZE, list_images, load_images, load_pil
-from bgresample.data.pools import data_error
+from bgresample.data.pools import FolderImages, data_error
 from bgresample.errors import UserError
 from bgresample.optional import torchvision
 
@@ -38,6 +41,31 @@ TINY_IMAGENET_LAYOUT = (
     "and val/val_annotations.txt"
 )
 TINY_IMAGENET_SOURCE = f"{TINY_IMAGENET_URL} (unzip it under PATH; not in torchvision)"
+#: DTD: the files under torchvision's root that :func:`load_textures` reads (partition 1).
+DTD_SPLITS = ("train", "val", "test")
+DTD_FILES = ("dtd/dtd/images", *(f"dtd/dtd/labels/{s}1.txt" for s in DTD_SPLITS))
+DTD_LAYOUT = (
+    "ROOT/dtd/dtd/images/<category>/*.jpg and ROOT/dtd/dtd/labels/{train,val,test}1.txt "
+    "(lines <category>/<file>.jpg), as torchvision's DTD extracts it; PATH is ROOT, ROOT/dtd, "
+    "ROOT/dtd/dtd or ROOT/dtd/dtd/images (another images/ folder is read as a folder of images)"
+)
+DTD_SOURCE = f"{TORCHVISION_SOURCE} (https://www.robots.ox.ac.uk/~vgg/data/dtd/)"
+#: Places365 (torchvision, small=True): the category list, and per split its file list and
+#: image folder; a PATH naming an image folder selects its split.
+PLACES365_CATEGORIES = "categories_places365.txt"
+PLACES365_FILES = {
+    "val": ("places365_val.txt", "val_256"),
+    "train-standard": ("places365_train_standard.txt", "data_256_standard"),
+}
+PLACES365_LAYOUT = (
+    "PATH/categories_places365.txt (lines /a/airfield 0) with, for OOD (split val), "
+    "PATH/places365_val.txt (lines Places365_val_00000001.jpg 165) and PATH/val_256/*.jpg; for "
+    "background (split train-standard), PATH/places365_train_standard.txt and "
+    "PATH/data_256_standard/<letter>/<category>/*.jpg: torchvision's Places365 with small=True "
+    "(PATH/val_256 or PATH/data_256_standard selects that split; without the lists beside it, "
+    "it is read as a folder of images)"
+)
+PLACES365_SOURCE = f"{TORCHVISION_SOURCE} (http://places2.csail.mit.edu/download.html)"
 IMAGEFOLDER_LAYOUT = "PATH/train/<class>/<images> and PATH/test/<class>/<images> (or PATH/val/)"
 IMAGEFOLDER_SOURCE = "your own images, one folder per class"
 
@@ -59,6 +87,11 @@ def _without_md5(cls: type) -> type:
     """``cls`` (a torchvision dataset) with its md5 checks turned off: for synthetic test files."""
     if "split_list" in vars(cls):  # SVHN
         fields = {"split_list": {k: [u, f, None] for k, (u, f, _) in cls.split_list.items()}}
+    elif "_FILE_LIST_META" in vars(cls):  # Places365
+        fields = {
+            "_CATEGORIES_META": (cls._CATEGORIES_META[0], None),
+            "_FILE_LIST_META": {k: (f, None) for k, (f, _) in cls._FILE_LIST_META.items()},
+        }
     else:
         fields = {
             "train_list": [[f, None] for f, _ in cls.train_list],
@@ -79,16 +112,20 @@ def _torchvision(
     check_integrity: bool,
     **kwargs: Any,
 ) -> Any:
-    """``cls(**kwargs)``, its failures (files missing or corrupted, download failed) turned into
-    one UserError."""
+    """``cls(**kwargs)``, its failures (files missing, corrupted or malformed, download failed)
+    turned into one UserError; ``files`` are those it reads, relative to ``folder``."""
     try:
         return (cls if check_integrity else _without_md5(cls))(**kwargs)
-    except RuntimeError as e:
-        missing = [f for f in files if not (folder / f).is_file()]
-        problem = f"missing {', '.join(missing)}" if missing else f"corrupted files ({e})"
+    except (RuntimeError, OSError, ValueError) as e:
+        missing = [f for f in files if not (folder / f).exists()]
+        if kwargs.get("download") and (missing or isinstance(e, OSError)):
+            problem = f"download failed ({e})"
+        elif missing:
+            problem = f"missing {', '.join(missing)}"
+        else:
+            what = {RuntimeError: "corrupted", ValueError: "malformed"}.get(type(e), "unreadable")
+            problem = f"{what} files ({e})"
         raise data_error(dataset, folder, problem, layout, source) from e
-    except OSError as e:  # download failed
-        raise data_error(dataset, folder, f"download failed ({e})", layout, source) from e
 
 
 def _cifar(
@@ -170,6 +207,103 @@ def load_svhn(
     train = load_svhn_split(root, "train", download, check_integrity)
     test = load_svhn_split(root, "test", download, check_integrity)
     return train, test, [str(d) for d in range(10)]
+
+
+def _dtd_root(path: Path) -> Path | None:
+    """The torchvision root (the folder holding ``dtd/dtd/``) that ``path`` is, or whose
+    ``dtd/``, ``dtd/dtd/`` or ``dtd/dtd/images/`` it is; None where there is none."""
+    for root in (path, *path.parents[:3]):
+        data = root / "dtd" / "dtd"
+        if path in (root, root / "dtd", data, data / "images") and data.is_dir():
+            return root
+    return None
+
+
+def load_textures(
+    path: str | os.PathLike, download: bool = False, name: str = "textures"
+) -> FolderImages:
+    """DTD as the Textures OOD set: the whole dataset (5,640 images), i.e. the union of
+    partition 1's train, val and test splits, in sorted path order.
+
+    torchvision's DTD finds the files (and downloads them under ``path`` with ``download``);
+    ``path`` is its root or a folder in it (:data:`DTD_LAYOUT`). An ``images/`` folder outside
+    that layout is read as a plain folder of images, as the folder kind did.
+    """
+    path = Path(path)
+    root = _dtd_root(path)
+    if root is None and path.name == "images" and path.is_dir() and not download:
+        return FolderImages(path, name=name, layout=DTD_LAYOUT, origin=DTD_SOURCE)
+    root = path if root is None else root
+    dtd = _tv_datasets(name).DTD
+    files: set[Path] = set()
+    for split in DTD_SPLITS:
+        found = _torchvision(
+            dtd,
+            dataset=name,
+            folder=root,
+            files=list(DTD_FILES),
+            layout=DTD_LAYOUT,
+            source=DTD_SOURCE,
+            check_integrity=True,  # nothing to skip: DTD checks only its archive's md5
+            root=root,
+            split=split,
+            partition=1,
+            download=download,
+            loader=Path,  # items are (path, label): the files are decoded by FolderImages
+        )
+        files.update(found[i][0] for i in range(len(found)))
+    return FolderImages(
+        root / DTD_FILES[0], name=name, layout=DTD_LAYOUT, origin=DTD_SOURCE, files=sorted(files)
+    )
+
+
+def load_places365(
+    path: str | os.PathLike,
+    split: str = "val",
+    download: bool = False,
+    check_integrity: bool = True,
+    name: str = "places365",
+) -> FolderImages:
+    """Places365's ``split`` ("val", 36,500 images: the OOD set; "train-standard", 1,803,460:
+    the background pool) of 256 x 256 images, in the file list's order; ``family`` is the
+    category (``airfield`` for ``/a/airfield``).
+
+    torchvision's Places365 (small=True) reads and md5-checks the category and file lists (and
+    downloads them and the images into ``path`` with ``download``). A ``path`` naming a split's
+    image folder (``val_256``, ``data_256_standard``) selects that split, its parent being the
+    root; without the lists beside it, it is read as a plain folder of images.
+    """
+    path = root = Path(path)
+    folders = {folder: s for s, (_, folder) in PLACES365_FILES.items()}
+    if path.name in folders:
+        if path.is_dir() and not download and not (path.parent / PLACES365_CATEGORIES).is_file():
+            return FolderImages(path, name=name, layout=PLACES365_LAYOUT, origin=PLACES365_SOURCE)
+        root, split = path.parent, folders[path.name]
+    file_list, folder = PLACES365_FILES[split]
+    found = _torchvision(
+        _tv_datasets(name).Places365,
+        dataset=name,
+        folder=root,
+        files=[PLACES365_CATEGORIES, file_list, folder],
+        layout=PLACES365_LAYOUT,
+        source=PLACES365_SOURCE,
+        check_integrity=check_integrity,
+        root=root,
+        split=split,
+        small=True,
+        download=download,
+    )
+    if not (root / folder).is_dir():
+        raise data_error(name, root, f"missing {folder}/", PLACES365_LAYOUT, PLACES365_SOURCE)
+    category = {i: c.strip("/").split("/", 1)[-1] for c, i in found.class_to_idx.items()}
+    return FolderImages(
+        root / folder,
+        name=name,
+        layout=PLACES365_LAYOUT,
+        origin=PLACES365_SOURCE,
+        files=[f for f, _ in found.imgs],
+        family=[category.get(t, "") for t in found.targets],
+    )
 
 
 def _decode(paths: list[Path], targets: list[int], dataset: str, layout: str) -> LabeledImages:

@@ -2,6 +2,11 @@
 
 A kind names an on-disk format and the roles it can play. Without a PATH a kind is looked for at
 its ``default_subpath`` under ``--data-root``; :func:`status` lists what is found there.
+
+``textures`` is DTD through torchvision (its root, the folder holding ``dtd/``, is the data root
+itself, as for CIFAR): all 5,640 images, the union of partition 1's train, val and test splits.
+``places365`` is torchvision's Places365 (256 x 256 images) under ``places365/``: split ``val``
+as OOD set, ``train-standard`` as background pool (``status`` looks for the val files).
 """
 
 from __future__ import annotations
@@ -133,13 +138,7 @@ KINDS: dict[str, Kind] = {
             None,
             needs_path=False,
         ),
-        _folder_kind(
-            "textures",
-            ("ood",),
-            "DTD's images/ folder (images/<category>/*.jpg)",
-            "https://www.robots.ox.ac.uk/~vgg/data/dtd/",
-            "dtd/images",
-        ),
+        Kind("textures", ("ood",), ds.DTD_LAYOUT, ds.DTD_SOURCE, "", ds.DTD_FILES),
         _folder_kind(
             "lsun", ("ood",), "LSUN (crop) test images", f"LSUN.tar.gz from {_ODIN}", "LSUN"
         ),
@@ -151,12 +150,13 @@ KINDS: dict[str, Kind] = {
             "LSUN_resize",
         ),
         _folder_kind("isun", ("ood",), "iSUN images", f"iSUN.tar.gz from {_ODIN}", "iSUN"),
-        _folder_kind(
+        Kind(
             "places365",
             ("background", "ood"),
-            "Places365 images, e.g. torchvision's val_256/ (give places365:PATH/val_256)",
-            "torchvision.datasets.Places365 or http://places2.csail.mit.edu/download.html",
+            ds.PLACES365_LAYOUT,
+            ds.PLACES365_SOURCE,
             "places365",
+            (ds.PLACES365_CATEGORIES, *ds.PLACES365_FILES["val"]),
         ),
     )
 }
@@ -242,12 +242,18 @@ def load_background(
     exclude: str | os.PathLike | None = "auto",
     cache_dir: str | os.PathLike | None = None,
     allow_cifar_overlap: bool = False,
+    download: bool = False,
+    check_integrity: bool = True,
 ) -> pools.ImageSource:
     """A background pool; ``exclude`` and ``allow_cifar_overlap`` are for tinyimages (see
-    :class:`bgresample.data.pools.TinyImages`), ``cache_dir`` for imagenet32."""
+    :class:`bgresample.data.pools.TinyImages`), ``cache_dir`` for imagenet32, ``download`` and
+    ``check_integrity`` for places365 (torchvision's split train-standard)."""
     k = get_kind(kind, "background")
     p = resolve_path(k, path, data_root)
     loaders: dict[str, Callable[[], pools.ImageSource]] = {
+        "places365": lambda: ds.load_places365(
+            p, "train-standard", download, check_integrity, name=k.name
+        ),
         "tinyimages": lambda: pools.TinyImages(
             p, exclude=exclude, name=k.name, allow_cifar_overlap=allow_cifar_overlap
         ),
@@ -268,8 +274,8 @@ def load_ood(
     download: bool = False,
     check_integrity: bool = True,
 ) -> pools.ImageSource:
-    """An OOD test set: the test split of an ID kind, a folder or array of images, or ``n``
-    generated noise images (seeded by ``seed``)."""
+    """An OOD test set: the test split of an ID kind, DTD, Places365's val split, a folder or
+    array of images, or ``n`` generated noise images (seeded by ``seed``)."""
     k = get_kind(kind, "ood")
     p = resolve_path(k, path, data_root)
     if p is None:
@@ -280,6 +286,10 @@ def load_ood(
         test = ds.load_svhn_split(p, "test", download, check_integrity)
     elif k.name == "tiny-imagenet":
         test = ds.TinyImageNet(p, "val", download=download).to_labeled()
+    elif k.name == "textures":
+        return ds.load_textures(p, download, name=k.name)
+    elif k.name == "places365":
+        return ds.load_places365(p, "val", download, check_integrity, name=k.name)
     elif k.name == "npy":
         return pools.NpyImages(p, name=k.name, origin=k.source)
     else:

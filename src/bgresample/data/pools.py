@@ -11,6 +11,7 @@ import codecs
 import io
 import os
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -410,14 +411,44 @@ class Imagenet32:
         return torch.from_numpy(_gather(self._array, _as_index(indices, len(self), self.name)))
 
 
+def _missing_files(files: list[Path]) -> list[Path]:
+    """Those of ``files`` that are not there, each folder listed once (one stat per file would
+    be slow for the millions of files of a dataset's list)."""
+    listed: dict[str, set[str]] = {}
+    missing = []
+    for f in files:
+        folder, name = os.path.split(f)
+        names = listed.get(folder)
+        if names is None:
+            try:
+                names = listed[folder] = set(os.listdir(folder or "."))
+            except OSError:
+                names = listed[folder] = set()
+        if name not in names and not f.is_file():  # is_file: a case-insensitive file system
+            missing.append(f)
+    return missing
+
+
+def _relative(paths: list[Path], root: Path) -> list[str]:
+    """Each of ``paths`` relative to ``root``, "/"-separated (by string operations: pathlib's
+    relative_to costs microseconds a file)."""
+    prefix = os.path.join(root, "")
+    rel = [
+        s[len(prefix) :] if s.startswith(prefix) else os.path.relpath(s, root)
+        for s in map(os.fspath, paths)
+    ]
+    return rel if os.sep == "/" else [r.replace(os.sep, "/") for r in rel]
+
+
 class FolderImages:
     """Image files in a folder tree, decoded on demand (shorter edge to 32, centre crop).
 
-    Items are the image files in sorted path order; ``family`` is an item's first-level subfolder
-    ("" for files at the top) and ``source`` its path relative to ``root``, both as printable text
-    (bytes of a file name that are not UTF-8 shown as ``\\xNN``). A file that cannot be decoded is
-    replaced by the next readable item and its path is added to ``skipped`` (the reason to
-    ``skip_reasons``).
+    Items are the image files in sorted path order, or ``files`` (each under ``root``, in that
+    order: a dataset's file list) when given; those must all exist. ``family`` is an item's
+    first-level subfolder ("" for files at the top) unless given (one per file), and ``source``
+    its path relative to ``root``, both as printable text (bytes of a file name that are not UTF-8
+    shown as ``\\xNN``). A file that cannot be decoded is replaced by the next readable item and its
+    path is added to ``skipped`` (the reason to ``skip_reasons``).
     ``decodes`` marks a source whose batches are best read in DataLoader worker processes
     (:func:`bgresample.data.loader.batches`).
     """
@@ -431,20 +462,40 @@ class FolderImages:
         name: str = "",
         layout: str = FOLDER_LAYOUT,
         origin: str = "any folder of images",
+        files: Sequence[str | os.PathLike] | None = None,
+        family: Sequence[str] | None = None,
     ) -> None:
         self.root = Path(root)
         self.name = name or self.root.name
         self.normalized = False
         if not self.root.is_dir():
             raise data_error(self.name, self.root, "folder not found", layout, origin)
-        self.paths = list_images(self.root, recursive)
-        if not self.paths:
-            raise data_error(self.name, self.root, "no image files in the folder", layout, origin)
-        rel = [p.relative_to(self.root) for p in self.paths]
-        self.source: list[str] | None = [printable(r.as_posix()) for r in rel]
-        self.family: list[str] | None = [
-            printable(r.parts[0]) if len(r.parts) > 1 else "" for r in rel
-        ]
+        if files is None:
+            self.paths = list_images(self.root, recursive)
+            if not self.paths:
+                raise data_error(
+                    self.name, self.root, "no image files in the folder", layout, origin
+                )
+        else:
+            self.paths = [Path(f) for f in files]
+            if not self.paths:
+                raise data_error(self.name, self.root, "the file list is empty", layout, origin)
+            missing = _missing_files(self.paths)
+            if missing:
+                problem = (
+                    f"{len(missing):,} of the {len(self.paths):,} listed image files are missing "
+                    f"(e.g. {printable(missing[0])})"
+                )
+                raise data_error(self.name, self.root, problem, layout, origin)
+        if family is not None and len(family) != len(self.paths):
+            raise ValueError(f"{len(family)} families for {len(self.paths)} files")
+        rel = _relative(self.paths, self.root)
+        self.source: list[str] | None = [printable(r) for r in rel]
+        self.family: list[str] | None = (
+            [printable(r.split("/", 1)[0]) if "/" in r else "" for r in rel]
+            if family is None
+            else list(family)
+        )
         # index -> (printable path, reason) of the files that could not be decoded
         self._bad: dict[int, tuple[str, str]] = {}
 

@@ -49,14 +49,15 @@ NOMINAL_ID = {
     "tiny-imagenet": (100_000, 10_000, 200),
 }
 #: Background kinds: pool items (tinyimages before the 80mn_cifar_idxs.txt exclusions;
-#: places365: torchvision's val_256).
+#: places365: torchvision's split train-standard).
 NOMINAL_POOL = {
     "random300k": 300_000,
     "imagenet32": 1_281_167,
     "tinyimages": TINYIMAGES_RECORDS,
-    "places365": 36_500,
+    "places365": 1_803_460,
 }
-#: OOD kinds: test-set sizes (the ID kinds' test splits; DTD; ODIN's LSUN / iSUN; Places365 val).
+#: OOD kinds: test-set sizes (the ID kinds' test splits; all of DTD; ODIN's LSUN / iSUN;
+#: Places365 val).
 NOMINAL_OOD = {
     "cifar10": 10_000,
     "cifar100": 10_000,
@@ -121,6 +122,11 @@ class Stage:
 # -- dataset sizes ---------------------------------------------------------------------------------
 
 
+def _check_integrity() -> bool:
+    """Whether md5 sums are checked (as by ``run``: unless SKIP_INTEGRITY_ENV is "1")."""
+    return os.environ.get(SKIP_INTEGRITY_ENV) != "1"
+
+
 def _held(n: int, fraction: float) -> int:
     """Items ``validation._split`` holds out of ``n``."""
     return round(fraction * n) if fraction > 0 else 0
@@ -139,8 +145,7 @@ def _id_counts(kind: str, path: str | None, root: str) -> tuple[list[int], int, 
             targets = [y for _, y in folder.samples["train"]]
             n_test, n_cls = len(folder.samples["test"]), len(folder.classes)
         else:
-            check = os.environ.get(SKIP_INTEGRITY_ENV) != "1"
-            tr, te, classes = kinds.load_id(kind, p, check_integrity=check)
+            tr, te, classes = kinds.load_id(kind, p, check_integrity=_check_integrity())
             targets, n_test, n_cls = tr.targets.tolist(), len(te), len(classes)
     except (UserError, OSError, RuntimeError, ValueError):
         return None
@@ -155,7 +160,11 @@ def _pool_size(kind: str, path: str | None, root: str, allow_overlap: bool) -> i
             return None  # reading the batches would convert them: left to the run
         if kind == "imagenet32":
             return len(np.load(p / IMAGENET32_LABELS, mmap_mode="r"))
-        return len(kinds.load_background(kind, p, allow_cifar_overlap=allow_overlap))
+        return len(
+            kinds.load_background(
+                kind, p, allow_cifar_overlap=allow_overlap, check_integrity=_check_integrity()
+            )
+        )
     except (UserError, OSError, RuntimeError, ValueError):
         return None
 
@@ -168,7 +177,7 @@ def _ood_size(kind: str, path: str | None, root: str) -> int | None:
         if kind in NOMINAL_ID:  # the test split of an ID kind
             found = _id_counts(kind, path, root)
             return None if found is None else found[1]
-        return len(kinds.load_ood(kind, path, data_root=root))
+        return len(kinds.load_ood(kind, path, data_root=root, check_integrity=_check_integrity()))
     except (UserError, OSError, RuntimeError, ValueError):
         return None
 
