@@ -23,59 +23,37 @@ from bgresample.reports.compare import (
     config_differences,
 )
 
-SMALL = [
-    "data.embedded.pool_size=600",
-    "data.embedded.ood_size=60",
-    "data.embedded.noise_ood_size=200",
-    "pretrain.epochs=2",
-    "resample.draws_per_item=1",
-    "resample.batch_size=64",
-    "finetune.epochs=1",
-    "finetune.batch_size=64",
-    "finetune.background_batch_size=64",
-    "evaluate.repeats=2",
-    "run.seeds=2",
-]
 TABLES = ("table2.csv", "table2.tex", "table3.csv", "table3.tex")
 
 
-def _run(out: Path, data: Path, *extra: str) -> Path:
-    args = ["run", "--quick", "--out", str(out), "--data-root", str(data), "--quiet"]
-    for s in [*SMALL, *extra]:
+def _run(out: Path, tiny: list[str], *extra: str) -> Path:
+    args = ["run", "--quick", "--out", str(out), *tiny]
+    for s in extra:
         args += ["--set", s]
     assert main(args) == 0
     return out
 
 
 @pytest.fixture(scope="session")
-def report_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("report_data")
-
-
-@pytest.fixture(scope="session")
-def full_run(tmp_path_factory: pytest.TempPathFactory, report_data: Path) -> Path:
-    run = _run(tmp_path_factory.mktemp("report") / "run", report_data)
-    build_report(run, data_root=report_data)
+def full_run(tmp_path_factory: pytest.TempPathFactory, tiny: list[str], data_root: Path) -> Path:
+    run = _run(tmp_path_factory.mktemp("report") / "run", tiny)
+    build_report(run, data_root=data_root)
     return run
 
 
 @pytest.fixture(scope="session")
-def two_variant_run(tmp_path_factory: pytest.TempPathFactory, report_data: Path) -> Path:
+def two_variant_run(tmp_path_factory: pytest.TempPathFactory, tiny: list[str]) -> Path:
     """One seed of only the none and full variants: no resampling, no subsets."""
     out = tmp_path_factory.mktemp("report") / "two"
-    return _run(out, report_data, "run.variants=[none, full]", "run.seeds=1")
+    return _run(out, tiny, "run.variants=[none, full]", "run.seeds=1")
 
 
 @pytest.fixture(scope="session")
-def eval_dir(tmp_path_factory: pytest.TempPathFactory, full_run: Path, report_data: Path) -> Path:
+def eval_dir(tmp_path_factory: pytest.TempPathFactory, full_run: Path, tiny: list[str]) -> Path:
     """A single-model `evaluate` folder (of the pre-trained model)."""
     out = tmp_path_factory.mktemp("report") / "ev"
     ckpt = full_run / "pretrain" / "pretrain.safetensors"
-    args = ["evaluate", "--checkpoint", str(ckpt), "--out", str(out), "--quiet"]
-    args += ["--data-root", str(report_data)]
-    for s in SMALL:
-        args += ["--set", s]
-    assert main(args) == 0
+    assert main(["evaluate", "--checkpoint", str(ckpt), "--out", str(out), *tiny]) == 0
     return out
 
 
@@ -150,15 +128,15 @@ def test_tables_match_results(full_run: Path):
     assert meta["code_version"] in md and "Wall time per stage" in md and "```yaml" in md
 
 
-def test_rebuild_gives_identical_tables(full_run: Path, report_data: Path):
+def test_rebuild_gives_identical_tables(full_run: Path, data_root: Path):
     names = ["report.md", *(f"tables/{t}" for t in TABLES)]
     before = {n: (full_run / n).read_bytes() for n in names}
-    assert build_report(full_run, data_root=report_data) == full_run / "report.md"
+    assert build_report(full_run, data_root=data_root) == full_run / "report.md"
     assert {n: (full_run / n).read_bytes() for n in names} == before
 
 
-def test_run_without_resampling(two_variant_run: Path, report_data: Path):
-    build_report(two_variant_run, data_root=report_data)
+def test_run_without_resampling(two_variant_run: Path, data_root: Path):
+    build_report(two_variant_run, data_root=data_root)
     md = (two_variant_run / "report.md").read_text()
     assert not (two_variant_run / "figures/resampling.png").exists()
     assert not (two_variant_run / "figures/gallery_weights.png").exists()

@@ -7,44 +7,18 @@ import pytest
 from bgresample.cli import main
 from bgresample.errors import UserError
 
-TINY = [
-    "data.embedded.pool_size=600",
-    "data.embedded.ood_size=60",
-    "data.embedded.noise_ood_size=200",
-    "pretrain.epochs=1",
-    "pretrain.checkpoint_every=0",
-    "resample.draws_per_item=1",
-    "resample.batch_size=64",
-    "finetune.epochs=1",
-    "finetune.batch_size=64",
-    "finetune.background_batch_size=64",
-    "evaluate.repeats=2",
-    "run.seeds=1",
-]
+
+def _args(out, tiny: list[str], *extra: str) -> list[str]:
+    """The shared tiny configuration with one pre-training epoch and one seed."""
+    sets = ["--set", "pretrain.epochs=1", "--set", "run.seeds=1"]
+    return ["compare-selectors", "--quick", "--out", str(out), *tiny, *sets, *extra]
 
 
-def _args(out, data_root, *extra: str) -> list[str]:
-    sets = [a for s in TINY for a in ("--set", s)]
-    return [
-        "compare-selectors",
-        "--quick",
-        "--out",
-        str(out),
-        "--quiet",
-        "--device",
-        "cpu",
-        *sets,
-        "--data-root",
-        str(data_root),
-        *extra,
-    ]
-
-
-def test_compare_selectors_quick(tmp_path, data_root, capsys):
+def test_compare_selectors_quick(tmp_path, tiny, data_root, capsys):
     out = tmp_path / "sel"
     names = ["none", "resampled", "ntom", "dos"]  # no background, once, epoch, batch
     # one OOD set keeps the standard report's figures (most of the time) short
-    assert main(_args(out, data_root, "--selectors", ",".join(names), "--ood", "digits89")) == 0
+    assert main(_args(out, tiny, "--selectors", ",".join(names), "--ood", "digits89")) == 0
     printed = capsys.readouterr().out
     assert all(n in printed for n in names) and "fwd total" in printed
     res = json.loads((out / "results.json").read_text())
@@ -87,8 +61,8 @@ def test_compare_selectors_quick(tmp_path, data_root, capsys):
         assert "OOD detection (Table 2 analogue)" not in text
 
 
-def test_unknown_selector_is_a_clean_error(tmp_path, data_root, capsys):
-    assert main(_args(tmp_path / "x", data_root, "--selectors", "ntom,nope")) == 2
+def test_unknown_selector_is_a_clean_error(tmp_path, tiny, capsys):
+    assert main(_args(tmp_path / "x", tiny, "--selectors", "ntom,nope")) == 2
     err = capsys.readouterr().err
     assert "selectors.names=" in err and "nope" in err and "Traceback" not in err
 
