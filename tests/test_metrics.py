@@ -348,3 +348,15 @@ def test_accuracy_and_summarize():
     assert summarize([7.0]) == {"mean": 7.0, "std": 0.0}
     with pytest.raises(ValueError, match="empty"):
         summarize([])
+
+
+def test_paired_difference_mean_and_t_interval():
+    from bgresample import paired_difference
+
+    d = paired_difference([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
+    assert d["mean"] == 2.0 and d["per_seed"] == [1.0, 2.0, 3.0]
+    half = 4.302652729911275 * 1.0 / np.sqrt(3)  # t(0.975, 2) * std(ddof=1) / sqrt(n)
+    np.testing.assert_allclose(d["ci95"], [2.0 - half, 2.0 + half])
+    assert "ci95" not in paired_difference([1.0], [0.5])
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_difference([1.0, 2.0], [1.0])

@@ -31,7 +31,15 @@ from bgresample.losses import (
     classification_loss,
     uniformity_loss,
 )
-from bgresample.metrics import OODMetrics, aupr_in, aupr_out, auroc, fpr_at_tpr, ood_metrics
+from bgresample.metrics import (
+    OODMetrics,
+    aupr_in,
+    aupr_out,
+    auroc,
+    fpr_at_tpr,
+    ood_metrics,
+    paired_difference,
+)
 from bgresample.resampling import (
     BackgroundPool,
     BackgroundResampler,
@@ -70,6 +78,7 @@ __all__ = [
     "msp",
     "odin",
     "ood_metrics",
+    "paired_difference",
     "select",
     "uniformity_loss",
 ]

@@ -30,6 +30,7 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
+from scipy import stats
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 Convention = Literal["ood-positive", "id-positive"]
@@ -159,6 +160,22 @@ def summarize(values: Sequence[float] | np.ndarray) -> dict[str, float]:
     if arr.size == 0:
         raise ValueError("cannot summarize an empty sequence of values")
     return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0}
+
+
+def paired_difference(
+    a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray
+) -> dict[str, float | list[float]]:
+    """Mean of the paired differences ``a - b`` (one pair per seed), the differences
+    (``per_seed``) and, with two or more pairs, a 95% t confidence interval (``ci95``)."""
+    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if x.ndim != 1 or x.shape != y.shape or x.size == 0:
+        raise ValueError(f"need two equal-length, non-empty sequences (got {len(x)} and {len(y)})")
+    d = x - y
+    out: dict[str, float | list[float]] = {"mean": float(d.mean()), "per_seed": d.tolist()}
+    if d.size > 1:
+        half = float(stats.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size))
+        out["ci95"] = [out["mean"] - half, out["mean"] + half]
+    return out
 
 
 def protocol_indices(

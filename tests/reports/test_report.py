@@ -21,6 +21,7 @@ from bgresample.reports.compare import (
     compare_runs,
     compare_text,
     config_differences,
+    paired_records,
 )
 
 TABLES = ("table2.csv", "table2.tex", "table3.csv", "table3.tex")
@@ -170,6 +171,28 @@ def test_compare_runs_and_evaluate_folder(
     assert "The runs' configs are identical." in compare_text([full_run, full_run])
     diffs = dict(config_differences([full_run, two_variant_run]))
     assert "run.variants" in diffs and "config key(s) differ" in path.read_text()
+
+
+def test_compare_pairs_runs_by_seed(full_run: Path, two_variant_run: Path, tmp_path: Path):
+    """Runs that share seed 0's pre-trained model and ID batches: the none and full variants
+    fine-tune identically, so their paired differences are exactly zero; the first run's other
+    variants are not paired."""
+    records = paired_records([full_run, two_variant_run])
+    assert [(r["variant"], r["seeds"]) for r in records] == [("none", [0]), ("full", [0])]
+    for r in records:
+        for key in ("average.fpr95", "average.auroc", "validation.auroc"):
+            assert r[key]["mean"] == 0.0 and r[key]["per_seed"] == [0.0] and "ci95" not in r[key]
+    reverse = paired_records([two_variant_run, full_run])
+    assert {r["variant"] for r in reverse} == {"none", "full"}
+    compare_runs([two_variant_run, full_run], tmp_path / "cmp")
+    with open(tmp_path / "cmp" / "compare_paired.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["variant"], r["seeds"], float(r["average.fpr95_mean"])) for r in rows] == [
+        ("none", "0", 0.0),
+        ("full", "0", 0.0),
+    ]
+    assert "Paired by seed" in compare_text([full_run, two_variant_run])
+    assert "Paired by seed" not in compare_text([full_run])
 
 
 def test_compare_prints_without_out(full_run: Path, two_variant_run: Path, capsys):

@@ -7,9 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
-from bgresample.metrics import METRIC_KEYS, summarize
+from bgresample.metrics import METRIC_KEYS, paired_difference, summarize
 
 METRICS = ("fpr95", "auroc", "aupr")
 AVERAGES = (
@@ -37,16 +36,6 @@ COST_KEYS = (
 def _mean_std(values: list[float]) -> dict[str, float]:
     """Mean and sample std over seeds (ddof=1; 0 with one seed)."""
     return summarize(values)
-
-
-def _paired(a: list[float], b: list[float]) -> dict[str, Any]:
-    """Mean of the per-seed differences a - b with a 95% t confidence interval."""
-    d = np.asarray(a) - np.asarray(b)
-    out: dict[str, Any] = {"mean": float(d.mean()), "per_seed": d.tolist()}
-    if len(d) > 1:
-        half = float(stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)))
-        out["ci95"] = [out["mean"] - half, out["mean"] + half]
-    return out
 
 
 def _variant(per_seed: list[dict[str, Any]], v: str, sets: list[str]) -> dict[str, Any]:
@@ -89,7 +78,7 @@ def _paired_differences(per_seed: list[dict[str, Any]], variants: dict[str, Any]
             continue
         out[f"{a}_minus_{b}"] = {
             key: {
-                m: _paired(
+                m: paired_difference(
                     [s["variants"][a][key][m]["mean"] for s in per_seed],
                     [s["variants"][b][key][m]["mean"] for s in per_seed],
                 )
@@ -100,7 +89,7 @@ def _paired_differences(per_seed: list[dict[str, Any]], variants: dict[str, Any]
         }
         if "validation" in variants[a] and "validation" in variants[b]:
             out[f"{a}_minus_{b}"]["validation"] = {
-                m: _paired(
+                m: paired_difference(
                     [s["variants"][a]["validation"]["average"][m]["mean"] for s in per_seed],
                     [s["variants"][b]["validation"]["average"][m]["mean"] for s in per_seed],
                 )

@@ -1,5 +1,7 @@
 """Several runs side by side (``bgresample compare``): run x variant -> average FPR95 / AUROC /
-AUPR and ID accuracy, from each folder's ``results.json`` (``run`` or ``evaluate`` folders)."""
+AUPR and ID accuracy, from each folder's ``results.json`` (``run`` or ``evaluate`` folders);
+and, for runs with seeds in common, each later run's variants minus the first run's, paired by
+seed (from the ``seed_*/results.json`` files)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import yaml
 
 from bgresample.checkpoint import atomic_write_text
 from bgresample.errors import UserError
+from bgresample.metrics import paired_difference
 from bgresample.reports.build import read_results
 from bgresample.reports.tables import METRIC_LABELS, METRICS, Table, csv_text
 
@@ -78,6 +81,106 @@ def compare_table(records: list[dict[str, Any]]) -> Table:
     return Table(header, rows)
 
 
+#: Paired columns: (label, results key, metric); "validation" is the pool hold-out average.
+PAIRED_COLUMNS = (
+    ("avg FPR95", "average", "fpr95"),
+    ("avg AUROC", "average", "auroc"),
+    ("val FPR95", "validation", "fpr95"),
+    ("val AUROC", "validation", "auroc"),
+)
+PAIRED_NOTE = (
+    "Paired by seed: each run's variant minus the same variant of the first run, mean of the "
+    "per-seed differences with a 95% t interval over the seeds both ran. Pairing removes the "
+    "seed-to-seed spread only where the runs share each seed's pre-trained model and ID "
+    "batches (same seeds, data and pre-training config; see the config keys that differ)."
+)
+
+
+def _per_seed(run_dir: Path) -> dict[int, dict[str, Any]]:
+    """seed -> {variant: {"average": {metric: mean}, "validation": {...}}} from a run folder's
+    ``seed_*/results.json`` (empty for an ``evaluate`` folder)."""
+    out: dict[int, dict[str, Any]] = {}
+    for path in sorted(run_dir.glob("seed_*/results.json")):
+        res = json.loads(path.read_text())
+        out[int(res["seed"])] = {
+            v: {
+                "average": {m: r["average"][m]["mean"] for m in METRICS if "average" in r},
+                "validation": {m: r["validation"]["average"][m]["mean"] for m in METRICS}
+                if r.get("validation")
+                else {},
+            }
+            for v, r in res["variants"].items()
+        }
+    return out
+
+
+def paired_records(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """One record per (later run, variant it shares with the first run) with seeds in common:
+    ``{run, variant, seeds, <key>.<metric>: paired_difference(...)}``, later minus first."""
+    dirs = [Path(d) for d in run_dirs]
+    if len(dirs) < 2:
+        return []
+    labels = _labels(dirs)
+    base = _per_seed(dirs[0])
+    records = []
+    for label, d in zip(labels[1:], dirs[1:], strict=True):
+        other = _per_seed(d)
+        seeds = sorted(set(base) & set(other))
+        variants = [v for v in (other[seeds[0]] if seeds else {}) if v in base[seeds[0]]]
+        for v in variants:
+            rec: dict[str, Any] = {"run": label, "variant": v, "seeds": seeds}
+            for _, key, m in PAIRED_COLUMNS:
+                a = [other[s][v][key].get(m) for s in seeds]
+                b = [base[s][v][key].get(m) for s in seeds]
+                if None not in a and None not in b:
+                    rec[f"{key}.{m}"] = paired_difference(a, b)
+            records.append(rec)
+    return records
+
+
+def _ci(d: dict[str, Any] | None) -> str:
+    if d is None:
+        return "n/a"
+    lo_hi = d.get("ci95")
+    return f"{d['mean']:+.2f}" + (f" [{lo_hi[0]:+.2f}, {lo_hi[1]:+.2f}]" if lo_hi else "")
+
+
+def paired_table(records: list[dict[str, Any]], first: str) -> Table:
+    """The display table of :func:`paired_records`."""
+    header = ["run", "variant", "seeds"] + [f"Δ {lbl} vs {first}" for lbl, _, _ in PAIRED_COLUMNS]
+    rows = [
+        [r["run"], r["variant"], str(len(r["seeds"]))]
+        + [_ci(r.get(f"{key}.{m}")) for _, key, m in PAIRED_COLUMNS]
+        for r in records
+    ]
+    return Table(header, rows)
+
+
+def _paired_csv(records: list[dict[str, Any]]) -> str:
+    """``compare_paired.csv``: per record and paired column, the mean difference and its CI."""
+    keys = [f"{key}.{m}" for _, key, m in PAIRED_COLUMNS]
+    header = ["run", "variant", "seeds"]
+    header += [f"{k}_{s}" for k in keys for s in ("mean", "ci95_low", "ci95_high")]
+    rows = []
+    for r in records:
+        row = [r["run"], r["variant"], " ".join(map(str, r["seeds"]))]
+        for k in keys:
+            d = r.get(k)
+            ci = d.get("ci95", ["", ""]) if d else ["", ""]
+            row += [d["mean"] if d else "", *ci]
+        rows.append(row)
+    return csv_text(header, rows)
+
+
+def _paired_text(run_dirs: Sequence[str | Path], markdown: bool) -> str:
+    """The paired table with its note, or "" when no later run shares seeds and variants."""
+    records = paired_records(run_dirs)
+    if not records:
+        return ""
+    table = paired_table(records, _labels([Path(d) for d in run_dirs])[0])
+    return (table.markdown() if markdown else table.text()) + "\n\n" + PAIRED_NOTE
+
+
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
     if not isinstance(d, dict) or not d:
         return {prefix: d}
@@ -110,12 +213,15 @@ def differences_text(run_dirs: Sequence[str | Path]) -> str:
 
 
 def compare_text(run_dirs: Sequence[str | Path]) -> str:
-    """The comparison as aligned console text, with the config keys that differ."""
-    return compare_table(compare_records(run_dirs)).text() + "\n\n" + differences_text(run_dirs)
+    """The comparison as aligned console text, the paired differences where the runs share
+    seeds, and the config keys that differ."""
+    parts = [compare_table(compare_records(run_dirs)).text(), _paired_text(run_dirs, False)]
+    return "\n\n".join([p for p in parts if p] + [differences_text(run_dirs)])
 
 
 def compare_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
-    """Write ``compare.md`` and ``compare.csv`` into ``out``; returns the Markdown's path."""
+    """Write ``compare.md``, ``compare.csv`` and (for runs sharing seeds) ``compare_paired.csv``
+    into ``out``; returns the Markdown's path."""
     if not run_dirs:
         raise UserError("compare needs at least one run folder")
     records = compare_records(run_dirs)
@@ -123,6 +229,9 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     rows = [[r[k] for k in CSV_HEADER] for r in records]
     atomic_write_text(out / "compare.csv", csv_text(CSV_HEADER, rows))
+    paired = paired_records([p for _, p in _runs(records)])
+    if paired:
+        atomic_write_text(out / "compare_paired.csv", _paired_csv(paired))
     md = "\n\n".join(
         [
             "# bgresample: runs compared",
@@ -131,6 +240,7 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
             "evaluation subsamples, no accuracy std). Runs with different OOD sets are not "
             "directly comparable.",
             compare_table(records).markdown(),
+            *[p for p in [_paired_text([p for _, p in _runs(records)], True)] if p],
             "Runs:\n\n" + "\n".join(f"- {lbl}: `{p}`" for lbl, p in _runs(records)),
             "```\n" + differences_text([p for _, p in _runs(records)]) + "\n```",
         ]
