@@ -246,3 +246,12 @@ def test_weight_gallery_says_how_many_items_tie():
     w = np.array([1.0, 1.0, 1.0, 1.0, 2.0, 3.0])
     assert _ties(w, np.array([0, 1])) == "; 4 items share w=1, 2 of them shown"
     assert _ties(w, np.array([5, 4])) == ""  # no tie beyond the block
+
+
+def test_histogram_bins_cover_scores_that_are_not_probabilities():
+    probs = [np.array([0.12, 0.9]), np.array([0.5, 1.0])]
+    np.testing.assert_allclose(figures.hist_bins(probs)[[0, -1]], [0.1, 1.0])
+    energy = [np.array([2.5, 11.0]), np.array([-3.0, 4.0])]
+    bins = figures.hist_bins(energy)
+    assert len(bins) == 41 and bins[0] == -3.0 and bins[-1] == 11.0
+    assert len(figures.hist_bins([np.array([5.0, 5.0])])) == 41  # one value: a non-empty range

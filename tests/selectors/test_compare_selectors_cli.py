@@ -51,14 +51,16 @@ def test_compare_selectors_quick(tmp_path, tiny, data_root, capsys):
     (out / "report.md").unlink()
     assert main(["report", str(out), "--data-root", str(data_root)]) == 0
     assert (out / "report.md").read_text() == report
-    # A score that is not a probability: the selector section alone, in both files.
+    # Another score (energy): the whole report, its figures and galleries named after it.
     res["budget"]["score"] = "energy"
     (out / "results.json").write_text(json.dumps(res))
     assert main(["report", str(out), "--data-root", str(data_root)]) == 0
     for name in ("report.md", "report.html"):
         text = (out / name).read_text()
-        assert "is not a probability" in text and "Background selectors on the same budget" in text
-        assert "OOD detection (Table 2 analogue)" not in text
+        assert "Background selectors on the same budget" in text
+        bold = "**energy**" if name.endswith(".md") else "<strong>energy</strong>"
+        assert "OOD detection (Table 2 analogue)" in text and f"{bold} score" in text
+        assert "−energy histograms" in text and "MSP histograms" not in text
 
 
 def test_unknown_selector_is_a_clean_error(tmp_path, tiny, capsys):

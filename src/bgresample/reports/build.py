@@ -17,17 +17,18 @@ from bgresample.data.benchmark import Benchmark, load_benchmark
 from bgresample.engine.experiment import load_resampler
 from bgresample.errors import UserError
 from bgresample.reports import tables
-from bgresample.reports.document import Block, Heading, Text, to_html, to_markdown
+from bgresample.reports.document import Block, to_html, to_markdown
 from bgresample.reports.figures import (
     benchmark_name,
     benchmark_title,
     load_scores,
     resampling_figure,
     score_figure,
+    score_names,
 )
 from bgresample.reports.galleries import missed_ood_gallery, weight_gallery
 from bgresample.reports.markdown import Artifacts, blocks
-from bgresample.reports.selectors import PROBABILITY_SCORES, pareto_figure, report_section
+from bgresample.reports.selectors import pareto_figure, report_section
 
 log = logging.getLogger("bgresample")
 
@@ -85,16 +86,10 @@ def build_report(run_dir: str | Path, data_root: str | Path | None = None) -> Pa
     if data_root is not None:
         cfg.data.root = str(data_root)
     art = Artifacts(tables=True)
-    if "budget" in results:  # compare-selectors
+    if "budget" in results:  # compare-selectors, with the score of its selectors
         pareto = pareto_figure(results, run / "figures" / "pareto")
         art.extra = report_section(results, pareto.relative_to(run))
-        score = results["budget"]["score"]
-        if score not in PROBABILITY_SCORES:
-            note = Text(
-                f"The score `{score}` is not a probability, which the standard figures and "
-                "tables assume; this report holds the selector section only."
-            )
-            return _write_blocks(run, [Heading("compare-selectors report", 1), note, *art.extra])
+        art.score = results["budget"]["score"]
     _write_tables(run, results)
     bench_name = benchmark_title(benchmark_name(results, cfg))
     seeds = results.get("seeds") or []
@@ -112,8 +107,10 @@ def build_report(run_dir: str | Path, data_root: str | Path | None = None) -> Pa
     ood_sets = results.get("ood_sets") or list(next(iter(results["variants"].values()))["ood"])
     for s in ood_sets:
         if any(s in sc for sc in scores.values()):
-            title = f"{bench_name}: ID test vs OOD set '{s}' (MSP of seed {seed})"
-            art.scores[s] = _rel(run, score_figure(scores, s, title, figs / f"scores_{s}"))
+            short = score_names(art.score)[0]
+            title = f"{bench_name}: ID test vs OOD set '{s}' ({short} of seed {seed})"
+            fig = score_figure(scores, s, title, figs / f"scores_{s}", art.score)
+            art.scores[s] = _rel(run, fig)
 
     w_path, h_path = seed_dir / "weights.safetensors", seed_dir / "resample_history.json"
     weights = load_resampler(w_path).weights().double().numpy() if w_path.is_file() else None
@@ -154,6 +151,7 @@ def build_report(run_dir: str | Path, data_root: str | Path | None = None) -> Pa
             seed,
             f"{bench_name}: OOD test images each variant misses most",
             figs / "gallery_missed_ood.png",
+            art.score,
         )
         art.missed_gallery = _rel(run, missed) if missed else None
     return _write(run, results, cfg, meta, art)

@@ -98,22 +98,50 @@ def load_scores(run_dir: Path, seed: int, variants: list[str]) -> dict[str, dict
     return out
 
 
-def _hist_bins(arrays: list[np.ndarray]) -> np.ndarray:
+#: How the report names each OOD score (all: higher = more in-distribution): (short name, axis
+#: label). Unknown (user-registered) scores are named as registered.
+SCORE_NAMES = {
+    "msp": ("MSP", "MSP (max softmax probability)"),
+    "extra_class": ("ID-class probability", "max ID-class softmax probability"),
+    "maxlogit": ("max logit", "max logit"),
+    "energy": ("−energy", "−energy (logsumexp of the logits)"),
+    "odin": ("ODIN score", "ODIN score (scaled MSP of a perturbed input)"),
+    "mahalanobis": ("−Mahalanobis", "−Mahalanobis distance to the closest class mean"),
+    "knn": ("−kNN distance", "−distance to the k-th nearest training feature"),
+}
+
+
+def score_names(score: str) -> tuple[str, str]:
+    """(short name, axis label) of the OOD score ``score``."""
+    return SCORE_NAMES.get(score, (score, f"{score} score"))
+
+
+def hist_bins(arrays: list[np.ndarray]) -> np.ndarray:
+    """41 bin edges over the scores: from a multiple of 0.05 to 1 for scores in [0, 1]
+    (probabilities), else from the smallest to the largest score."""
     lo = min(float(a.min()) for a in arrays)
-    return np.linspace(np.floor(lo * 20) / 20, 1.0, 41)
+    hi = max(float(a.max()) for a in arrays)
+    if lo >= 0.0 and hi <= 1.0:
+        return np.linspace(np.floor(lo * 20) / 20, 1.0, 41)
+    return np.linspace(lo, hi if hi > lo else lo + 1.0, 41)
 
 
 def score_figure(
-    scores: dict[str, dict[str, np.ndarray]], ood_set: str, title: str, stem: Path
+    scores: dict[str, dict[str, np.ndarray]],
+    ood_set: str,
+    title: str,
+    stem: Path,
+    score: str = "msp",
 ) -> Path:
-    """Figure 1 for one OOD set: MSP histograms (ID blue, OOD red) per variant on top, ROC and
-    PR curves of all variants (OOD positive) below."""
+    """Figure 1 for one OOD set: histograms of the OOD score ``score`` (ID blue, OOD red) per
+    variant on top, ROC and PR curves of all variants (OOD positive) below."""
+    short, axis_label = score_names(score)
     variants = [v for v in scores if ood_set in scores[v]]
     fig = new_figure(SCORES_INCHES)
     with mpl.rc_context(STYLE):
         fig.suptitle(title, fontweight="bold")
         top, bottom = fig.subfigures(2, 1, height_ratios=[1.0, 1.35])
-        bins = _hist_bins([scores[v][k] for v in variants for k in ("id", ood_set)])
+        bins = hist_bins([scores[v][k] for v in variants for k in ("id", ood_set)])
         axes = top.subplots(1, len(variants), sharey=True, squeeze=False)[0]
         for i, (ax, v) in enumerate(zip(axes, variants, strict=True)):
             for key, color in (("id", ID_COLOR), (ood_set, OOD_COLOR)):
@@ -128,12 +156,12 @@ def score_figure(
                     linewidth=1.2,
                 )
             ax.set_title(f"{v}", color=variant_color(v, i), fontweight="bold")
-            ax.set_xlabel("MSP (max softmax probability)")
+            ax.set_xlabel(axis_label)
             if i == 0:
                 ax.set_ylabel("share of items per bin")
         n_id, n_ood = len(scores[variants[0]]["id"]), len(scores[variants[0]][ood_set])
         top.suptitle(
-            f"MSP histograms: ID test (blue, n={n_id}) vs {ood_set} (red, n={n_ood}); "
+            f"{short} histograms: ID test (blue, n={n_id}) vs {ood_set} (red, n={n_ood}); "
             "less overlap = better detection"
         )
 

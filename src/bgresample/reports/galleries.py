@@ -1,5 +1,5 @@
 """Image galleries: the pool items with the highest and lowest learned weights, and per variant
-the OOD test images it misses most (highest MSP, i.e. most confidently taken for ID).
+the OOD test images it misses most (highest score, i.e. most confidently taken for ID).
 
 Each block of a gallery is one tiled image with captions above the tiles (one axes, not one per
 image) placed at fixed positions, which keeps drawing fast and the pixel size predictable.
@@ -15,7 +15,7 @@ import torch
 from matplotlib.axes import Axes
 
 from bgresample.data.pools import ImageSource
-from bgresample.reports.figures import STYLE, new_figure, save_figure
+from bgresample.reports.figures import STYLE, new_figure, save_figure, score_names
 
 COLUMNS = 10
 WEIGHT_ROWS = 3
@@ -101,7 +101,8 @@ def _ties(weights: np.ndarray, shown: np.ndarray) -> str:
 def missed_ood(
     scores: dict[str, np.ndarray], sets: list[str], n: int = COLUMNS
 ) -> list[tuple[str, int, float]]:
-    """The ``n`` scored OOD items with the highest MSP over ``sets``: (set, index, MSP)."""
+    """The ``n`` scored OOD items with the highest score (most ID-like) over ``sets``:
+    (set, index, score)."""
     items = [
         (s, int(i), float(m))
         for s in sets
@@ -117,16 +118,18 @@ def missed_ood_gallery(
     seed: int,
     title: str,
     path: Path,
+    score: str = "msp",
 ) -> Path | None:
-    """One row per variant: its most confidently missed OOD test images with set and MSP;
-    None when no variant has scored items of these sets."""
+    """One row per variant: its most confidently missed OOD test images with set and score
+    (named by ``score``); None when no variant has scored items of these sets."""
+    short = score_names(score)[0]
     blocks: list[Block] = []
     for v, sc in scores.items():
         top = missed_ood(sc, list(ood))
         if top:
             pictures = np.stack([to_rgb(ood[s], np.array([i]))[0] for s, i, _ in top])
-            caps = [f"{s}\nMSP {m:.3f}" for s, _, m in top]
+            caps = [f"{s}\n{short} {m:.3g}" for s, _, m in top]
             blocks.append(
-                (f"{v}: OOD images with the highest MSP (seed {seed})", pictures, caps, 1)
+                (f"{v}: OOD images with the highest {short} (seed {seed})", pictures, caps, 1)
             )
     return _gallery(title, blocks, path) if blocks else None

@@ -13,10 +13,13 @@ from typing import Any
 from bgresample.config import Config, dump
 from bgresample.reports import tables
 from bgresample.reports.document import Block, Bullets, Code, Heading, Image, Text
-from bgresample.reports.figures import benchmark_name, benchmark_title
+from bgresample.reports.figures import benchmark_name, benchmark_title, score_names
 
 VARIANT_NOTES = {
-    "none": "**none**: fine-tuned on ID data alone (γ = 0), the MSP baseline of Hendrycks & Gimpel",
+    "none": (
+        "**none**: fine-tuned on ID data alone (γ = 0); with MSP, the baseline of Hendrycks & "
+        "Gimpel"
+    ),
     "full": "**full**: fine-tuned with the whole background pool (γ = 100%)",
     "random": "**random**: fine-tuned with a random subset of the pool of ratio γ",
     "resampled": "**resampled**: fine-tuned with a subset of ratio γ chosen by the learned "
@@ -34,12 +37,30 @@ class Artifacts:
     weight_gallery: str | None = None
     missed_gallery: str | None = None
     tables: bool = False
+    #: The OOD score the figures and galleries show (msp but for compare-selectors' own score).
+    score: str = "msp"
     notes: list[str] = field(default_factory=list)
     #: Blocks placed after the standard sections (the compare-selectors section).
     extra: list[Block] = field(default_factory=list)
 
 
-def _header(results: dict[str, Any], cfg: Config, meta: dict[str, Any]) -> list[Block]:
+def _score_note(score: str) -> str:
+    if score == "msp":
+        return (
+            "Every model scores an image by its **MSP** (maximum softmax probability): high "
+            "MSP = looks in-distribution (ID), low MSP = looks out-of-distribution (OOD)."
+        )
+    short, label = score_names(score)
+    return (
+        f"Every model scores an image by the **{score}** score ({label}): high = looks "
+        "in-distribution (ID), low = looks out-of-distribution (OOD)."
+        + (f" The figures call it {short}." if short != score else "")
+    )
+
+
+def _header(
+    results: dict[str, Any], cfg: Config, meta: dict[str, Any], score: str = "msp"
+) -> list[Block]:
     bench = benchmark_name(results, cfg)
     variants = list(results["variants"])
     seeds = results.get("seeds", [meta.get("seed", cfg.seed)])
@@ -57,8 +78,7 @@ def _header(results: dict[str, Any], cfg: Config, meta: dict[str, Any]) -> list[
         Bullets(
             [VARIANT_NOTES.get(v, f"**{v}**") for v in variants]
             + [
-                "Every model scores an image by its **MSP** (maximum softmax probability): high "
-                "MSP = looks in-distribution (ID), low MSP = looks out-of-distribution (OOD).",
+                _score_note(score),
                 tables.CONVENTION_NOTE[results["convention"]],
                 "**FPR95** (lower is better): share of ID test images wrongly flagged as OOD when "
                 "the threshold catches 95% of the OOD images. **AUROC** and **AUPR** (higher is "
@@ -102,12 +122,13 @@ def _tables(results: dict[str, Any], art: Artifacts) -> list[Block]:
 def _figure1(results: dict[str, Any], art: Artifacts) -> list[Block]:
     if not art.scores:
         return []
+    short = score_names(art.score)[0]
     out: list[Block] = [
         Heading("Score distributions and detection curves (Figure 1 analogue)"),
         Text(
             f"One figure per OOD set, from the scores of seed {art.seed} (every ID test image "
-            "and every OOD item the protocol scored). Top: histograms of the MSP of ID test "
-            "images (**blue**) and OOD images (**red**) for each variant; a good detector "
+            f"and every OOD item the protocol scored). Top: histograms of the {short} of ID "
+            "test images (**blue**) and OOD images (**red**) for each variant; a good detector "
             "pushes red to the left, away from blue. Bottom: ROC and precision-recall curves "
             "with OOD as the positive class, one line per variant; the legend's metrics are "
             "those of the plotted curves (one seed, all scored items), so they differ slightly "
@@ -119,7 +140,7 @@ def _figure1(results: dict[str, Any], art: Artifacts) -> list[Block]:
             Heading(f"OOD set: {ood_set}", 3),
             Image(
                 path,
-                f"MSP histograms and ROC / PR curves for {ood_set}",
+                f"{short} histograms and ROC / PR curves for {ood_set}",
                 f"ID test (blue) vs {ood_set} (red), seed {art.seed}. ROC: higher and further "
                 "left is better; the dashed line at TPR 95% is where FPR95 is read. PR: higher "
                 "is better; the dotted line is a detector that guesses.",
@@ -189,8 +210,9 @@ def _galleries(art: Artifacts) -> list[Block]:
             Image(
                 art.missed_gallery,
                 "OOD test images each variant misses most",
-                f"Seed {art.seed}: per variant, the scored OOD test images with the highest MSP "
-                "(the most confidently mistaken for ID), with their set and MSP (1 = certain ID).",
+                f"Seed {art.seed}: per variant, the scored OOD test images with the highest "
+                f"{score_names(art.score)[0]} (the most confidently mistaken for ID), with their "
+                "set and score" + (" (1 = certain ID)." if art.score == "msp" else "."),
             )
         )
     return [Heading("Galleries"), *out] if out else []
@@ -227,7 +249,7 @@ def blocks(
     meta = meta or {}
     art = artifacts or Artifacts()
     return (
-        _header(results, cfg, meta)
+        _header(results, cfg, meta, art.score)
         + _tables(results, art)
         + _figure1(results, art)
         + _resampling(results, art)

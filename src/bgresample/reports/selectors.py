@@ -12,8 +12,6 @@ from bgresample.reports.document import Block, Heading, Image, Text
 from bgresample.reports.figures import new_figure, save_figure, variant_color
 from bgresample.selectors import NONE
 
-#: Scores in [0, 1], as the figures of the standard report assume.
-PROBABILITY_SCORES = ("msp", "extra_class")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
