@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from PIL import Image
 
 from bgresample.cli import main
 from bgresample.data.base import ImageArray
+from bgresample.errors import UserError
 from bgresample.reports import figures, galleries
 from bgresample.reports.build import build_report
 from bgresample.reports.compare import (
@@ -255,3 +257,11 @@ def test_histogram_bins_cover_scores_that_are_not_probabilities():
     bins = figures.hist_bins(energy)
     assert len(bins) == 41 and bins[0] == -3.0 and bins[-1] == 11.0
     assert len(figures.hist_bins([np.array([5.0, 5.0])])) == 41  # one value: a non-empty range
+
+
+def test_compare_refuses_a_broken_per_seed_file(full_run: Path, tmp_path: Path):
+    copy = tmp_path / "copy"
+    shutil.copytree(full_run, copy)
+    (copy / "seed_0" / "results.json").write_text("{not json")
+    with pytest.raises(UserError, match=r"seed_0/results.json is not a per-seed results file"):
+        paired_records([full_run, copy])

@@ -101,16 +101,22 @@ def _per_seed(run_dir: Path) -> dict[int, dict[str, Any]]:
     ``seed_*/results.json`` (empty for an ``evaluate`` folder)."""
     out: dict[int, dict[str, Any]] = {}
     for path in sorted(run_dir.glob("seed_*/results.json")):
-        res = json.loads(path.read_text())
-        out[int(res["seed"])] = {
-            v: {
-                "average": {m: r["average"][m]["mean"] for m in METRICS if "average" in r},
-                "validation": {m: r["validation"]["average"][m]["mean"] for m in METRICS}
-                if r.get("validation")
-                else {},
+        try:
+            res = json.loads(path.read_text())
+            out[int(res["seed"])] = {
+                v: {
+                    "average": {m: r["average"][m]["mean"] for m in METRICS},
+                    "validation": {m: r["validation"]["average"][m]["mean"] for m in METRICS}
+                    if r.get("validation")
+                    else {},
+                }
+                for v, r in res["variants"].items()
             }
-            for v, r in res["variants"].items()
-        }
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise UserError(
+                f"{path} is not a per-seed results file of bgresample run ({type(e).__name__}: "
+                f"{e}); re-run that seed with --resume, or leave {run_dir} out of the comparison"
+            ) from None
     return out
 
 
@@ -172,12 +178,11 @@ def _paired_csv(records: list[dict[str, Any]]) -> str:
     return csv_text(header, rows)
 
 
-def _paired_text(run_dirs: Sequence[str | Path], markdown: bool) -> str:
+def _paired_text(records: list[dict[str, Any]], first: str, markdown: bool) -> str:
     """The paired table with its note, or "" when no later run shares seeds and variants."""
-    records = paired_records(run_dirs)
     if not records:
         return ""
-    table = paired_table(records, _labels([Path(d) for d in run_dirs])[0])
+    table = paired_table(records, first)
     return (table.markdown() if markdown else table.text()) + "\n\n" + PAIRED_NOTE
 
 
@@ -215,7 +220,11 @@ def differences_text(run_dirs: Sequence[str | Path]) -> str:
 def compare_text(run_dirs: Sequence[str | Path]) -> str:
     """The comparison as aligned console text, the paired differences where the runs share
     seeds, and the config keys that differ."""
-    parts = [compare_table(compare_records(run_dirs)).text(), _paired_text(run_dirs, False)]
+    first = _labels([Path(d) for d in run_dirs])[0]
+    parts = [
+        compare_table(compare_records(run_dirs)).text(),
+        _paired_text(paired_records(run_dirs), first, False),
+    ]
     return "\n\n".join([p for p in parts if p] + [differences_text(run_dirs)])
 
 
@@ -229,22 +238,22 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     rows = [[r[k] for k in CSV_HEADER] for r in records]
     atomic_write_text(out / "compare.csv", csv_text(CSV_HEADER, rows))
-    paired = paired_records([p for _, p in _runs(records)])
+    runs = _runs(records)
+    paired = paired_records([p for _, p in runs])
     if paired:
         atomic_write_text(out / "compare_paired.csv", _paired_csv(paired))
-    md = "\n\n".join(
-        [
-            "# bgresample: runs compared",
-            "Averages over each run's OOD sets (FPR95 ↓ / AUROC ↑ / AUPR ↑, %) and ID accuracy "
-            "(%), mean ± std over seeds (for a single-model `evaluate` folder: std over the "
-            "evaluation subsamples, no accuracy std). Runs with different OOD sets are not "
-            "directly comparable.",
-            compare_table(records).markdown(),
-            *[p for p in [_paired_text([p for _, p in _runs(records)], True)] if p],
-            "Runs:\n\n" + "\n".join(f"- {lbl}: `{p}`" for lbl, p in _runs(records)),
-            "```\n" + differences_text([p for _, p in _runs(records)]) + "\n```",
-        ]
-    )
+    parts = [
+        "# bgresample: runs compared",
+        "Averages over each run's OOD sets (FPR95 ↓ / AUROC ↑ / AUPR ↑, %) and ID accuracy "
+        "(%), mean ± std over seeds (for a single-model `evaluate` folder: std over the "
+        "evaluation subsamples, no accuracy std). Runs with different OOD sets are not "
+        "directly comparable.",
+        compare_table(records).markdown(),
+        _paired_text(paired, runs[0][0], True),
+        "Runs:\n\n" + "\n".join(f"- {lbl}: `{p}`" for lbl, p in runs),
+        "```\n" + differences_text([p for _, p in runs]) + "\n```",
+    ]
+    md = "\n\n".join(p for p in parts if p)
     path = out / "compare.md"
     atomic_write_text(path, md + "\n")
     return path
