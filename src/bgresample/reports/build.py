@@ -17,7 +17,7 @@ from bgresample.data.benchmark import Benchmark, load_benchmark
 from bgresample.engine.experiment import load_resampler
 from bgresample.errors import UserError
 from bgresample.reports import tables
-from bgresample.reports.document import Block, to_html, to_markdown
+from bgresample.reports.document import to_html, to_markdown
 from bgresample.reports.figures import (
     benchmark_name,
     benchmark_title,
@@ -168,11 +168,8 @@ def _write(
     meta: dict[str, Any],
     art: Artifacts,
 ) -> Path:
-    return _write_blocks(run, blocks(results, cfg, meta, art))
-
-
-def _write_blocks(run: Path, report: list[Block]) -> Path:
     """``report.md`` and a self-contained ``report.html`` of the same blocks."""
+    report = blocks(results, cfg, meta, art)
     md = run / "report.md"
     atomic_write_text(md, to_markdown(report))
     title = f"bgresample report: {run.resolve().name}"
