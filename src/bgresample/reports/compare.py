@@ -115,7 +115,7 @@ def _per_seed(run_dir: Path) -> dict[int, dict[str, Any]]:
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise UserError(
                 f"{path} is not a per-seed results file of bgresample run ({type(e).__name__}: "
-                f"{e}); re-run that seed with --resume, or leave {run_dir} out of the comparison"
+                f"{e}); re-run the command that wrote {run_dir}, or leave it out of the comparison"
             ) from None
     return out
 
