@@ -123,3 +123,59 @@ def test_binary_and_broken_config_files(tmp_path):
     listed.write_text("- 1\n- 2\n")
     with pytest.raises(UserError, match="must hold a mapping"):
         load_config(listed)
+
+
+# -- bounded parsing (issue 22, item 4) ---------------------------------------------------------
+
+#: A YAML alias bomb: each level repeats the one before nine times (9**8 strings if expanded).
+BOMB = (
+    "["
+    + ", ".join(
+        [f"&a0 [{', '.join(['lol'] * 9)}]"]
+        + [f"&a{k} [{', '.join([f'*a{k - 1}'] * 9)}]" for k in range(1, 9)]
+    )
+    + "]"
+)
+
+
+@pytest.mark.parametrize("where", ["config", "evaluate.ood", "set"])
+def test_an_alias_bomb_is_one_short_line(where, tmp_path, tiny, capsys):
+    args = ["evaluate", "--checkpoint", "ck.safetensors", "--out", str(tmp_path / "o"), *tiny]
+    if where == "set":
+        args += ["--set", f"seed={BOMB}"]
+    else:
+        f = tmp_path / "bomb.yaml"
+        f.write_text(f"seed: {BOMB}\n" if where == "config" else f"evaluate:\n  ood: {BOMB}\n")
+        args += ["--config", str(f)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and len(err) < 300, err
+    assert "YAML alias" in err and "write the values out" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_huge_config_files_and_values_are_refused_and_quoted_short(tmp_path, tiny, capsys):
+    big = tmp_path / "big.yaml"
+    big.write_text("seed: " + "x" * (2 << 20) + "\n")
+    with pytest.raises(UserError, match="larger than 1,048,576 bytes") as e:
+        load_config(big)
+    assert len(str(e.value)) < 300
+    mid = tmp_path / "mid.yaml"
+    mid.write_text("seed: " + "x" * 500_000 + "\n")  # under the cap, a wrong value
+    with pytest.raises(
+        UserError, match=r"seed='xxx.*\.\.\. \(500,002 characters\) is invalid"
+    ) as e:
+        load_config(mid)
+    assert len(str(e.value)) < 300
+    with pytest.raises(UserError, match="unknown config key") as e:
+        load_config(sets=["k" * 10_000 + "=1"])
+    assert len(str(e.value)) < 400
+    with pytest.raises(UserError, match="longer than") as e:
+        parse_set("seed=" + "1" * (2 << 20))
+    assert len(str(e.value)) < 300
+
+
+def test_anchors_without_aliases_and_plain_strings_still_parse():
+    assert parse_set("data.mean=[0.5, 0.5, 0.5]") == {"data": {"mean": [0.5, 0.5, 0.5]}}
+    assert parse_set("model.name=not: valid: yaml") == {"model": {"name": "not: valid: yaml"}}
+    assert parse_set("seed=&a 3") == {"seed": 3}

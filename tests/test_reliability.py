@@ -18,10 +18,11 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from bgresample import checkpoint
-from bgresample.checkpoint import WriteError, load_model_state, save_model, save_tensors
+from bgresample import checkpoint, files
+from bgresample.checkpoint import load_model_state, save_model, save_tensors
 from bgresample.cli import main
 from bgresample.errors import UserError
+from bgresample.files import WriteError
 from bgresample.models import create_model
 
 RESUMABLE = [
@@ -140,7 +141,7 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     def full_disk(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(checkpoint.os, "fsync", full_disk)
+    monkeypatch.setattr(files.os, "fsync", full_disk)
     with pytest.raises(WriteError, match="No space left on device; the previous file is intact"):
         save_model(path, create_model("small_cnn", 8))
     assert path.read_bytes() == before
@@ -155,10 +156,10 @@ def test_failed_write_on_a_read_only_file_system_cleans_up_quietly(tmp_path, mon
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(checkpoint.os, "replace", read_only)
+    monkeypatch.setattr(files.os, "replace", read_only)
     monkeypatch.setattr(Path, "unlink", read_only)  # the clean-up fails too
     with pytest.raises(WriteError, match="report.md: Read-only file system; the previous file"):
-        checkpoint.atomic_write_text(path, "new")
+        files.atomic_write_text(path, "new")
     assert path.read_text() == "previous"
 
 
@@ -355,3 +356,46 @@ def test_nan_loss_stops_with_step_and_checkpoint(tmp_path, tiny, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "pretrain: loss became" in err and "at step" in err and "last good checkpoint" in err
+
+
+# -- results files and pools that are not what they claim (issue 22, item 6) ---------------------
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"{not json", "is not JSON"),
+        (b"[1, 2]", "holds no JSON object"),
+        (b'{"schema": 1}', "holds an object without variants"),
+        (b'{"variants": {"x": 5}}', "holds an object without variants"),
+        (b"\xff\xfe", "is not JSON"),
+    ],
+)
+@pytest.mark.parametrize("command", ["report", "compare"])
+def test_report_and_compare_on_a_broken_results_file_are_one_line(
+    tmp_path, capsys, content, message, command
+):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "results.json").write_bytes(content)
+    assert main([command, str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert f"{run / 'results.json'}" in err and message in err
+
+
+@pytest.mark.parametrize(
+    "array, message",
+    [(None, "the file is empty or cut short"), (0, "the array holds no images")],
+)
+def test_an_empty_npy_pool_is_one_line(tmp_path, tiny, capsys, array, message):
+    path = tmp_path / "pool.npy"
+    if array is None:
+        path.write_bytes(b"")
+    else:
+        np.save(path, np.zeros((array, 32, 32, 3), np.uint8))
+    args = ["select", "--method", "random", "--pool", f"npy:{path}", "--out", str(tmp_path / "o")]
+    assert main([*args, *tiny]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert message in err and str(path) in err

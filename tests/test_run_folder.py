@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bgresample import checkpoint, commands
+from bgresample import commands, files
 from bgresample.cli import main
 from bgresample.config import default_config
 from bgresample.errors import UserError
+from bgresample.files import UnsafePathError
 from bgresample.runfolder import check_resume, lock_run_folder, setup_logging
 
 SMALL = ["--set", "run.seeds=1", "--set", "run.variants=[none, full]"]
@@ -204,9 +205,9 @@ def test_report_on_a_full_disk_is_one_line_and_keeps_the_previous_files(
         def full(fd: int) -> None:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        monkeypatch.setattr(checkpoint.os, "fsync", full)
+        monkeypatch.setattr(files.os, "fsync", full)
     else:
-        monkeypatch.setattr(checkpoint.os, "replace", _full_disk_at(where))
+        monkeypatch.setattr(files.os, "replace", _full_disk_at(where))
     assert main(["report", str(out), "--data-root", str(data_root)]) == 2
     err = _err(capsys)
     assert f"could not write {out}" in err and "No space left on device" in err
@@ -221,8 +222,17 @@ def test_report_on_a_full_disk_is_one_line_and_keeps_the_previous_files(
 
 def test_log_file_that_cannot_be_created_is_one_line(tmp_path):
     (tmp_path / "log.txt").mkdir()
-    with pytest.raises(UserError, match="cannot write the log file .*log.txt"):
+    with pytest.raises(UnsafePathError, match="log.txt: it is not a regular file"):
         setup_logging(tmp_path, quiet=True)
+    (tmp_path / "log.txt").rmdir()
+    tmp_path.chmod(0o500)
+    try:
+        if os.access(tmp_path, os.W_OK):
+            pytest.skip("running as a user who can write into read-only folders")
+        with pytest.raises(UserError, match="cannot write the log file .*log.txt"):
+            setup_logging(tmp_path, quiet=True)
+    finally:
+        tmp_path.chmod(0o700)
 
 
 # -- 6. Ctrl-C ----------------------------------------------------------------------------------
@@ -254,3 +264,64 @@ def test_interrupted_report_does_not_suggest_resume(tmp_path, monkeypatch, capsy
         if path.name == "commands.py":
             text = text[text.index("def cmd_report") : text.index("def cmd_compare")]
         assert "--resume" not in text, path
+
+
+# -- 7. other commands and other inputs (issue 22) ------------------------------------------------
+
+
+def test_another_command_resuming_a_run_is_refused_and_changes_nothing(run_copy, tiny, capsys):
+    """`evaluate --resume` on a finished `run` folder would replace its results.json."""
+    out, args = run_copy
+    before = _files(out)
+    ck = out / "seed_0" / "resampled.safetensors"
+    if not ck.is_file():
+        ck = next(out.glob("seed_0/*.safetensors"))
+    evaluate = ["evaluate", "--checkpoint", str(ck), "--out", str(out), "--resume"]
+    assert main([*evaluate, "--config", str(out / "config.yaml"), *tiny]) == 2
+    err = _err(capsys)
+    assert "holds a run of `bgresample run`, not of `bgresample evaluate`" in err
+    assert "--overwrite" in err
+    assert _files(out) == before
+
+
+def test_overwrite_by_another_command_replaces_the_whole_run(run_copy, tiny, capsys, tmp_path):
+    out, _ = run_copy
+    inside = next(out.glob("seed_0/*.safetensors"))
+    evaluate = ["evaluate", "--out", str(out), "--overwrite", "--config", str(out / "config.yaml")]
+    before = _files(out)
+    assert main([*evaluate, "--checkpoint", str(inside), *tiny]) == 2  # would delete its input
+    assert "lies inside" in _err(capsys) and _files(out) == before
+    ck = tmp_path / "model.safetensors"
+    shutil.copy(inside, ck)
+    assert main([*evaluate, "--checkpoint", str(ck), *tiny]) == 0
+    capsys.readouterr()
+    assert not list(out.glob("seed_*")) and not (out / "pretrain").exists()
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["command"] == "evaluate" and "resumed" not in meta
+    assert meta["inputs"]["--checkpoint"]["identity"]["type"] == "file"
+    assert list(json.loads((out / "results.json").read_text())["variants"]) == ["model"]
+
+
+@pytest.mark.parametrize("name", [".lock", ".x.tmp", ".hidden"])
+def test_a_folder_holding_only_a_dotfile_is_a_users_folder(tmp_path, tiny, capsys, name):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / name).write_text("mine\n")
+    for extra in ([], ["--overwrite"], ["--resume"]):
+        assert main(["pretrain", "--out", str(mine), *tiny, *extra]) == 2
+        err = _err(capsys)
+        assert "is not a bgresample run folder" in err and name in err
+    assert [p.name for p in mine.iterdir()] == [name] and (mine / name).read_text() == "mine\n"
+
+
+def test_a_failed_start_leaves_no_new_folder(tmp_path, tiny, capsys, monkeypatch):
+    """A new --out whose lock cannot be taken is removed again."""
+    out = tmp_path / "new"
+
+    def refuse(folder):
+        raise UserError("no lock today")
+
+    monkeypatch.setattr("bgresample.runfolder.lock_run_folder", refuse)
+    assert main(["pretrain", "--out", str(out), *tiny]) == 2
+    assert "no lock today" in _err(capsys)
+    assert not out.exists()

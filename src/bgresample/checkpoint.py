@@ -1,9 +1,8 @@
-"""Everything the project writes to disk goes through here: atomic writes, safetensors
-checkpoints with JSON metadata, and the resumable state of a training stage.
+"""Safetensors checkpoints with JSON metadata, and the resumable state of a training stage.
 
-Writes are atomic (a temporary file in the same folder, fsync, rename), so a crash or a full
-disk never leaves a truncated file: the previous file stays intact until the new one is whole.
-Nothing is ever unpickled: tensors live in safetensors files, everything else in JSON.
+Files are written by :mod:`bgresample.files` (atomic, never through a symbolic link), so a crash
+or a full disk never leaves a truncated file: the previous file stays intact until the new one
+is whole. Nothing is ever unpickled: tensors live in safetensors files, everything else in JSON.
 """
 
 from __future__ import annotations
@@ -11,10 +10,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -22,71 +19,9 @@ from safetensors.torch import load_file, safe_open, save
 
 from bgresample import dist
 from bgresample.errors import UserError
+from bgresample.files import atomic_write_bytes
 
 log = logging.getLogger("bgresample")
-
-
-class WriteError(OSError):
-    """A file could not be written (disk full, read-only folder, ...). The file that was at the
-    path before, if any, is intact, and no temporary file is left behind."""
-
-    def __init__(self, path: Path, cause: OSError, kept: bool) -> None:
-        super().__init__(cause.errno, cause.strerror or str(cause), str(path))
-        self.kept = kept
-
-    def __str__(self) -> str:
-        state = "the previous file is intact" if self.kept else "nothing was written"
-        return f"could not write {self.filename}: {self.strerror}; {state}"
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
-    """Call ``write(handle)`` on a temporary file beside ``path``, fsync it and rename it over
-    ``path``. On any failure the temporary file is removed; an OSError becomes a
-    :class:`WriteError` naming ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        _remove_quietly(tmp)
-        if isinstance(e, WriteError):
-            raise
-        raise WriteError(path, e, _exists(path)) from None
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
-
-
-def _exists(path: Path) -> bool:
-    """Whether ``path`` exists, for the error message; never raises (unreadable folder)."""
-    try:
-        return os.path.lexists(path)
-    except (OSError, ValueError):
-        return False
-
-
-def _remove_quietly(path: Path) -> None:
-    """Remove a temporary file; on a read-only or vanished folder there is nothing to do."""
-    try:
-        path.unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (:func:`atomic_write`)."""
-    atomic_write(path, lambda handle: handle.write(data))
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8; unpaired surrogates of undecodable file names kept as
-    backslash escapes) to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"))
 
 
 def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 
 from bgresample import config as C
 from bgresample import dist, scalars
-from bgresample.checkpoint import WriteError
 from bgresample.errors import UserError
+from bgresample.files import WriteError
 from bgresample.runfolder import release_locks
 from bgresample.scores import parse_scores
 
@@ -88,12 +88,18 @@ def _common(
         "--download", action="store_true", help="let torchvision download CIFAR/SVHN/DTD/Places365"
     )
     g.add_argument("--quiet", action="store_true", help="no progress bars or console log")
-    g.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a run already in --out: its files are removed first (run and "
+        "compare-selectors keep pretrain/, reused when its config matches)",
+    )
     if resume:
         g.add_argument(
             "--resume",
             action="store_true",
-            help="continue the run in --out from its last checkpoint",
+            help="continue the run in --out from its last checkpoint (same command, settings "
+            "and input files only)",
         )
 
 

@@ -48,13 +48,33 @@ from bgresample.selectors import FixedSubset, build_selector
 log = logging.getLogger("bgresample")
 
 
-def _start(args: argparse.Namespace, cfg: Config) -> tuple[Path, Env, Benchmark]:
-    """Run folder (refusing to clobber another run), logging, accelerator and data."""
+#: The arguments of stage commands that are input files, and those that change what a command
+#: computes without being config keys: both recorded in ``meta.json`` and checked on --resume.
+INPUT_FILES = ("checkpoint", "subset", "weights")
+OPTIONS = ("variant", "scores", "top_k", "format")
+
+
+def _prepare(args: argparse.Namespace, cfg: Config) -> Path:
+    """The locked run folder of a stage command, with its provenance (refusing to clobber
+    another run, or to resume one from other inputs), and logging into it."""
     main = dist.info().is_main
     out = prepare_run_folder(
-        args.out, cfg, args.command, overwrite=args.overwrite, resume=args.resume, write=main
+        args.out,
+        cfg,
+        args.command,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        write=main,
+        inputs={f"--{k}": getattr(args, k, None) for k in INPUT_FILES},
+        options={f"--{k.replace('_', '-')}": getattr(args, k, None) for k in OPTIONS},
     )
     setup_logging(out, args.quiet or not main, write=main)
+    return out
+
+
+def _start(args: argparse.Namespace, cfg: Config) -> tuple[Path, Env, Benchmark]:
+    """Run folder (:func:`_prepare`), accelerator and data."""
+    out = _prepare(args, cfg)
     scalars.configure(out)
     torch.manual_seed(cfg.seed)
     accel = Accel.from_config(cfg.device, cfg.accel, cfg.data.workers, cfg.data)
@@ -282,10 +302,7 @@ def cmd_export(args: argparse.Namespace, cfg: Config) -> None:
     if args.subset and (args.top_k is not None or args.gamma is not None):
         raise UserError("--top-k / --gamma choose items by --weights; with --subset leave them out")
     main = dist.info().is_main
-    out = prepare_run_folder(
-        args.out, cfg, args.command, overwrite=args.overwrite, resume=args.resume, write=main
-    )
-    setup_logging(out, args.quiet or not main, write=main)
+    out = _prepare(args, cfg)
     bench = load_benchmark(cfg)
     pool = bench.pool
     n = len(pool)
@@ -308,11 +325,19 @@ def cmd_export(args: argparse.Namespace, cfg: Config) -> None:
     done = export_pool(
         pool, idx, out, args.format, weights=w, chunk=args.batch_size, quiet=args.quiet
     )
-    summary = {"format": done.format, "count": done.count, "pool_size": n, **origin}
+    summary = {"format": done.format, "count": done.count, "skipped": done.skipped}
+    summary.update({"pool_size": n, **origin})
     summary["path"], summary["manifest"] = done.path.name, done.manifest.name
     write_json(out / "export_summary.json", summary)
     _report_skipped(bench)
-    print(f"exported {done.count} of {n} pool items -> {done.path} (rows: {done.manifest})")
+    left_out = (
+        f"; {done.skipped} unreadable images left out (their rows in {done.manifest.name} say why)"
+        if done.skipped
+        else ""
+    )
+    print(
+        f"exported {done.count} of {n} pool items -> {done.path} (rows: {done.manifest}){left_out}"
+    )
 
 
 def cmd_plan(args: argparse.Namespace, cfg: Config) -> None:

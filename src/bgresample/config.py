@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import yaml
 
-from bgresample.errors import UserError
+from bgresample.errors import UserError, shorten
 
 #: Recipes for fine-tuning with background data (docs/method.md).
 FINETUNE_RECIPES: dict[str, dict[str, Any]] = {
@@ -266,8 +266,10 @@ class Config:
 
 
 def _invalid(path: str, value: Any, expected: str) -> UserError:
-    shown = "null" if value is None else repr(value)
-    return UserError(f"{path}={shown} is invalid: expected {expected} (fix with --set {path}=...)")
+    shown = "null" if value is None else shorten(repr(value))
+    return UserError(
+        f"{shorten(path)}={shown} is invalid: expected {expected} (fix with --set {path}=...)"
+    )
 
 
 def _describe(tp: Any) -> str:
@@ -345,7 +347,7 @@ def _build(cls: type, raw: Any, path: str) -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     where = f"{path}." if path else ""
     if not isinstance(raw, dict):
-        what = "null" if raw is None else repr(raw)
+        what = "null" if raw is None else shorten(repr(raw))
         raise UserError(
             f"{path or 'the config'} must be a mapping with the keys {', '.join(names)}, got "
             f"{what} (fix with --set {where}KEY=VALUE)"
@@ -374,9 +376,11 @@ def _build(cls: type, raw: Any, path: str) -> Any:
 def unknown_key(path: str, valid: list[str]) -> UserError:
     """An unknown config key, with the closest valid ones."""
     name = path.rsplit(".", 1)[-1]
-    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
+    close = difflib.get_close_matches(name[:200], valid, n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
-    return UserError(f"unknown config key '{path}'; {hint}valid keys here: {', '.join(valid)}")
+    return UserError(
+        f"unknown config key '{shorten(path)}'; {hint}valid keys here: {', '.join(valid)}"
+    )
 
 
 def from_dict(raw: dict[str, Any]) -> Config:
@@ -453,16 +457,24 @@ def merge(base: dict[str, Any], override: dict[str, Any], path: str = "") -> dic
 
 
 def parse_set(item: str) -> dict[str, Any]:
-    """``a.b.c=value`` -> ``{"a": {"b": {"c": value}}}``; the value is parsed as YAML."""
+    """``a.b.c=value`` -> ``{"a": {"b": {"c": value}}}``; the value is parsed as YAML
+    (:func:`parse_yaml`: no aliases; text that is not YAML is kept as a string)."""
+    if len(item) > MAX_CONFIG_BYTES:
+        raise UserError(
+            f"--set {shorten(item)} is longer than {MAX_CONFIG_BYTES:,} characters; put large "
+            "values in a --config file"
+        )
     if "=" not in item:
-        raise UserError(f"--set expects key=value (e.g. resample.eps=0.25), got '{item}'")
+        raise UserError(f"--set expects key=value (e.g. resample.eps=0.25), got '{shorten(item)}'")
     key, raw = item.split("=", 1)
     parts = key.strip().split(".")
     if not all(parts):
-        raise UserError(f"--set key {key!r} has an empty part; write section.key=value")
+        raise UserError(
+            f"--set key {shorten(repr(key))} has an empty part; write section.key=value"
+        )
     try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
+        value = parse_yaml(raw, f"--set {shorten(key)}")
+    except _NotYaml:
         value = raw
     node: dict[str, Any] = {}
     cur = node
@@ -479,28 +491,69 @@ def presets() -> list[str]:
     return sorted(f.name[: -len(".yaml")] for f in folder.iterdir() if f.name.endswith(".yaml"))
 
 
-def _read_yaml(text: str, where: str) -> dict[str, Any]:
+#: The largest config file or ``--set`` value read (bytes): configs are a few KiB.
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class _NotYaml(UserError):
+    """Text that YAML cannot parse (a ``--set`` value then stays a plain string)."""
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases: ``*name`` could expand a few lines into gigabytes (an alias bomb),
+    and configs never need it."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise UserError(
+                f"uses a YAML alias (*name) at line {mark.line + 1}, column {mark.column + 1}; "
+                "config files and --set values may not use anchors and aliases: write the "
+                "values out"
+            )
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """``text`` parsed as YAML without aliases (:class:`_NoAliasLoader`); a :class:`UserError`
+    naming ``where`` for an alias, and a ``_NotYaml`` for text that is not YAML."""
     try:
-        loaded = yaml.safe_load(text) or {}
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader)
+    except UserError as e:
+        raise UserError(f"{where} {e}") from None
     except yaml.YAMLError as e:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise UserError(
-            f"{where} is not valid YAML ({first}); pass a YAML file of config keys"
-        ) from None
+        raise _NotYaml(f"{where} is not valid YAML ({shorten(first)})") from None
+
+
+def _mapping(loaded: Any, where: str) -> dict[str, Any]:
+    loaded = loaded or {}
     if not isinstance(loaded, dict):
         raise UserError(f"{where} must hold a mapping of config keys, got {type(loaded).__name__}")
     return loaded
 
 
-def _read_file(path: Path) -> str:
+def read_yaml_file(path: str | Path, what: str = "config file") -> Any:
+    """The YAML in the file ``path`` (:func:`parse_yaml`; at most :data:`MAX_CONFIG_BYTES`), or
+    one :class:`UserError` naming the file and what is wrong with it."""
     try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UserError(
-            f"config file {path} is not a text (UTF-8) file; pass a YAML file to --config"
-        ) from None
+        with open(path, "rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
-        raise UserError(f"config file {path} cannot be read ({e.strerror})") from None
+        raise UserError(f"{what} {path} cannot be read ({e.strerror})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise UserError(
+            f"{what} {path} is larger than {MAX_CONFIG_BYTES:,} bytes, far more than any config; "
+            "pass a YAML file of config keys"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{what} {path} is not a text (UTF-8) file; pass a YAML file") from None
+    try:
+        return parse_yaml(text, f"{what} {path}")
+    except _NotYaml as e:
+        raise UserError(f"{e}; pass a YAML file of config keys") from None
 
 
 def load_config(
@@ -521,12 +574,12 @@ def load_config(
         if preset not in presets():
             raise UserError(f"unknown preset '{preset}'; valid presets: {', '.join(presets())}")
         text = resources.files("bgresample").joinpath(f"configs/presets/{preset}.yaml").read_text()
-        cfg = merge(cfg, _read_yaml(text, f"preset {preset}"))
+        cfg = merge(cfg, _mapping(parse_yaml(text, f"preset {preset}"), f"preset {preset}"))
     if path is not None:
         p = Path(path)
         if not p.is_file():
             raise UserError(f"config file {p} not found; pass an existing YAML file to --config")
-        cfg = merge(cfg, _read_yaml(_read_file(p), f"config file {p}"))
+        cfg = merge(cfg, _mapping(read_yaml_file(p), f"config file {p}"))
     layers = [parse_set(item) for item in sets or []] + ([overrides] if overrides else [])
     probe = cfg
     for layer in layers:

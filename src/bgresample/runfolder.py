@@ -1,10 +1,13 @@
 """Run folders: every command writes its resolved config, seeds, code version and a log there.
 
 A run folder is one that bgresample created: its ``meta.json`` carries a ``code_version``. Only
-empty (or new) folders and run folders are written into; a command holds ``.lock`` in the folder
-(an ``flock``, released when the command ends or its process dies) so that two commands never
-write into the same folder at once. ``--resume`` continues a run only with the settings it was
-started with (:data:`RESUMABLE_CHANGES` lists what may differ).
+new or empty folders and run folders are written into (an entry bgresample did not write, a
+dotfile included, makes a folder the user's); a command holds ``.lock`` in the folder (an
+``flock``, released when the command ends or its process dies) so that two commands never write
+into the same folder at once, and writes nothing through a symbolic link inside it
+(:mod:`bgresample.files`). ``--resume`` continues a run only with the command, settings and
+inputs it was started with (:data:`RESUMABLE_CHANGES` lists the settings that may differ;
+:mod:`bgresample.provenance` identifies the inputs); ``--overwrite`` replaces the run's files.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -24,8 +28,9 @@ import yaml
 
 import bgresample
 from bgresample import config as C
-from bgresample.checkpoint import WriteError, atomic_write_text
-from bgresample.errors import UserError
+from bgresample import files, provenance
+from bgresample.errors import UserError, shorten
+from bgresample.files import UnsafePathError, WriteError, atomic_write_text
 
 try:
     import fcntl
@@ -35,6 +40,8 @@ except ImportError:  # not on POSIX: no locking
 log = logging.getLogger("bgresample")
 
 LOCK_NAME = ".lock"
+#: The lock file's mark that bgresample wrote it (a folder holding only such a lock is empty).
+LOCK_MARK = {"by": "bgresample"}
 
 #: Config keys that may differ between a run and its ``--resume``: they change where the data
 #: is read from and how fast, not the results. ``run.seeds`` may only grow (more seeds).
@@ -72,6 +79,7 @@ class RunLock:
     def release(self) -> None:
         if self._fd is None:
             return
+        files.unconfine(self.path.parent)
         fd, self._fd = self._fd, None
         try:
             fcntl.flock(fd, fcntl.LOCK_UN)
@@ -83,13 +91,16 @@ class RunLock:
 def lock_run_folder(folder: str | Path) -> RunLock:
     """Take the lock of ``folder`` (which must exist) without waiting; a :class:`UserError`
     naming the holder's pid and host if another command holds it. Locks are per open file, so a
-    second lock of the same folder in this process is refused too."""
+    second lock of the same folder in this process is refused too. ``.lock`` is opened without
+    following a link, and the folder is confined (:func:`bgresample.files.confine`) while held."""
     folder = Path(folder)
     if fcntl is None:
         return RunLock(folder, None)
     path = folder / LOCK_NAME
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = files.open_lock(path)
+    except UnsafePathError:
+        raise
     except OSError as e:
         raise WriteError(path, e, False) from None
     try:
@@ -102,8 +113,11 @@ def lock_run_folder(folder: str | Path) -> RunLock:
             "finish, or choose another --out"
         ) from None
     except OSError:  # a file system without locks (some network mounts): go on unlocked
+        files.confine(folder)
         return RunLock(folder, fd)
+    files.confine(folder)
     info = {
+        **LOCK_MARK,
         "pid": os.getpid(),
         "host": platform.node(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -137,9 +151,20 @@ def release_locks() -> None:
 # -- what a folder holds -------------------------------------------------------------------------
 
 
-def _is_ours(name: str) -> bool:
-    """The lock, and temporary files of an interrupted atomic write."""
-    return name == LOCK_NAME or (name.startswith(".") and name.endswith(".tmp"))
+def _our_lock(folder: Path) -> bool:
+    """Whether ``folder/.lock`` is a lock file bgresample wrote (a regular file carrying
+    :data:`LOCK_MARK`); read without following a link."""
+    try:
+        fd = os.open(folder / LOCK_NAME, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return False
+    try:
+        info = json.loads(os.read(fd, 4096).decode() or "{}")
+    except (OSError, ValueError):
+        return False
+    finally:
+        os.close(fd)
+    return isinstance(info, dict) and all(info.get(k) == v for k, v in LOCK_MARK.items())
 
 
 def read_run_meta(folder: Path) -> dict[str, Any] | None:
@@ -159,12 +184,12 @@ def _check_folder(out: Path, overwrite: bool, resume: bool) -> dict[str, Any] | 
     if not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder; choose another --out")
     try:
-        names = sorted(n for n in os.listdir(out) if not _is_ours(n))
+        names = sorted(os.listdir(out))
     except OSError as e:
         raise UserError(
             f"cannot read the folder {out}: {e.strerror}; choose another --out"
         ) from None
-    if not names:
+    if not names or (names == [LOCK_NAME] and _our_lock(out)):
         return None
     meta = read_run_meta(out)
     if meta is None:
@@ -214,8 +239,8 @@ def _show(v: Any) -> str:
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, list | dict) or (isinstance(v, str) and not v.isprintable()):
-        return json.dumps(v)
-    return str(v)
+        return shorten(json.dumps(v))
+    return shorten(str(v))
 
 
 def config_changes(saved: dict[str, Any], cfg: C.Config) -> list[tuple[str, Any, Any]]:
@@ -231,39 +256,102 @@ def config_changes(saved: dict[str, Any], cfg: C.Config) -> list[tuple[str, Any,
     ]
 
 
-def check_resume(out: Path, cfg: C.Config) -> bool:
-    """Refuse ``--resume`` with settings other than the run's (beyond
-    :data:`RESUMABLE_CHANGES`); returns whether ``run.seeds`` grew."""
+def check_resume(
+    out: Path,
+    cfg: C.Config,
+    meta: dict[str, Any] | None = None,
+    command: str | None = None,
+    record: dict[str, Any] | None = None,
+) -> bool:
+    """Refuse ``--resume`` by another command than the one that made the run (``meta``), or
+    with settings (beyond :data:`RESUMABLE_CHANGES`), options or inputs (``record``: the new
+    :func:`provenance_record`) other than the run's; returns whether ``run.seeds`` grew."""
     path = out / "config.yaml"
     how = (
         f"resume with the settings in {path} (e.g. --config {path}; only "
-        f"{', '.join(RESUMABLE_CHANGES[:-1])} and {RESUMABLE_CHANGES[-1]} may change), or "
-        "start a new run with another --out or --overwrite"
+        f"{', '.join(RESUMABLE_CHANGES[:-1])} and {RESUMABLE_CHANGES[-1]} may change) and the "
+        "inputs it was made from, or start a new run with another --out or --overwrite"
     )
-    try:
-        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    made_by = (meta or {}).get("command")
+    if command is not None and made_by is not None and made_by != command:
+        raise UserError(
+            f"--resume: {out} holds a run of `bgresample {shorten(str(made_by))}`, not of "
+            f"`bgresample {command}`, whose outputs would replace its results; resume it with "
+            f"`bgresample {shorten(str(made_by))} ... --resume`, choose another --out, or pass "
+            "--overwrite (not --resume) to replace it"
+        )
+    if not path.is_file():
         raise UserError(
             f"--resume: {out} has no config.yaml, so its settings are unknown; start a new run "
             "with --overwrite or another --out"
-        ) from None
-    except (OSError, ValueError, yaml.YAMLError) as e:
-        raise UserError(f"--resume: cannot read {path} ({e}); {how}") from None
+        )
+    try:
+        saved = C.read_yaml_file(path, "the run's config")
+    except UserError as e:
+        raise UserError(f"--resume: {e}; {how}") from None
     if not isinstance(saved, dict):
         raise UserError(f"--resume: {path} does not hold a config mapping; {how}")
     changes = config_changes(saved, cfg)
-    refused = [c for c in changes if not _allowed(*c)]
+    refused = [f"{k}: {_show(a)} -> {_show(b)}" for k, a, b in changes if not _allowed(k, a, b)]
+    if record is not None and isinstance((meta or {}).get("options"), dict):
+        old, new = meta["options"], record["options"]
+        refused += [
+            f"{k}: {_show(old.get(k, _ABSENT))} -> {_show(new.get(k, _ABSENT))}"
+            for k in [*new, *(k for k in old if k not in new)]
+            if old.get(k, _ABSENT) != new.get(k, _ABSENT)
+        ]
+    if record is not None and isinstance((meta or {}).get("inputs"), dict):
+        refused += provenance.differences(meta["inputs"], record["inputs"])
     if refused:
-        shown = "; ".join(f"{k}: {_show(a)} -> {_show(b)}" for k, a, b in refused[:5])
+        shown = "; ".join(refused[:5])
         more = f"; and {len(refused) - 5} more" if len(refused) > 5 else ""
         raise UserError(
-            f"--resume: the settings differ from those the run in {out} was started with "
-            f"({shown}{more}); {how}"
+            f"--resume: the settings or inputs differ from those the run in {out} was started "
+            f"with ({shown}{more}); {how}"
         )
     return any(k == "run.seeds" for k, _, _ in changes)
 
 
+def provenance_record(
+    cfg: C.Config,
+    inputs: dict[str, str | os.PathLike | None] | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What ``meta.json`` records of a command's origin: ``options`` (the command's arguments
+    that are not config keys, e.g. ``--variant``) and the identity of each input file
+    (``inputs``: ``--checkpoint`` ...: path) and of the data ``cfg`` reads
+    (:func:`bgresample.provenance.record`)."""
+    return {
+        "options": {k: v for k, v in (options or {}).items() if v is not None},
+        "inputs": provenance.record(inputs or {}, cfg),
+    }
+
+
 # -- preparing the folder ----------------------------------------------------------------------
+
+
+def _clear(out: Path, keep: set[str], inputs: dict[str, Any]) -> None:
+    """Remove every entry of the run folder ``out`` but ``keep`` (links are removed, never
+    followed); refused when one of the command's ``inputs`` (a :func:`provenance_record`'s)
+    lies among them."""
+    root = out.resolve()
+    for key, item in inputs.items():
+        path = Path(item["path"]).resolve()
+        if path.is_relative_to(root) and path != root:
+            top = path.relative_to(root).parts[0]
+            if top not in keep:
+                raise UserError(
+                    f"{key} {item['path']} lies inside {out}, whose files --overwrite would "
+                    "remove before reading it; copy it out of the folder first, or choose "
+                    "another --out"
+                )
+    for entry in os.scandir(out):
+        if entry.name in keep:
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
 
 
 def prepare_run_folder(
@@ -274,27 +362,39 @@ def prepare_run_folder(
     overwrite: bool = False,
     resume: bool = False,
     write: bool = True,
+    inputs: dict[str, str | os.PathLike | None] | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Path:
     """Create ``out``, lock it, refuse to clobber another run, write ``config.yaml`` and
-    ``meta.json``.
+    ``meta.json`` (with :func:`provenance_record` of ``inputs`` and ``options``).
 
     Only a new or empty folder or a bgresample run folder is accepted; a run is refused unless
-    ``overwrite`` or ``resume`` is given, and ``resume`` only with the run's settings (a grown
-    ``run.seeds`` is written back to ``config.yaml``; ``meta.json`` keeps its content and lists
-    each resume under ``resumed``). The folder stays locked (:func:`release_locks`).
-    ``write=False`` (non-zero ranks) only returns the path.
+    ``overwrite`` or ``resume`` is given. ``resume`` continues only a run of the same command,
+    settings, options and inputs (:func:`check_resume`; a grown ``run.seeds`` is written back
+    to ``config.yaml``; ``meta.json`` keeps its content and lists each resume under
+    ``resumed``). ``overwrite`` removes the run's files first (``run`` and
+    ``compare-selectors`` keep ``pretrain/``, reused when its config matches). The folder
+    stays locked (:func:`release_locks`). ``write=False`` (non-zero ranks) only returns the
+    path.
     """
     out = Path(out)
     if not write:
         return out
     _check_folder(out, overwrite, resume)  # before anything is created in a foreign folder
+    record = provenance_record(cfg, inputs, options)
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(
             f"cannot create the run folder {out}: {e.strerror}; choose another --out"
         ) from None
-    lock = lock_run_folder(out)
+    try:
+        lock = lock_run_folder(out)
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     try:
         meta = _check_folder(out, overwrite, resume)  # again, now that nobody else writes
         stamp = {
@@ -304,13 +404,18 @@ def prepare_run_folder(
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         if resume and meta is not None:
-            if check_resume(out, cfg):
+            if check_resume(out, cfg, meta, command, record):
                 atomic_write_text(out / "config.yaml", C.dump(cfg))
             earlier = meta.get("resumed")
             earlier = earlier if isinstance(earlier, list) else []
             meta["resumed"] = [*earlier, {"command": command, **stamp}]
             atomic_write_text(out / "meta.json", json.dumps(meta, indent=2))
         else:
+            if meta is not None:  # --overwrite
+                keep = {LOCK_NAME, "meta.json"}
+                if meta.get("command") == command and command in ("run", "compare-selectors"):
+                    keep.add("pretrain")
+                _clear(out, keep, record["inputs"])
             fresh = {
                 "command": command,
                 "argv": stamp["argv"],
@@ -320,6 +425,7 @@ def prepare_run_folder(
                 "python": platform.python_version(),
                 "host": stamp["host"],
                 "started": stamp["started"],
+                **record,
             }
             atomic_write_text(out / "meta.json", json.dumps(fresh, indent=2))
             atomic_write_text(out / "config.yaml", C.dump(cfg))
@@ -328,6 +434,13 @@ def prepare_run_folder(
         raise
     _held.append(lock)
     return out
+
+
+class _LogFile(logging.FileHandler):
+    """A log file opened without following a link (:func:`bgresample.files.open_append`)."""
+
+    def _open(self) -> Any:
+        return files.open_append(self.baseFilename)
 
 
 def setup_logging(out: Path | None, quiet: bool = False, write: bool = True) -> None:
@@ -343,7 +456,9 @@ def setup_logging(out: Path | None, quiet: bool = False, write: bool = True) -> 
     if out is not None and write:
         try:
             out.mkdir(parents=True, exist_ok=True)
-            fh = logging.FileHandler(out / "log.txt")
+            fh = _LogFile(out / "log.txt")
+        except UnsafePathError:
+            raise
         except OSError as e:
             raise UserError(
                 f"cannot write the log file {out / 'log.txt'}: {e.strerror}; choose another --out"

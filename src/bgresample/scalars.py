@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from bgresample import dist
+from bgresample import dist, files
 
 log = logging.getLogger("bgresample")
 
@@ -27,6 +27,7 @@ def configure(out: Path | None) -> bool:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return False
+    files.check_folder(out / "tensorboard")  # never a link out of the run folder
     _writer = SummaryWriter(log_dir=str(out / "tensorboard"))
     return True
 

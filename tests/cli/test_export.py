@@ -57,7 +57,7 @@ def test_export_npy_round_trip(pool, selected, tiny, tmp_path):
     assert len(back) == len(idx)
     assert torch.equal(back.get_batch(torch.arange(len(idx))), pool.get_batch(idx).cpu())
     rows = _rows(out / "export.csv")
-    assert list(rows[0]) == ["export_row", "index", "weight", "family", "source", "file"]
+    assert list(rows[0]) == ["export_row", "index", "weight", "family", "source", "file", "skipped"]
     assert [int(r["export_row"]) for r in rows] == list(range(len(idx)))
     assert [int(r["index"]) for r in rows] == idx.tolist()
     assert [r["family"] for r in rows] == [pool.family[i] for i in idx.tolist()]
@@ -195,3 +195,60 @@ def test_export_failure_leaves_nothing(fmt, tmp_path):
         export_pool(bad, torch.arange(8), tmp_path, fmt, chunk=4, quiet=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # the earlier export is intact
     assert torch.equal(load_background(fmt, done.path).get_batch(torch.arange(3)), got)
+
+
+# -- unreadable images (issue 22, item 7) ---------------------------------------------------------
+
+
+def _folder_pool(root: Path, n: int, broken: set[int]) -> list[np.ndarray]:
+    """``n`` distinct PNGs under ``root`` (files 000.png ...), those in ``broken`` truncated; the
+    pixels of each readable one."""
+    from PIL import Image
+
+    root.mkdir(parents=True)
+    pixels = []
+    for i in range(n):
+        img = np.full((32, 32, 3), (i * 9) % 256, np.uint8)
+        Image.fromarray(img).save(root / f"{i:03d}.png")
+        if i in broken:
+            (root / f"{i:03d}.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+        pixels.append(img)
+    return pixels
+
+
+@pytest.mark.parametrize("fmt", ["npy", "folder"])
+def test_unreadable_images_are_left_out_and_marked(tmp_path, fmt):
+    from bgresample.data.pools import FolderImages
+
+    pixels = _folder_pool(tmp_path / "pool", 12, broken={3, 7})
+    pool = FolderImages(tmp_path / "pool")
+    idx = torch.tensor([1, 3, 5, 7, 9])
+    done = export_pool(pool, idx, tmp_path / "out", fmt, chunk=2, quiet=True)
+    assert done.count == 3 and done.skipped == 2
+    rows = _rows(done.manifest)
+    assert [r["index"] for r in rows] == ["1", "3", "5", "7", "9"]
+    assert [r["export_row"] for r in rows] == ["0", "", "1", "", "2"]
+    assert [bool(r["skipped"]) for r in rows] == [False, True, False, True, False]
+    assert all(r["skipped"].startswith("unreadable (") for r in rows if r["skipped"])
+    back = load_background(fmt, done.path)
+    got = back.get_batch(torch.arange(len(back))).permute(0, 2, 3, 1).numpy()
+    assert len(back) == 3
+    for k, i in enumerate([1, 5, 9]):  # each row holds its own image, never a neighbour's
+        assert np.array_equal(got[k], pixels[i])
+
+
+def test_export_summary_counts_unreadable_images(tmp_path, tiny, capsys):
+    _folder_pool(tmp_path / "pool", 30, broken={2, 11, 20})
+    sel = tmp_path / "sel"
+    common = ["--pool", f"folder:{tmp_path / 'pool'}", *tiny]
+    assert main(["select", "--method", "full", "--out", str(sel), *common]) == 0
+    out = tmp_path / "ex"
+    args = ["export", "--subset", str(sel / "subset_full.csv"), "--out", str(out), *common]
+    capsys.readouterr()
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "export_summary.json").read_text())
+    assert summary["skipped"] >= 2 and summary["count"] + summary["skipped"] == len(
+        _rows(out / "export.csv")
+    )
+    assert f"{summary['skipped']} unreadable images left out" in printed

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bgresample.checkpoint import atomic_write
 from bgresample.data.base import ImageArray, LabeledImages
+from bgresample.files import atomic_write
 
 #: Bump when the generator changes so that stale caches are rebuilt (it is part of the cache key).
 #: 3: the ``faces`` set holds LFW's 100 faces only, no longer its 100 non-face crops too.

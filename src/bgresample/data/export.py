@@ -4,17 +4,19 @@ Two formats (``FORMATS``):
 
 * ``npy``: ``images.npy``, an ``N x 32 x 32 x 3`` uint8 array in the layout of the Outlier
   Exposure ``300K_random_images.npy`` (``np.load(path)`` gives NHWC uint8), streamed in chunks
-  through :func:`bgresample.checkpoint.atomic_write` (nothing is left at the path until the whole
+  through :func:`bgresample.files.atomic_write` (nothing is left at the path until the whole
   file is written);
 * ``folder``: ``images/``, one PNG per item named by its pool index (``00000123.png``), in one
   subfolder per family when the pool has families; written into a hidden folder first and moved
   into place when complete.
 
-Either way ``export.csv`` lists, one row per exported item in the order of the exported dataset,
+Either way ``export.csv`` lists, one row per item in the order of the exported dataset,
 ``export_row`` (the item's position: its row in ``images.npy``, or its index when ``images/`` is
 read back as a ``folder:`` pool, whose items are the files in sorted path order), ``index`` (the
-pool index), ``weight`` (where known), ``family`` and ``source`` (where known) and ``file`` (the
-PNG's path under ``images/``; empty for npy).
+pool index), ``weight`` (where known), ``family`` and ``source`` (where known), ``file`` (the
+PNG's path under ``images/``; empty for npy) and ``skipped``. An item whose image file cannot be
+decoded is left out of the dataset (never replaced by another image): its row has no
+``export_row`` and says why in ``skipped``.
 """
 
 from __future__ import annotations
@@ -35,10 +37,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bgresample.checkpoint import WriteError, atomic_write, atomic_write_text
 from bgresample.data.pools import ImageSource, TinyImages
 from bgresample.data.validation import SubsetSource
 from bgresample.errors import UserError
+from bgresample.files import (
+    UnsafePathError,
+    WriteError,
+    atomic_write,
+    atomic_write_text,
+    check_folder,
+    open_new,
+)
 from bgresample.progress import progress
 from bgresample.resampling.selection import read_manifest
 
@@ -48,7 +57,7 @@ FORMATS = ("npy", "folder")
 NPY_NAME = "images.npy"
 FOLDER_NAME = "images"
 MANIFEST_NAME = "export.csv"
-EXPORT_HEADER = ("export_row", "index", "weight", "family", "source", "file")
+EXPORT_HEADER = ("export_row", "index", "weight", "family", "source", "file", "skipped")
 #: Pool items read and written per step.
 CHUNK = 1024
 SIZE = 32
@@ -56,13 +65,14 @@ SIZE = 32
 
 @dataclass
 class Exported:
-    """What :func:`export_pool` wrote: the dataset (``images.npy`` or ``images/``), the manifest
-    and the number of items."""
+    """What :func:`export_pool` wrote: the dataset (``images.npy`` or ``images/``), the manifest,
+    the number of items written and of those left out as unreadable."""
 
     path: Path
     manifest: Path
     count: int
     format: str
+    skipped: int = 0
 
 
 def top_k(weights: torch.Tensor, k: int) -> torch.Tensor:
@@ -109,24 +119,62 @@ def _chunks(n: int, chunk: int, quiet: bool, desc: str) -> Any:
     return progress(range(0, n, chunk), desc=desc, unit="batch", quiet=quiet)
 
 
+def _unreadable(pool: ImageSource, indices: torch.Tensor) -> dict[int, str]:
+    """Position -> why, for the items at ``indices`` whose image file could not be decoded (a
+    decoding pool substitutes another image for them; see ``bad_items``)."""
+    base: Any = pool
+    while isinstance(base, SubsetSource):
+        indices, base = base.indices[indices], base.base
+    if not hasattr(base, "bad_items"):
+        return {}
+    bad = {i: f"unreadable ({why})" for i, _, why in base.bad_items()}
+    return {k: bad[i] for k, i in enumerate(indices.tolist()) if i in bad}
+
+
+def _read(pool: ImageSource, indices: torch.Tensor) -> tuple[np.ndarray, dict[int, str]]:
+    """HWC images at ``indices`` and the positions of the unreadable ones (zeroed)."""
+    images = _hwc(pool.get_batch(indices), pool.name)
+    bad = _unreadable(pool, indices)
+    if bad:
+        images[list(bad)] = 0
+    return images, bad
+
+
 def write_npy(
     pool: ImageSource,
     indices: torch.Tensor,
     path: Path,
     chunk: int = CHUNK,
     quiet: bool = False,
-) -> None:
+) -> dict[int, str]:
     """``pool`` items ``indices`` as an N x 32 x 32 x 3 uint8 ``.npy`` at ``path``, streamed in
-    chunks and written atomically."""
+    chunks and written atomically; returns position -> why for the items left out as
+    unreadable (the file is then rewritten without them)."""
     n = len(indices)
+    bad: dict[int, str] = {}
 
     def write(handle: Any) -> None:
         header = {"descr": "|u1", "fortran_order": False, "shape": (n, SIZE, SIZE, 3)}
         np.lib.format.write_array_header_1_0(handle, header)
         for start in _chunks(n, chunk, quiet, "export npy"):
-            handle.write(_hwc(pool.get_batch(indices[start : start + chunk]), pool.name).data)
+            images, missed = _read(pool, indices[start : start + chunk])
+            bad.update({start + k: why for k, why in missed.items()})
+            handle.write(images.data)
 
     atomic_write(path, write)
+    if bad:
+        whole = np.load(path, mmap_mode="r")
+        keep = np.array([k for k in range(n) if k not in bad], dtype=np.int64)
+
+        def compact(handle: Any) -> None:
+            header = {"descr": "|u1", "fortran_order": False, "shape": (len(keep), SIZE, SIZE, 3)}
+            np.lib.format.write_array_header_1_0(handle, header)
+            for start in range(0, len(keep), chunk):
+                handle.write(np.ascontiguousarray(whole[keep[start : start + chunk]]).data)
+
+        atomic_write(path, compact)
+        del whole
+    return bad
 
 
 def write_folder(
@@ -136,34 +184,47 @@ def write_folder(
     path: Path,
     chunk: int = CHUNK,
     quiet: bool = False,
-) -> None:
+) -> dict[int, str]:
     """``pool`` items ``indices`` as PNGs ``path / files[k]``; written into a hidden folder
-    beside ``path``, then moved into place (replacing an earlier ``path``)."""
+    beside ``path``, then moved into place (replacing an earlier ``path``). Returns position ->
+    why for the items left out as unreadable (no PNG is written for them)."""
     tmp = path.with_name(f".{path.name}.tmp")
     old = path.with_name(f".{path.name}.old")
+    bad: dict[int, str] = {}
     try:
+        check_folder(path.parent)
         for stale in (tmp, old):
+            if os.path.islink(stale):
+                raise UnsafePathError(stale, f"it is a symbolic link (to {os.readlink(stale)})")
             if stale.exists():
                 shutil.rmtree(stale)
         tmp.mkdir(parents=True)
         for folder in sorted({os.path.dirname(f) for f in files} - {""}):
             (tmp / folder).mkdir()
         for start in _chunks(len(indices), chunk, quiet, "export png"):
-            images = _hwc(pool.get_batch(indices[start : start + chunk]), pool.name)
-            for img, name in zip(images, files[start : start + chunk], strict=True):
-                Image.fromarray(img).save(tmp / name, format="PNG")
+            images, missed = _read(pool, indices[start : start + chunk])
+            bad.update({start + k: why for k, why in missed.items()})
+            for k, (img, name) in enumerate(zip(images, files[start : start + chunk], strict=True)):
+                if k in missed:
+                    continue
+                with open_new(tmp / name) as handle:
+                    Image.fromarray(img).save(handle, format="PNG")
         if path.exists():
             os.replace(path, old)
         os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
     except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not os.path.islink(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
         if old.exists() and not path.exists():
             os.replace(old, path)
+        if isinstance(e, WriteError):
+            raise
         raise WriteError(path, e, path.exists()) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return bad
 
 
 def _png_names(indices: torch.Tensor, family: list[str] | None, n: int) -> list[str]:
@@ -224,12 +285,13 @@ def export_pool(
         weights = None if weights is None else weights[perm]
         family = None if family is None else [family[k] for k in order]
         path = out / FOLDER_NAME
-        write_folder(pool, indices, files, path, chunk, quiet)
+        bad = write_folder(pool, indices, files, path, chunk, quiet)
+        files = ["" if k in bad else f for k, f in enumerate(files)]
         stale = out / NPY_NAME
     else:
         files = [""] * len(indices)
         path = out / NPY_NAME
-        write_npy(pool, indices, path, chunk, quiet)
+        bad = write_npy(pool, indices, path, chunk, quiet)
         stale = out / FOLDER_NAME
     sources = item_sources(pool, indices)
     weight_text = (
@@ -237,9 +299,18 @@ def export_pool(
         if weights is None
         else ["" if math.isnan(w) else repr(w) for w in weights.double().tolist()]
     )
+    written = iter(range(len(indices) - len(bad)))
     rows = [
-        [str(row), str(i), w, "" if family is None else family[row], src, f]
-        for row, (i, w, src, f) in enumerate(
+        [
+            "" if k in bad else str(next(written)),
+            str(i),
+            w,
+            "" if family is None else family[k],
+            src,
+            f,
+            bad.get(k, ""),
+        ]
+        for k, (i, w, src, f) in enumerate(
             zip(indices.tolist(), weight_text, sources, files, strict=True)
         )
     ]
@@ -251,7 +322,9 @@ def export_pool(
     elif stale.is_file():
         stale.unlink()
         log.info("removed %s of an earlier export", stale)
-    return Exported(path=path, manifest=manifest, count=len(indices), format=fmt)
+    return Exported(
+        path=path, manifest=manifest, count=len(indices) - len(bad), format=fmt, skipped=len(bad)
+    )
 
 
 def subset_from_manifest(

@@ -128,6 +128,10 @@ class NpyImages:
                     array = f[f.files[0]]
             else:
                 array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except EOFError:
+            raise data_error(
+                self.name, path, "the file is empty or cut short", NPY_LAYOUT, origin
+            ) from None
         except (OSError, ValueError) as e:
             raise data_error(self.name, path, f"unreadable ({e})", NPY_LAYOUT, origin) from e
         if array.dtype != np.uint8 or array.shape[1:] not in ((32, 32, 3), (3, 32, 32)):
@@ -138,6 +142,8 @@ class NpyImages:
                 NPY_LAYOUT,
                 origin,
             )
+        if array.shape[0] == 0:
+            raise data_error(self.name, path, "the array holds no images", NPY_LAYOUT, origin)
         self._array = array
         self._channels_last = array.shape[3] == 3
 

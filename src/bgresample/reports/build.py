@@ -11,11 +11,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from bgresample.checkpoint import atomic_write_text
 from bgresample.config import Config, load_config
 from bgresample.data.benchmark import Benchmark, load_benchmark
 from bgresample.engine.experiment import load_resampler
-from bgresample.errors import UserError
+from bgresample.errors import UserError, shorten
+from bgresample.files import atomic_write_text
 from bgresample.reports import tables
 from bgresample.reports.document import to_html, to_markdown
 from bgresample.reports.figures import (
@@ -41,7 +41,27 @@ def read_results(run_dir: Path) -> dict[str, Any]:
             f"{run_dir} has no results.json; pass a folder written by `bgresample run` or "
             "`bgresample evaluate` (a run that did not finish has none)"
         )
-    return json.loads(res_path.read_text())
+    how = "re-run the command that wrote it (or pass a folder written by `bgresample run`)"
+    try:
+        results = json.loads(res_path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{res_path} is not JSON ({shorten(str(e))}); {how}") from None
+    variants = results.get("variants") if isinstance(results, dict) else None
+    if (
+        not isinstance(variants, dict)
+        or not variants
+        or not all(_is_variant(r) for r in variants.values())
+    ):
+        what = "an object without variants" if isinstance(results, dict) else "no JSON object"
+        raise UserError(
+            f"{res_path} holds {what}, expected the results object bgresample writes "
+            f'({{"variants": {{NAME: metrics, ...}}, ...}}); {how}'
+        )
+    return results
+
+
+def _is_variant(r: Any) -> bool:
+    return isinstance(r, dict) and isinstance(r.get("ood"), dict) and "accuracy" in r
 
 
 def read_run(run_dir: Path) -> tuple[dict[str, Any], Config, dict[str, Any]]:
@@ -51,7 +71,15 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], Config, dict[str, Any]]:
     if not cfg_path.is_file():
         raise UserError(f"{run_dir} has no config.yaml; is it a bgresample run folder?")
     cfg = load_config(cfg_path)
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    try:
+        meta = json.loads(meta_path.read_bytes()) if meta_path.is_file() else {}
+    except (ValueError, UnicodeDecodeError):
+        meta = None
+    if not isinstance(meta, dict):
+        raise UserError(
+            f"{meta_path} is not the JSON object bgresample writes; re-run the command that "
+            "wrote the folder"
+        )
     return results, cfg, meta
 
 

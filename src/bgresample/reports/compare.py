@@ -10,10 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from bgresample.checkpoint import atomic_write_text
+from bgresample.config import read_yaml_file
 from bgresample.errors import UserError
+from bgresample.files import atomic_write_text
 from bgresample.metrics import paired_difference
 from bgresample.reports.build import read_results
 from bgresample.reports.tables import METRIC_LABELS, METRICS, Table, csv_text
@@ -201,7 +200,7 @@ def config_differences(run_dirs: Sequence[str | Path]) -> list[tuple[str, list[A
     configs = []
     for d in run_dirs:
         path = Path(d) / "config.yaml"
-        configs.append(_flat(yaml.safe_load(path.read_text())) if path.is_file() else {})
+        configs.append(_flat(read_yaml_file(path, "run config")) if path.is_file() else {})
     keys = list(dict.fromkeys(k for c in configs for k in c))
     rows = [(k, [c.get(k, "?") for c in configs]) for k in keys]
     return [(k, vals) for k, vals in rows if any(v != vals[0] for v in vals)]

@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
-from bgresample.checkpoint import atomic_write
+from bgresample.files import atomic_write
 from bgresample.metrics import ood_metrics
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def new_figure(inches: tuple[float, float], layout: str | None = "constrained") 
 
 def save_figure(fig: Figure, stem: Path, svg: bool = True) -> Path:
     """Write ``stem.png`` (and ``stem.svg``) without timestamps, atomically (a failed write
-    keeps the previous file and raises :class:`~bgresample.checkpoint.WriteError`); returns the
+    keeps the previous file and raises :class:`~bgresample.files.WriteError`); returns the
     PNG's path."""
     png = stem.with_suffix(".png")
     with mpl.rc_context(STYLE):

@@ -28,7 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
-from bgresample.checkpoint import atomic_write_bytes
+from bgresample.files import atomic_write_bytes
 from bgresample.resampling.sampler import WeightedSampler
 from bgresample.resampling.selection import select
 from bgresample.resampling.weights import BackgroundWeights

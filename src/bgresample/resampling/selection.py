@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from bgresample.checkpoint import atomic_write_text
+from bgresample.files import atomic_write_text
 
 METHODS = ("authors", "weighted", "topk", "random", "full")
 _WEIGHTED_METHODS = ("authors", "weighted", "topk")

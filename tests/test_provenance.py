@@ -1,0 +1,150 @@
+"""A run folder records what it was made from, and --resume refuses other inputs (issue 22,
+item 3): checkpoint, subset, weights, scores, pool and OOD files and folders."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bgresample.cli import build_parser, main, resolve_config
+from bgresample.config import default_config
+from bgresample.errors import UserError
+from bgresample.provenance import FULL_HASH_LIMIT, differences, fingerprint, record
+from bgresample.runfolder import prepare_run_folder, release_locks
+
+
+def _file(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+# -- fingerprints ---------------------------------------------------------------------------------
+
+
+def test_a_file_is_identified_by_content_not_place(tmp_path):
+    a = _file(tmp_path / "a" / "ck.safetensors", b"weights" * 100)
+    b = _file(tmp_path / "b" / "moved.safetensors", b"weights" * 100)
+    c = _file(tmp_path / "c.safetensors", b"weights" * 99 + b"weightX")
+    assert fingerprint(a) == fingerprint(b)
+    assert fingerprint(a) != fingerprint(c)
+    assert fingerprint(a)["bytes"] == 700 and "sampled" not in fingerprint(a)
+    assert fingerprint(tmp_path / "absent") is None
+
+
+def test_a_large_file_is_sampled(tmp_path):
+    path = tmp_path / "pool.bin"
+    with open(path, "wb") as f:
+        f.truncate(FULL_HASH_LIMIT + 1)
+    first = fingerprint(path)
+    assert first["sampled"] is True
+    with open(path, "r+b") as f:  # a byte in the last sampled chunk
+        f.seek(FULL_HASH_LIMIT - 10)
+        f.write(b"\1")
+    assert fingerprint(path) != first
+
+
+def test_a_folder_is_identified_by_its_listing_and_sampled_contents(tmp_path):
+    for i in range(40):
+        _file(tmp_path / "pool" / f"c{i % 3}" / f"{i:03d}.png", bytes([i]) * 50)
+    first = fingerprint(tmp_path / "pool")
+    assert first["type"] == "folder" and first["files"] == 40 and first["bytes"] == 2000
+    shutil.copytree(tmp_path / "pool", tmp_path / "copy")
+    assert fingerprint(tmp_path / "copy") == first  # moved data is the same input
+    _file(tmp_path / "pool" / "c0" / "new.png", b"x")
+    assert fingerprint(tmp_path / "pool") != first  # a file added
+    (tmp_path / "pool" / "c0" / "new.png").unlink()
+    (tmp_path / "pool" / "c0" / "000.png").write_bytes(bytes([7]) * 50)  # same size, sampled
+    assert fingerprint(tmp_path / "pool") != first
+
+
+def test_differences_name_the_input_and_both_identities(tmp_path):
+    a = _file(tmp_path / "a.csv", b"index\n1\n")
+    b = _file(tmp_path / "b.csv", b"index\n2\n")
+    old = record({"--subset": a}, default_config())
+    assert differences(old, record({"--subset": a}, default_config())) == []
+    (diff,) = differences(old, record({"--subset": b}, default_config()))
+    assert diff.startswith("--subset: other contents (") and str(a) in diff and str(b) in diff
+    (diff,) = differences(old, record({}, default_config()))
+    assert diff == f"--subset: {a} -> none"
+
+
+# -- --resume with other inputs -------------------------------------------------------------------
+
+
+def _prepare(out: Path, command: str, cfg=None, **kw) -> None:
+    try:
+        prepare_run_folder(out, cfg or default_config(), command, **kw)
+    finally:
+        release_locks()
+
+
+@pytest.mark.parametrize("flag", ["--checkpoint", "--subset", "--weights"])
+def test_resume_from_another_input_file_is_refused(tmp_path, flag):
+    out = tmp_path / "run"
+    first = _file(tmp_path / "first", b"the first input")
+    other = _file(tmp_path / "other", b"another input!!")
+    _prepare(out, "finetune", inputs={flag: first})
+    before = (out / "meta.json").read_bytes()
+    with pytest.raises(UserError) as e:
+        _prepare(out, "finetune", resume=True, inputs={flag: other})
+    msg = str(e.value)
+    assert "\n" not in msg and f"{flag}: other contents" in msg and "--overwrite" in msg
+    assert (out / "meta.json").read_bytes() == before
+    moved = _file(tmp_path / "moved" / "first", b"the first input")
+    _prepare(out, "finetune", resume=True, inputs={flag: moved})  # same content: continues
+
+
+def test_resume_with_other_options_is_refused(tmp_path):
+    out = tmp_path / "run"
+    _prepare(out, "evaluate", options={"--scores": ["msp"], "--variant": "model"})
+    with pytest.raises(UserError, match=r"--scores: \[\"msp\"\] -> \[\"energy\"\]"):
+        _prepare(
+            out, "evaluate", resume=True, options={"--scores": ["energy"], "--variant": "model"}
+        )
+
+
+@pytest.mark.parametrize("role", ["pool", "ood"])
+def test_resume_with_changed_data_files_is_refused(tmp_path, role):
+    """A pool (npy file) or OOD set (folder) at the same path whose contents changed."""
+    out = tmp_path / "run"
+    if role == "pool":
+        data = tmp_path / "pool.npy"
+        np.save(data, np.zeros((10, 32, 32, 3), np.uint8))
+        key, flag, command = "data.background", ["--pool", f"npy:{data}"], "resample"
+    else:
+        data = tmp_path / "oodset"
+        for i in range(5):
+            _file(data / f"{i}.png", bytes([i]) * 20)
+        key, flag, command = f"evaluate.ood[folder:{data}]", ["--ood", f"folder:{data}"], "evaluate"
+    args = build_parser().parse_args([command, "--checkpoint", "ck", "--out", str(out), *flag])
+    cfg = resolve_config(args)
+    _prepare(out, command, cfg)
+    assert key in json.loads((out / "meta.json").read_text())["inputs"]
+    if role == "pool":
+        np.save(data, np.ones((10, 32, 32, 3), np.uint8))
+    else:
+        _file(data / "5.png", b"one more")
+    with pytest.raises(UserError, match=re.escape(f"{key}: other contents")):
+        _prepare(out, command, cfg, resume=True)
+
+
+def test_resample_resumed_with_another_checkpoint_is_one_line(tmp_path, tiny, capsys):
+    """The reported case: `resample --checkpoint OTHER --out R --resume` on a folder made from
+    another checkpoint (refused before any work: the checkpoints need not even load)."""
+    out = tmp_path / "r"
+    first = _file(tmp_path / "first.safetensors", b"first")
+    other = _file(tmp_path / "other.safetensors", b"other")
+    args = ["resample", "--out", str(out), *tiny]
+    cfg = resolve_config(build_parser().parse_args([*args, "--checkpoint", str(first)]))
+    _prepare(out, "resample", cfg, inputs={"--checkpoint": first})
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".lock"}
+    assert main([*args, "--checkpoint", str(other), "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--checkpoint: other contents" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".lock"} == before
