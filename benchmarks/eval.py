@@ -1,4 +1,4 @@
-"""Evaluation throughput: images per second of ``engine.forward.predict_logits`` (the scorer of
+"""Evaluation throughput: images per second of ``runtime.forward.predict_logits`` (the scorer of
 every OOD evaluation) for the embedded benchmark's model (small_cnn) and WRN-40-2 at 32x32.
 
     .venv/bin/python benchmarks/eval.py [--device cpu|cuda] [--amp] [--channels-last]
@@ -20,9 +20,9 @@ import torch
 
 from bgresample.data.base import ImageArray
 from bgresample.data.transforms import prepare
-from bgresample.engine.accel import Accel
-from bgresample.engine.forward import predict_logits
 from bgresample.models import create_model
+from bgresample.runtime.accel import Accel
+from bgresample.runtime.forward import predict_logits
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:

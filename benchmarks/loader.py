@@ -22,9 +22,9 @@ import numpy as np
 from PIL import Image
 
 from bgresample.data.pools import FolderImages
-from bgresample.engine.accel import Accel
-from bgresample.engine.batches import uniform_batch
 from bgresample.rng import Stream
+from bgresample.runtime.accel import Accel
+from bgresample.runtime.batches import uniform_batch
 
 
 def write_pool(root: Path, n: int) -> None:

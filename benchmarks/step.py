@@ -39,13 +39,13 @@ import torch
 from bgresample import BackgroundResampler, UniformityLoss
 from bgresample.data.base import LabeledImages
 from bgresample.data.transforms import prepare
-from bgresample.engine.accel import Accel
-from bgresample.engine.batches import EpochBatches, crop_flip, id_batch, local_slice, uniform_batch
-from bgresample.engine.forward import ce, check_finite, joint_forward
-from bgresample.engine.optim import sgd
 from bgresample.engine.resample import algorithm1_step
 from bgresample.models import create_model
 from bgresample.rng import Stream, generator, seed_step
+from bgresample.runtime.accel import Accel
+from bgresample.runtime.batches import EpochBatches, crop_flip, id_batch, local_slice, uniform_batch
+from bgresample.runtime.forward import ce, check_finite, joint_forward
+from bgresample.runtime.optim import sgd
 
 BATCH = 128
 ALPHA = 0.5

@@ -89,7 +89,7 @@ def save_model(
     path: str | Path, model: torch.nn.Module, meta: dict[str, Any] | None = None
 ) -> None:
     """Save a classifier with its architecture name, class count and, when it carries one
-    (:func:`bgresample.models.model_for_config`), the input normalisation it was trained with
+    (:func:`bgresample.engine.experiment.build_model`), the input normalisation it was trained with
     (``normalization``: ``size``, ``mean``, ``std``)."""
     info = {"model_name": model.model_name, "num_classes": model.num_classes}
     norm = getattr(model, "normalization", None)

@@ -104,6 +104,9 @@ def _common(
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from bgresample.selectors import NONE, SELECTORS, weight_selectors
+
+    variants = [NONE, *SELECTORS]
     parser = argparse.ArgumentParser(
         prog="bgresample",
         description="Outlier-aware classification with adversarially resampled background data "
@@ -180,10 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--variant",
         required=True,
-        choices=["none", "full", "random", "resampled"],
-        help="which background data to fine-tune with (the pool is --background KIND:PATH)",
+        choices=variants,
+        help="which background data to fine-tune with (the pool is --background KIND:PATH; "
+        "options from selectors.VARIANT)",
     )
-    p.add_argument("--subset", help="subset manifest CSV (from `select`); needed for resampled")
+    p.add_argument(
+        "--subset",
+        help="subset manifest CSV (from `select`); needed for selectors that use learned "
+        f"weights ({', '.join(weight_selectors())})",
+    )
 
     p = sub.add_parser("report", help="rebuild a run's report (figures, tables, HTML)")
     p.add_argument("run_dir", help="a run folder written by `bgresample run` (or evaluate)")
@@ -233,8 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--selectors",
         metavar="A,B,C",
-        help="selectors to compare, comma-separated (config: selectors.names; none, full, "
-        "random, resampled, topk-weight, ntom, poem, dos, hopfield)",
+        help="selectors to compare, comma-separated (config: selectors.names; "
+        f"{', '.join(variants)})",
     )
     return parser
 

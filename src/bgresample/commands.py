@@ -13,9 +13,7 @@ import torch
 from bgresample import dist, scalars
 from bgresample.checkpoint import save_model, save_npz
 from bgresample.config import Config
-from bgresample.data.benchmark import Benchmark, load_benchmark
-from bgresample.engine.accel import Accel
-from bgresample.engine.env import Env
+from bgresample.engine.benchmark import Benchmark, load_benchmark
 from bgresample.engine.evaluate import evaluate, protocol_for
 from bgresample.engine.experiment import (
     RESULTS_SCHEMA,
@@ -43,7 +41,9 @@ from bgresample.runfolder import (
     setup_logging,
     write_json,
 )
-from bgresample.selectors import FixedSubset, build_selector
+from bgresample.runtime.accel import Accel
+from bgresample.runtime.env import Env
+from bgresample.selectors import FixedSubset, build_selector, weight_selectors
 
 log = logging.getLogger("bgresample")
 
@@ -204,9 +204,10 @@ def cmd_finetune(args: argparse.Namespace, cfg: Config) -> None:
     ctx = selection_context(cfg, bench, env)
     if args.subset:
         selector = FixedSubset(ctx, _manifest_indices(args.subset, len(bench.pool)))
-    elif args.variant == "resampled":
+    elif weight_selectors([args.variant]):
         raise UserError(
-            "--variant resampled needs --subset MANIFEST.csv (from `bgresample select`)"
+            f"--variant {args.variant} chooses by learned weights: give the subset it chose, "
+            "--subset MANIFEST.csv (from `bgresample select --weights ...`)"
         )
     else:
         selector = build_selector(args.variant, ctx, cfg.selectors.to_options())

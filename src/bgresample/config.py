@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import inspect
 import math
 import types
 import typing
@@ -26,6 +25,15 @@ from typing import Any, Literal
 import yaml
 
 from bgresample.errors import UserError, shorten
+from bgresample.options import (
+    NON_NEGATIVE,
+    NON_NEGATIVE_INT,
+    POSITIVE,
+    POSITIVE_INT,
+    UNIT_CLOSED,
+    UNIT_HALF_OPEN,
+    check,
+)
 
 #: Recipes for fine-tuning with background data (docs/method.md).
 FINETUNE_RECIPES: dict[str, dict[str, Any]] = {
@@ -41,25 +49,9 @@ SelectMethod = Literal["authors", "weighted", "topk", "random", "full"]
 Convention = Literal["ood-positive", "id-positive"]
 
 
-# -- range checks ---------------------------------------------------------------------------------
-
-
-def _check(predicate: typing.Callable[[Any], bool], expected: str) -> dict[str, Any]:
-    return {"check": predicate, "expected": expected}
-
-
-POSITIVE = _check(lambda v: v > 0, "a positive number")
-NON_NEGATIVE = _check(lambda v: v >= 0, "a non-negative number")
-POSITIVE_INT = _check(lambda v: v >= 1, "a positive integer")
-NON_NEGATIVE_INT = _check(lambda v: v >= 0, "a non-negative integer")
-UNIT_CLOSED = _check(lambda v: 0 <= v <= 1, "a number in [0, 1]")
-UNIT_HALF_OPEN = _check(lambda v: 0 < v <= 1, "a number in (0, 1]")
-AT_LEAST_ONE = _check(lambda v: v >= 1, "a number >= 1")
-
-
-def _f(check: dict[str, Any] | None = None) -> Any:
+def _f(rule: dict[str, Any] | None = None) -> Any:
     """A schema field; the value comes from the YAML defaults."""
-    return field(metadata=check or {})
+    return field(metadata=rule or {})
 
 
 # -- the schema -----------------------------------------------------------------------------------
@@ -69,7 +61,7 @@ def _f(check: dict[str, Any] | None = None) -> Any:
 class EmbeddedSizes:
     seed: int = _f(NON_NEGATIVE_INT)
     pool_size: int = _f(POSITIVE_INT)
-    test_fraction: float = _f(_check(lambda v: 0 < v < 1, "a number in (0, 1)"))
+    test_fraction: float = _f(check(lambda v: 0 < v < 1, "a number in (0, 1)"))
     ood_size: int = _f(POSITIVE_INT)
     noise_ood_size: int = _f(POSITIVE_INT)
     family_shares: dict[str, float] = _f()
@@ -77,8 +69,8 @@ class EmbeddedSizes:
 
 @dataclass
 class ValidationConfig:
-    id_fraction: float = _f(_check(lambda v: 0 <= v < 1, "a number in [0, 1)"))
-    pool_fraction: float = _f(_check(lambda v: 0 <= v < 1, "a number in [0, 1)"))
+    id_fraction: float = _f(check(lambda v: 0 <= v < 1, "a number in [0, 1)"))
+    pool_fraction: float = _f(check(lambda v: 0 <= v < 1, "a number in [0, 1)"))
     seed: int = _f(NON_NEGATIVE_INT)
 
 
@@ -93,9 +85,9 @@ class DataConfig:
     allow_cifar_overlap: bool = _f()
     workers: int = _f(NON_NEGATIVE_INT)
     size: int = _f(POSITIVE_INT)
-    mean: list[float] = _f(_check(lambda v: len(v) == 3, "a list of 3 numbers, one per channel"))
+    mean: list[float] = _f(check(lambda v: len(v) == 3, "a list of 3 numbers, one per channel"))
     std: list[float] = _f(
-        _check(
+        check(
             lambda v: len(v) == 3 and all(x > 0 for x in v),
             "a list of 3 positive numbers, one per channel",
         )
@@ -196,48 +188,33 @@ class EnergyOptions:
     alpha: float = _f(NON_NEGATIVE)
 
 
-@dataclass
-class NTOMOptions:
-    candidates: float = _f(AT_LEAST_ONE)
-    quantile: float = _f(_check(lambda v: 0 <= v < 1, "a number in [0, 1)"))
+def _selector_options() -> dict[str, type]:
+    from bgresample.selectors import config_options
 
-
-@dataclass
-class POEMOptions:
-    candidates: float = _f(AT_LEAST_ONE)
-    prior_var: float = _f(POSITIVE)
-    noise_var: float = _f(POSITIVE)
-
-
-@dataclass
-class DOSOptions:
-    candidates: float = _f(AT_LEAST_ONE)
-    kmeans_iters: int = _f(POSITIVE_INT)
-
-
-@dataclass
-class HopfieldOptions:
-    candidates: float = _f(AT_LEAST_ONE)
-    beta: float = _f(POSITIVE)
+    return config_options()
 
 
 @dataclass
 class SelectorsConfig:
+    """``selectors.*``: the fixed keys, and one section per registered selector with options
+    (``selectors.NAME.OPTION``, built from its ``Options`` dataclass: defaults and checks live
+    there, :mod:`bgresample.selectors.registry`)."""
+
     names: list[str] = _f()
     max_seeds: int = _f(POSITIVE_INT)
     score: str = _f()
     energy: EnergyOptions = _f()
-    ntom: NTOMOptions = _f()
-    poem: POEMOptions = _f()
-    dos: DOSOptions = _f()
-    hopfield: HopfieldOptions = _f()
+    options: dict[str, Any] = field(default_factory=dict, metadata={"plugins": _selector_options})
+
+    def __getattr__(self, name: str) -> Any:
+        options = self.__dict__.get("options") or {}
+        if name in options:
+            return options[name]
+        raise AttributeError(name)
 
     def to_options(self) -> dict[str, dict[str, Any]]:
         """Keyword arguments of each selector that has options (``build_selector``)."""
-        return {
-            name: dataclasses.asdict(getattr(self, name))
-            for name in ("ntom", "poem", "dos", "hopfield")
-        }
+        return {name: dataclasses.asdict(opts) for name, opts in self.options.items()}
 
 
 @dataclass
@@ -258,8 +235,26 @@ class Config:
     selectors: SelectorsConfig = _f()
 
     def to_dict(self) -> dict[str, Any]:
-        """The plain nested dict (what ``config.yaml`` holds)."""
-        return dataclasses.asdict(self)
+        """The plain nested dict (what ``config.yaml`` holds); plug-in sections sit beside the
+        fixed keys of their section."""
+        return _plain(self)
+
+
+def _plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(obj):
+            value = _plain(getattr(obj, f.name))
+            if "plugins" in f.metadata:
+                out.update(value)
+            else:
+                out[f.name] = value
+        return out
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_plain(v) for v in obj]
+    return copy.deepcopy(obj)
 
 
 # -- building a Config from a dict ---------------------------------------------------------------
@@ -342,9 +337,27 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
     raise TypeError(f"unsupported schema type {tp!r} at {path}")
 
 
+def _plugins(cls: type) -> tuple[dataclasses.Field | None, dict[str, type]]:
+    """The plug-in field of a schema section (metadata ``plugins``: a function returning
+    ``{name: Options}``) and its registered option classes."""
+    for f in dataclasses.fields(cls):
+        if "plugins" in f.metadata:
+            return f, f.metadata["plugins"]()
+    return None, {}
+
+
+def _defaults(options: type) -> dict[str, Any]:
+    return {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(options)
+    }
+
+
 def _build(cls: type, raw: Any, path: str) -> Any:
-    """An instance of dataclass ``cls`` from the dict ``raw``, every value checked."""
-    names = [f.name for f in dataclasses.fields(cls)]
+    """An instance of dataclass ``cls`` from the dict ``raw``, every value checked (plug-in
+    sections from their ``Options``, defaults filled in)."""
+    plug, plugins = _plugins(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f is not plug]
     where = f"{path}." if path else ""
     if not isinstance(raw, dict):
         what = "null" if raw is None else shorten(repr(raw))
@@ -353,14 +366,26 @@ def _build(cls: type, raw: Any, path: str) -> Any:
             f"{what} (fix with --set {where}KEY=VALUE)"
         )
     for key in raw:
-        if key not in names:
-            raise unknown_key(f"{where}{key}", names)
+        if key not in names and key not in plugins:
+            raise unknown_key(f"{where}{key}", [*names, *plugins])
     missing = [n for n in names if n not in raw]
     if missing:
         raise UserError(f"{path or 'the config'} is missing {', '.join(missing)}")
     hints = typing.get_type_hints(cls)
-    values = {}
+    values: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
+        if f is plug:
+            values[f.name] = {
+                name: _build(
+                    options,
+                    {**_defaults(options), **raw[name]}
+                    if isinstance(raw.get(name), dict)
+                    else raw.get(name, _defaults(options)),
+                    f"{where}{name}",
+                )
+                for name, options in plugins.items()
+            }
+            continue
         key, value = f"{where}{f.name}", raw[f.name]
         out = _coerce(hints[f.name], value, key)
         if out is _NO:
@@ -434,7 +459,10 @@ def validate(cfg: Config) -> None:
 def default_dict() -> dict[str, Any]:
     """The packaged defaults (``bgresample/configs/default.yaml``) as a plain dict."""
     text = resources.files("bgresample").joinpath("configs/default.yaml").read_text()
-    return yaml.safe_load(text)
+    out = yaml.safe_load(text)
+    _, plugins = _plugins(SelectorsConfig)
+    out["selectors"].update({name: _defaults(o) for name, o in plugins.items()})
+    return out
 
 
 def default_config() -> Config:
@@ -597,18 +625,3 @@ def load_config(
 def dump(cfg: Config) -> str:
     """``cfg`` as YAML, keys in schema order."""
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-
-
-def bind_kwargs(fn: Any, where: str, *args: Any, **kwargs: Any) -> None:
-    """Refuse keyword arguments that ``fn`` does not take, naming them and the valid ones."""
-    try:
-        inspect.signature(fn).bind(*args, **kwargs)
-    except TypeError as e:
-        params = [
-            p.name
-            for p in inspect.signature(fn).parameters.values()
-            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ][len(args) :]
-        raise UserError(
-            f"{where}: {e}; valid keys: {', '.join(params) or 'none'} (fix with --set)"
-        ) from None

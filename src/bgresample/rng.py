@@ -16,7 +16,9 @@ import torch
 
 
 class Stream(IntEnum):
-    """The random streams. The values are part of every seed's results: never renumber."""
+    """The random streams of the run's loops. The values are part of every seed's results: never
+    renumber. Selectors declare their own streams (``Selector.streams``: 101 for ``random``,
+    201-210 for the mining selectors), which the selector registry keeps distinct from these."""
 
     ID_ORDER = 1
     """The shuffled order of the ID training set, one permutation per ID epoch."""
@@ -30,25 +32,13 @@ class Stream(IntEnum):
     """The subset chosen from learned weights (``select``, the ``resampled`` selector)."""
     DROPOUT = 97
     """torch's global generator, re-seeded each step (dropout)."""
-    RANDOM_SUBSET = 101
-    """The paper's Random baseline: a uniform k-subset of the pool."""
-    NTOM_CANDIDATES = 201
-    POEM_CANDIDATES = 202
-    POEM_THOMPSON = 203
-    POEM_ID = 204
-    DOS_ELIGIBLE = 205
-    DOS_CANDIDATES = 206
-    DOS_KMEANS = 207
-    HOPFIELD_CANDIDATES = 208
-    HOPFIELD_ID = 209
-    HOPFIELD_SAMPLE = 210
 
 
 def _key(seed: int, stream: int, step: int) -> int:
     return (seed * 1_000_003 + int(stream)) * 1_000_033 + step
 
 
-def generator(seed: int, stream: Stream, step: int = 0) -> torch.Generator:
+def generator(seed: int, stream: Stream | int, step: int = 0) -> torch.Generator:
     """A CPU generator for ``stream`` of ``seed`` at ``step`` (or epoch, or any integer key)."""
     return torch.Generator().manual_seed(_key(seed, stream, step))
 

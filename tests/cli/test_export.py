@@ -13,9 +13,9 @@ import torch
 from bgresample import BackgroundResampler
 from bgresample.cli import build_parser, main, resolve_config
 from bgresample.data.base import ImageArray
-from bgresample.data.benchmark import load_benchmark
 from bgresample.data.export import export_pool
 from bgresample.data.kinds import load_background
+from bgresample.engine.benchmark import load_benchmark
 from bgresample.resampling import read_manifest, write_manifest
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from bgresample.cli import main
 from bgresample.config import default_config, load_config
-from bgresample.data.benchmark import SKIP_INTEGRITY_ENV, load_benchmark
+from bgresample.engine.benchmark import SKIP_INTEGRITY_ENV, load_benchmark
 
 FAST = [
     "--quiet",

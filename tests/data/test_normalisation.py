@@ -12,9 +12,10 @@ import yaml
 from bgresample.checkpoint import load_model_state, read_meta, save_model
 from bgresample.config import load_config, presets
 from bgresample.data.transforms import CropFlip, prepare
-from bgresample.engine.accel import Accel
+from bgresample.engine.experiment import build_model
 from bgresample.errors import UserError
-from bgresample.models import create_model, model_for_config
+from bgresample.models import create_model
+from bgresample.runtime.accel import Accel
 
 MEAN = [0.1, 0.2, 0.3]
 
@@ -96,20 +97,20 @@ def test_presets_set_the_papers_normalisation_explicitly(name):
 
 def test_checkpoint_records_normalisation_and_refuses_another(tmp_path):
     path = tmp_path / "m.safetensors"
-    trained = model_for_config(load_config(sets=["data.mean=[0.1,0.2,0.3]"]), 4)
+    trained = build_model(load_config(sets=["data.mean=[0.1,0.2,0.3]"]), 4)
     save_model(path, trained)
     assert read_meta(path)["normalization"] == {"size": 32, "mean": MEAN, "std": [0.25] * 3}
     with pytest.raises(UserError) as e:
-        load_model_state(path, model_for_config(load_config(), 4))
+        load_model_state(path, build_model(load_config(), 4))
     msg = str(e.value)
     assert "\n" not in msg
     assert "trained with data.mean=[0.1,0.2,0.3]" in msg and "uses data.mean=[0.5,0.5,0.5]" in msg
     assert "--set data.mean=[0.1,0.2,0.3]" in msg
-    load_model_state(path, model_for_config(load_config(sets=["data.mean=[0.1,0.2,0.3]"]), 4))
+    load_model_state(path, build_model(load_config(sets=["data.mean=[0.1,0.2,0.3]"]), 4))
 
 
 def test_checkpoint_without_record_loads_as_before(tmp_path):
     path = tmp_path / "old.safetensors"
     save_model(path, create_model("small_cnn", 4))  # no normalization attribute: no record
     assert "normalization" not in read_meta(path)
-    load_model_state(path, model_for_config(load_config(sets=["data.mean=[0.1,0.2,0.3]"]), 4))
+    load_model_state(path, build_model(load_config(sets=["data.mean=[0.1,0.2,0.3]"]), 4))

@@ -10,9 +10,9 @@ import torch
 from bgresample.cli import main
 from bgresample.config import load_config
 from bgresample.data.base import ImageArray, LabeledImages
-from bgresample.data.benchmark import load_benchmark
 from bgresample.data.embedded import EmbeddedConfig, generate
 from bgresample.data.validation import HOLDOUT, SubsetSource, split_id, split_pool
+from bgresample.engine.benchmark import load_benchmark
 
 
 def test_id_split_is_stratified_disjoint_and_complete():

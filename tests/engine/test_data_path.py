@@ -11,10 +11,10 @@ import torch
 
 from bgresample.config import default_config
 from bgresample.data.base import ImageArray, LabeledImages
-from bgresample.engine.accel import Accel
-from bgresample.engine.env import Env
 from bgresample.engine.resample import resample
 from bgresample.models import create_model
+from bgresample.runtime.accel import Accel
+from bgresample.runtime.env import Env
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 

@@ -13,11 +13,11 @@ from bgresample.config import default_config
 from bgresample.data.base import ImageArray, LabeledImages
 from bgresample.engine import finetune as finetune_mod
 from bgresample.engine import resample as resample_mod
-from bgresample.engine.accel import Accel
-from bgresample.engine.env import Env
 from bgresample.engine.resample import refresh_period, resample
 from bgresample.models import create_model
 from bgresample.rng import Stream
+from bgresample.runtime.accel import Accel
+from bgresample.runtime.env import Env
 
 N_TRAIN, N_POOL, BATCH = 192, 640, 32
 

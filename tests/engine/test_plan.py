@@ -19,7 +19,7 @@ NO_DATA = ["--background", "random300k:/nonexistent.npy", "--set", "model.name=s
 def expected_steps(cfg: C.Config, sizes: Sizes) -> dict[str, tuple[int, int]]:
     """(runs, steps) of each stage, from the config and the engine's formulas."""
     seeds, variants = cfg.run.seeds, cfg.run.variants
-    spe = lambda bs: max(sizes.train // bs, 1)  # noqa: E731  engine.batches.steps_per_epoch
+    spe = lambda bs: max(sizes.train // bs, 1)  # noqa: E731  runtime.batches.steps_per_epoch
     out = {"pretrain": (1, cfg.pretrain.epochs * spe(cfg.pretrain.batch_size))}
     if {"resampled", "topk-weight"} & set(variants):
         rs = cfg.resample

@@ -14,12 +14,12 @@ from PIL import Image
 from bgresample.config import default_config
 from bgresample.data.base import LabeledImages
 from bgresample.data.pools import FolderImages
-from bgresample.engine.accel import Accel
-from bgresample.engine.env import Env
 from bgresample.engine.finetune import finetune
-from bgresample.engine.forward import predict_logits
 from bgresample.engine.resample import resample
 from bgresample.models import create_model
+from bgresample.runtime.accel import Accel
+from bgresample.runtime.env import Env
+from bgresample.runtime.forward import predict_logits
 from bgresample.selectors import FixedSubset, SelectionContext
 
 

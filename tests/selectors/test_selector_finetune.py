@@ -9,10 +9,10 @@ import torch
 
 from bgresample.config import default_config
 from bgresample.data.base import ImageArray, LabeledImages
-from bgresample.engine.accel import Accel
-from bgresample.engine.env import Env
 from bgresample.engine.finetune import finetune
 from bgresample.models import create_model
+from bgresample.runtime.accel import Accel
+from bgresample.runtime.env import Env
 from bgresample.selectors import SELECTORS, SelectionContext, Selector, build_selector
 
 N, GAMMA, BBS = 120, 0.1, 4  # k = 12: a background epoch is 3 steps

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from bgresample.data.base import ImageArray, LabeledImages
-from bgresample.engine.accel import Accel
-from bgresample.rng import Stream, generator
+from bgresample.rng import generator
+from bgresample.runtime.accel import Accel
 from bgresample.selectors import HopfieldBoosting, SelectionContext
 from bgresample.selectors.hopfield import boosting_probabilities, boundary_energy
 
@@ -114,12 +114,14 @@ def test_one_epoch_samples_candidates_by_their_boosting_weight():
     def feats(data: Tensor, idx: Tensor) -> Tensor:
         return (data[idx, 0, 0, :2].float() / 255 - 0.5) / 0.25
 
-    cand = torch.randperm(100, generator=generator(5, Stream.HOPFIELD_CANDIDATES, 2))[:40]
-    id_idx = torch.randperm(30, generator=generator(5, Stream.HOPFIELD_ID, 2))[:30]
+    cand = torch.randperm(100, generator=generator(5, HopfieldBoosting.streams["candidates"], 2))[
+        :40
+    ]
+    id_idx = torch.randperm(30, generator=generator(5, HopfieldBoosting.streams["id"], 2))[:30]
     aux = feats(pool.data, cand)
     p = boosting_probabilities(aux, feats(train.data, id_idx), aux, 4.0, exclude_self=True)
     draws = torch.multinomial(
-        p, 10, replacement=True, generator=generator(5, Stream.HOPFIELD_SAMPLE, 2)
+        p, 10, replacement=True, generator=generator(5, HopfieldBoosting.streams["sample"], 2)
     )
     assert torch.equal(got, cand[draws].sort().values)
     assert len(got) == 10 and len(set(got.tolist())) <= 10  # k draws: at most k distinct items
@@ -146,7 +148,7 @@ import torch
 
 from bgresample import dist
 from bgresample.data.base import ImageArray, LabeledImages
-from bgresample.engine.accel import Accel
+from bgresample.runtime.accel import Accel
 from bgresample.models import create_model
 from bgresample.selectors import SelectionContext, build_selector
 

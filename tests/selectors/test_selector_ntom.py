@@ -5,8 +5,8 @@ import torch
 from torch import Tensor, nn
 
 from bgresample.data.base import ImageArray, LabeledImages
-from bgresample.engine.accel import Accel
-from bgresample.rng import Stream, generator
+from bgresample.rng import generator
+from bgresample.runtime.accel import Accel
 from bgresample.selectors import NTOM, SelectionContext
 from bgresample.selectors.ntom import quantile_pick
 
@@ -67,7 +67,7 @@ def test_ntom_whole_pool_as_candidates():
 def test_ntom_random_candidates():
     ctx, order = _ctx()
     ntom = NTOM(ctx, candidates=4.0, quantile=0.125)  # C = 40: skip 5, keep k = 10
-    cand = torch.randperm(N, generator=generator(ctx.seed, Stream.NTOM_CANDIDATES, 2))[:40]
+    cand = torch.randperm(N, generator=generator(ctx.seed, NTOM.streams["candidates"], 2))[:40]
     by_msp = cand[order[cand].argsort(descending=True)]
     got = ntom.select_epoch(PixelModel(), epoch=2)
     assert torch.equal(got, by_msp[5:15].sort().values)

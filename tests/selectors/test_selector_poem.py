@@ -5,8 +5,8 @@ import torch
 from torch import Tensor, nn
 
 from bgresample.data.base import ImageArray, LabeledImages
-from bgresample.engine.accel import Accel
-from bgresample.rng import Stream, generator
+from bgresample.rng import generator
+from bgresample.runtime.accel import Accel
 from bgresample.selectors import POEM, SelectionContext
 from bgresample.selectors.poem import BayesianLinearRegression, design
 
@@ -66,10 +66,10 @@ def test_poem_keeps_the_candidates_closest_to_the_sampled_boundary():
     poem = POEM(ctx, candidates=4.0, prior_var=1.0, noise_var=1.0)
     model = TwoPixelModel()
     got = poem.select_epoch(model, epoch=0)
-    cand = torch.randperm(100, generator=generator(5, Stream.POEM_CANDIDATES, 0))[:40]
+    cand = torch.randperm(100, generator=generator(5, POEM.streams["candidates"], 0))[:40]
     x = pool.data[cand, 0, 0, :2].float() / 255
     phi = design((x - 0.5) / 0.25)
-    w = BayesianLinearRegression(3).sample(generator(5, Stream.POEM_THOMPSON, 0))
+    w = BayesianLinearRegression(3).sample(generator(5, POEM.streams["thompson"], 0))
     expected = cand[(phi @ w).abs().argsort()[:10]]
     assert torch.equal(got, expected.sort().values)
     assert poem.forwards == {"setup": 0, "during": 40, "id": 10}

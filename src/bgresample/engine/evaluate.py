@@ -14,10 +14,10 @@ from torch import nn
 from bgresample.config import EvaluateConfig
 from bgresample.data.base import LabeledImages
 from bgresample.data.pools import ImageSource
-from bgresample.engine.accel import Accel
-from bgresample.engine.forward import predict_logits, predict_odin, predict_outputs
 from bgresample.errors import UserError
 from bgresample.metrics import accuracy, evaluate_protocol, protocol_indices
+from bgresample.runtime.accel import Accel
+from bgresample.runtime.forward import predict_logits, predict_odin, predict_outputs
 from bgresample.scores import ScoreSpec, get_score, parse_scores
 
 #: Key suffix, in the saved scores, of the OOD item indices that were scored.

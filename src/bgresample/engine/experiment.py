@@ -33,21 +33,27 @@ from bgresample.checkpoint import (
     save_tensors,
 )
 from bgresample.config import Config, FinetuneConfig
-from bgresample.data.benchmark import Benchmark
-from bgresample.engine.accel import Accel
 from bgresample.engine.aggregate import aggregate
-from bgresample.engine.env import Env
+from bgresample.engine.benchmark import Benchmark
 from bgresample.engine.evaluate import evaluate, protocol_for, whole_sets
 from bgresample.engine.finetune import finetune
-from bgresample.engine.forward import predict_logits
 from bgresample.engine.pretrain import pretrain
 from bgresample.engine.resample import resample
 from bgresample.errors import UserError
 from bgresample.metrics import accuracy
-from bgresample.models import model_for_config
+from bgresample.models import build_model as build_architecture
 from bgresample.resampling import BackgroundResampler, composition, write_manifest
 from bgresample.runfolder import write_json
-from bgresample.selectors import NONE, WEIGHT_SELECTORS, SelectionContext, Selector, build_selector
+from bgresample.runtime.accel import Accel
+from bgresample.runtime.env import Env
+from bgresample.runtime.forward import predict_logits
+from bgresample.selectors import (
+    NONE,
+    SelectionContext,
+    Selector,
+    build_selector,
+    weight_selectors,
+)
 
 log = logging.getLogger("bgresample")
 
@@ -58,7 +64,17 @@ AUTO_SCORES = {"extra_class": "extra_class", "energy": "energy"}
 
 
 def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
-    return model_for_config(cfg, num_classes)
+    """The config's model (``model.name``, ``model.kwargs``) at input size ``data.size``, with
+    the input normalisation it is trained for in its ``normalization`` attribute (saved with it:
+    :func:`bgresample.checkpoint.save_model`)."""
+    model = build_architecture(cfg.model.name, num_classes, cfg.model.kwargs, cfg.data.size)
+    d = cfg.data
+    model.normalization = {
+        "size": d.size,
+        "mean": [float(v) for v in d.mean],
+        "std": [float(v) for v in d.std],
+    }
+    return model
 
 
 def load_pretrained(cfg: Config, bench: Benchmark, path: Path) -> torch.nn.Module:
@@ -244,7 +260,7 @@ def run_seed(
     timing: dict[str, float] = {}
     result: dict[str, Any] = {"seed": env.seed}
     weights, weights_cost = None, 0
-    if any(n in WEIGHT_SELECTORS for n in names):
+    if weight_selectors(names):
         t0 = time.perf_counter()
         resampler, hist, draws = learned_weights(cfg, bench, pre_path, out, env, resume)
         timing["resample"] = time.perf_counter() - t0
@@ -373,7 +389,7 @@ def _save_variant(
     save_npz(out / f"scores_{name}.npz", scores)
     if selector is not None and selector.static and len(selector.working) < len(ctx.pool):
         pool = ctx.pool
-        weights = ctx.weights if name in WEIGHT_SELECTORS else None
+        weights = ctx.weights if weight_selectors([name]) else None
         write_manifest(
             out / f"subset_{name}.csv", selector.working, weights, pool.family, pool.source
         )

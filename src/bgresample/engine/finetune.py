@@ -14,16 +14,6 @@ from bgresample import dist
 from bgresample.checkpoint import StageState
 from bgresample.config import EnergyOptions, FinetuneConfig
 from bgresample.data.base import LabeledImages
-from bgresample.engine.batches import (
-    EpochBatches,
-    crop_flip,
-    id_batch,
-    local_slice,
-    steps_per_epoch,
-)
-from bgresample.engine.env import Env
-from bgresample.engine.forward import ce, check_finite, joint_forward
-from bgresample.engine.optim import schedule, sgd, sgd_step
 from bgresample.errors import UserError
 from bgresample.losses import (
     EnergyMarginLoss,
@@ -34,6 +24,16 @@ from bgresample.losses import (
 )
 from bgresample.progress import progress
 from bgresample.rng import Stream, seed_step
+from bgresample.runtime.batches import (
+    EpochBatches,
+    crop_flip,
+    id_batch,
+    local_slice,
+    steps_per_epoch,
+)
+from bgresample.runtime.env import Env
+from bgresample.runtime.forward import ce, check_finite, joint_forward
+from bgresample.runtime.optim import schedule, sgd, sgd_step
 from bgresample.selectors import Selector
 
 log = logging.getLogger("bgresample")

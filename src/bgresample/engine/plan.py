@@ -24,22 +24,22 @@ import torch
 from bgresample.config import Config
 from bgresample.data import datasets as ds
 from bgresample.data import kinds
-from bgresample.data.benchmark import SKIP_INTEGRITY_ENV, _folder_set_name, _unique
 from bgresample.data.embedded import EmbeddedConfig, default_data_root, load_embedded
 from bgresample.data.pools import IMAGENET32_CACHE, IMAGENET32_LABELS, TINYIMAGES_RECORDS
 from bgresample.data.transforms import CropFlip
-from bgresample.engine.accel import Accel
-from bgresample.engine.batches import steps_per_epoch
+from bgresample.engine.benchmark import SKIP_INTEGRITY_ENV, _folder_set_name, _unique
 from bgresample.engine.experiment import build_model, finetune_section
 from bgresample.engine.finetune import background_objective
-from bgresample.engine.forward import ce, joint_forward
-from bgresample.engine.optim import sgd, sgd_step
 from bgresample.engine.resample import OUTLIER_LOSSES, algorithm1_step, refresh_period
 from bgresample.errors import UserError
 from bgresample.losses import add_background_class
 from bgresample.metrics import protocol_indices
 from bgresample.resampling import BackgroundResampler
-from bgresample.selectors import NONE, WEIGHT_SELECTORS
+from bgresample.runtime.accel import Accel
+from bgresample.runtime.batches import steps_per_epoch
+from bgresample.runtime.forward import ce, joint_forward
+from bgresample.runtime.optim import sgd, sgd_step
+from bgresample.selectors import NONE, SELECTORS, weight_selectors
 
 #: ID kinds: (train, test, classes) of the standard splits.
 NOMINAL_ID = {
@@ -78,8 +78,6 @@ WARMUP = 3
 #: Largest pool whose weights are allocated to time Algorithm 1, on the CPU and on CUDA; a
 #: larger pool's O(N) weight pass is timed at this size and scaled.
 TIMED_POOL_CAP = {False: 300_000, True: 100_000_000}
-#: Variants whose background comes without scoring passes over the pool.
-PLAIN_VARIANTS = (NONE, "full", "random", *WEIGHT_SELECTORS)
 #: Sources, per data item.
 REAL, NOMINAL, GENERATED = "data", "nominal", "generated"
 
@@ -252,7 +250,7 @@ def data_sizes(cfg: Config) -> tuple[Sizes, list[str]]:
 def _ood_sizes(
     cfg: Config, root: str, embedded: Any, sources: dict[str, str], notes: list[str]
 ) -> dict[str, int]:
-    """Sizes of the OOD test sets, named as :func:`~bgresample.data.benchmark.load_benchmark`
+    """Sizes of the OOD test sets, named as :func:`~bgresample.engine.benchmark.load_benchmark`
     names them."""
     wanted = cfg.evaluate.ood
     wanted = [wanted] if isinstance(wanted, str) else list(wanted)
@@ -319,7 +317,7 @@ def stages(cfg: Config, sizes: Sizes) -> list[Stage]:
             pre.batch_size,
         )
     ]
-    if any(v in WEIGHT_SELECTORS for v in variants):
+    if weight_selectors(variants):
         if sizes.pool < rs.batch_size:
             raise UserError(
                 f"the background pool has {sizes.pool} items, fewer than one batch "
@@ -508,7 +506,8 @@ def plan(
         s.seconds_per_step = per_step[s.kind]
     if refresh_note:
         notes.append(refresh_note)
-    others = [v for v in cfg.run.variants if v not in PLAIN_VARIANTS]
+    # selectors that score the pool with the model during fine-tuning
+    others = [v for v in cfg.run.variants if v in SELECTORS and "model" in SELECTORS[v].needs]
     if others:
         notes.append(f"the scoring passes of {', '.join(others)} over the pool are not counted")
     accel = timer.accel

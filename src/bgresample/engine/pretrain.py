@@ -13,12 +13,12 @@ from bgresample import dist, scalars
 from bgresample.checkpoint import StageState, save_model
 from bgresample.config import PretrainConfig
 from bgresample.data.base import LabeledImages
-from bgresample.engine.batches import EpochBatches, id_batch, steps_per_epoch
-from bgresample.engine.env import Env
-from bgresample.engine.forward import ce, check_finite
-from bgresample.engine.optim import schedule, sgd, sgd_step
 from bgresample.progress import progress
 from bgresample.rng import seed_step
+from bgresample.runtime.batches import EpochBatches, id_batch, steps_per_epoch
+from bgresample.runtime.env import Env
+from bgresample.runtime.forward import ce, check_finite
+from bgresample.runtime.optim import schedule, sgd, sgd_step
 
 log = logging.getLogger("bgresample")
 

@@ -17,22 +17,22 @@ from bgresample.checkpoint import StageState
 from bgresample.config import ResampleConfig
 from bgresample.data.base import LabeledImages
 from bgresample.data.pools import ImageSource
-from bgresample.engine.accel import Accel
-from bgresample.engine.batches import (
+from bgresample.errors import UserError
+from bgresample.losses import MaxEntropyLoss, UniformityLoss
+from bgresample.progress import progress
+from bgresample.resampling import BackgroundResampler
+from bgresample.rng import Stream, generator, seed_step
+from bgresample.runtime.accel import Accel
+from bgresample.runtime.batches import (
     EpochBatches,
     crop_flip,
     id_batch,
     local_slice,
     steps_per_epoch,
 )
-from bgresample.engine.env import Env
-from bgresample.engine.forward import ce, check_finite, joint_forward
-from bgresample.engine.optim import sgd, sgd_step
-from bgresample.errors import UserError
-from bgresample.losses import MaxEntropyLoss, UniformityLoss
-from bgresample.progress import progress
-from bgresample.resampling import BackgroundResampler
-from bgresample.rng import Stream, generator, seed_step
+from bgresample.runtime.env import Env
+from bgresample.runtime.forward import ce, check_finite, joint_forward
+from bgresample.runtime.optim import sgd, sgd_step
 
 log = logging.getLogger("bgresample")
 

@@ -10,7 +10,8 @@ selectors refuse it).
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING
+import inspect
+from typing import Any
 
 from torch import nn
 
@@ -20,9 +21,6 @@ from bgresample.errors import UserError
 from bgresample.models import densenet, resnet, small_cnn, wrn  # noqa: F401
 from bgresample.models.base import REGISTRY, Classifier, register_model
 from bgresample.models.foreign import ForeignClassifier, check_foreign, create_foreign, is_foreign
-
-if TYPE_CHECKING:
-    from bgresample.config import Config
 
 #: The side of the stored images, and the default ``data.size``.
 DEFAULT_SIZE = 32
@@ -45,14 +43,27 @@ def _unknown(name: str) -> UserError:
 def check_model(name: str, kwargs: dict[str, object]) -> None:
     """Refuse an unknown model name or keyword arguments its factory does not take, before any
     work starts."""
-    from bgresample.config import bind_kwargs
-
     if is_foreign(name):
         check_foreign(name, kwargs)
         return
     if name not in REGISTRY:
         raise _unknown(name)
-    bind_kwargs(REGISTRY[name], f"model.kwargs of {name}", 1, **kwargs)
+    _bind_kwargs(REGISTRY[name], f"model.kwargs of {name}", 1, **kwargs)
+
+
+def _bind_kwargs(fn: Any, where: str, *args: Any, **kwargs: Any) -> None:
+    """Refuse keyword arguments that ``fn`` does not take, naming them and the valid ones."""
+    try:
+        inspect.signature(fn).bind(*args, **kwargs)
+    except TypeError as e:
+        params = [
+            p.name
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ][len(args) :]
+        raise UserError(
+            f"{where}: {e}; valid keys: {', '.join(params) or 'none'} (fix with --set)"
+        ) from None
 
 
 def create_model(name: str, num_classes: int, **kwargs: object) -> nn.Module:
@@ -82,21 +93,6 @@ def build_model(
     return model
 
 
-def normalization_of(cfg: Config) -> dict[str, object]:
-    """The input normalisation of ``cfg`` as recorded in model checkpoints."""
-    d = cfg.data
-    return {"size": d.size, "mean": [float(v) for v in d.mean], "std": [float(v) for v in d.std]}
-
-
-def model_for_config(cfg: Config, num_classes: int) -> nn.Module:
-    """The config's model (``model.name``, ``model.kwargs``) at input size ``data.size``, with
-    the input normalisation it is trained for in its ``normalization`` attribute (saved with it:
-    :func:`bgresample.checkpoint.save_model`)."""
-    model = build_model(cfg.model.name, num_classes, cfg.model.kwargs, cfg.data.size)
-    model.normalization = normalization_of(cfg)
-    return model
-
-
 __all__ = [
     "Classifier",
     "ForeignClassifier",
@@ -104,7 +100,5 @@ __all__ = [
     "check_model",
     "create_model",
     "list_models",
-    "model_for_config",
-    "normalization_of",
     "register_model",
 ]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bgresample.config import Config, load_config
-from bgresample.data.benchmark import Benchmark, load_benchmark
+from bgresample.engine.benchmark import Benchmark, load_benchmark
 from bgresample.engine.experiment import load_resampler
 from bgresample.errors import UserError, shorten
 from bgresample.files import atomic_write_text

@@ -1,7 +1,9 @@
 """Ways of choosing the background data that fine-tuning trains on, behind one interface
 (:class:`~bgresample.selectors.base.Selector`; the budget and cost rules are in
-:mod:`bgresample.selectors.base`). :func:`build_selector` is the one place that decides which
-background a variant trains on, for ``run``, ``compare-selectors`` and ``finetune`` alike.
+:mod:`bgresample.selectors.base`), each registered by
+:func:`~bgresample.selectors.registry.register_selector` in its own file.
+:func:`build_selector` is the one place that decides which background a variant trains on, for
+``run``, ``compare-selectors`` and ``finetune`` alike. The built-in selectors:
 
 =============  =======  ====================================================================
 name           refresh  what
@@ -23,6 +25,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+# Imported for their side effect: each module registers its selector, in this order (that of
+# the config sections, the help texts and the default variant lists).
+# isort: off
+from bgresample.selectors import full  # noqa: F401
+from bgresample.selectors import random_subset  # noqa: F401
+from bgresample.selectors import resampled  # noqa: F401
+from bgresample.selectors import topk_weight  # noqa: F401
+from bgresample.selectors import ntom  # noqa: F401
+from bgresample.selectors import poem  # noqa: F401
+from bgresample.selectors import dos  # noqa: F401
+from bgresample.selectors import hopfield  # noqa: F401
+
+# isort: on
 from bgresample.selectors.base import Refresh, SelectionContext, Selector
 from bgresample.selectors.dos import DOS
 from bgresample.selectors.fixed import FixedSubset
@@ -31,27 +46,15 @@ from bgresample.selectors.hopfield import HopfieldBoosting
 from bgresample.selectors.ntom import NTOM
 from bgresample.selectors.poem import POEM
 from bgresample.selectors.random_subset import RandomSubset
+from bgresample.selectors.registry import (
+    NONE,
+    SELECTORS,
+    config_options,
+    register_selector,
+    weight_selectors,
+)
 from bgresample.selectors.resampled import Resampled
 from bgresample.selectors.topk_weight import TopKWeight
-
-#: The variant without background data.
-NONE = "none"
-
-SELECTORS: dict[str, type[Selector]] = {
-    cls.name: cls
-    for cls in (
-        Full,
-        RandomSubset,
-        Resampled,
-        TopKWeight,
-        NTOM,
-        POEM,
-        DOS,
-        HopfieldBoosting,
-    )
-}
-#: Selectors that need the weights learned by Algorithm 1.
-WEIGHT_SELECTORS = ("resampled", "topk-weight")
 
 
 def build_selector(
@@ -72,7 +75,6 @@ __all__ = [
     "NTOM",
     "POEM",
     "SELECTORS",
-    "WEIGHT_SELECTORS",
     "FixedSubset",
     "Full",
     "HopfieldBoosting",
@@ -83,4 +85,7 @@ __all__ = [
     "Selector",
     "TopKWeight",
     "build_selector",
+    "config_options",
+    "register_selector",
+    "weight_selectors",
 ]

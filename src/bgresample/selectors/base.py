@@ -29,6 +29,7 @@ counters, posterior) is saved with the fine-tuning state, so runs resume exactly
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -39,12 +40,13 @@ from torch import Tensor, nn
 
 from bgresample.data.base import LabeledImages
 from bgresample.data.pools import ImageSource
-from bgresample.engine.accel import Accel
-from bgresample.engine.batches import uniform_batch
-from bgresample.engine.forward import predict_outputs
 from bgresample.errors import UserError
+from bgresample.options import check_options
 from bgresample.resampling.selection import subset_size
 from bgresample.rng import Stream, generator
+from bgresample.runtime.accel import Accel
+from bgresample.runtime.batches import uniform_batch
+from bgresample.runtime.forward import predict_outputs
 from bgresample.scores import get_score
 
 Refresh = Literal["once", "epoch", "batch"]
@@ -83,17 +85,40 @@ class SelectionContext:
         return math.ceil(self.budget / self.batch_size)
 
 
-class Selector:
-    """Base class: subclasses set ``name`` and ``refresh`` and implement the matching hook.
+#: What a selector may need besides the pool: ``weights`` (Algorithm 1 runs first and fills
+#: ``SelectionContext.weights``), ``features`` (the model's penultimate features, so a model
+#: that cannot split them is refused), ``model`` (it scores the pool with the current model).
+NEEDS = ("weights", "features", "model")
 
-    The fine-tuning loop calls :meth:`background` once per step; it refreshes the working set
-    when due, draws the batch and counts the distinct items trained on.
+
+class Selector:
+    """Base class: a selector declares itself in its class and implements the hook that
+    matches its ``refresh``.
+
+    - ``name`` and ``refresh`` (``once``, ``epoch`` or ``batch``);
+    - ``Options``: a dataclass of its keyword options with their defaults and range checks
+      (:func:`bgresample.options.option`), or None; the config section ``selectors.NAME`` is
+      built from it (unless ``config_section`` is False);
+    - ``needs``: a subset of :data:`NEEDS`;
+    - ``streams``: its random streams, ``{purpose: number}``; numbers are part of every seed's
+      results (never renumber) and distinct across selectors and :class:`bgresample.rng.Stream`.
+
+    :func:`bgresample.selectors.register_selector` checks the declaration and makes the selector
+    a variant of ``run`` / ``compare-selectors`` / ``finetune``. The fine-tuning loop calls
+    :meth:`background` once per step; it refreshes the working set when due, draws the batch and
+    counts the distinct items trained on.
     """
 
     name: ClassVar[str]
     refresh: ClassVar[Refresh]
+    Options: ClassVar[type | None] = None
+    config_section: ClassVar[bool] = True
+    needs: ClassVar[frozenset[str]] = frozenset()
+    streams: ClassVar[dict[str, int]] = {}
+    summary_line: ClassVar[str] = ""
 
-    def __init__(self, ctx: SelectionContext) -> None:
+    def __init__(self, ctx: SelectionContext, **options: Any) -> None:
+        self.opts = self.make_options(**options)
         self.ctx = ctx
         self.used = torch.zeros(len(ctx.pool), dtype=torch.bool)
         self.forwards = {"setup": 0, "during": 0, "id": 0}
@@ -101,6 +126,29 @@ class Selector:
         self.seconds = 0.0
         self.working = torch.empty(0, dtype=torch.long)
         self.epoch = -1
+
+    @classmethod
+    def make_options(cls, **options: Any) -> Any:
+        """The ``Options`` of these keyword options (defaults filled in, ranges checked), or
+        None for a selector without options; ValueError names an unknown or invalid one."""
+        if cls.Options is None:
+            if options:
+                raise ValueError(f"selector {cls.name!r} takes no options, got {sorted(options)}")
+            return None
+        valid = [f.name for f in dataclasses.fields(cls.Options)]
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"selector {cls.name!r} has no option {', '.join(unknown)}; valid: "
+                f"{', '.join(valid)}"
+            )
+        opts = cls.Options(**options)
+        check_options(opts, f"selectors.{cls.name}")
+        return opts
+
+    def rng(self, purpose: str, key: int = 0) -> torch.Generator:
+        """The generator of this selector's stream ``purpose`` at ``key`` (a step or epoch)."""
+        return generator(self.ctx.seed, self.streams[purpose], key)
 
     @property
     def static(self) -> bool:
@@ -174,9 +222,9 @@ class Selector:
         self.forwards = {k: int(v) for k, v in state["forwards"].items()}
         self.seconds = float(state.get("seconds", 0.0))
 
-    def candidates(self, n: int, stream: Stream, key: int) -> Tensor:
-        """``n`` distinct pool indices drawn uniformly (``stream`` at ``key``)."""
-        perm = torch.randperm(len(self.ctx.pool), generator=generator(self.ctx.seed, stream, key))
+    def candidates(self, n: int, purpose: str, key: int) -> Tensor:
+        """``n`` distinct pool indices drawn uniformly (stream ``purpose`` at ``key``)."""
+        perm = torch.randperm(len(self.ctx.pool), generator=self.rng(purpose, key))
         return perm[:n]
 
     def outputs(

@@ -15,12 +15,15 @@ forward passes, every step.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bgresample.rng import Stream, generator
+from bgresample.options import AT_LEAST_ONE, POSITIVE_INT, option
 from bgresample.selectors.base import SelectionContext, Selector
+from bgresample.selectors.registry import register_selector
 
 
 def _sq_dist(x: Tensor, c: Tensor) -> Tensor:
@@ -75,33 +78,42 @@ def diverse_pick(
     return picks.repeat(-(-k // len(picks)))[:k]
 
 
+@register_selector
 class DOS(Selector):
     """One most-ID-like candidate per k-means cluster, every batch."""
 
+    @dataclass
+    class Options:
+        candidates: float = option(
+            4.0, AT_LEAST_ONE, "candidates clustered per batch, x background_batch_size"
+        )
+        kmeans_iters: int = option(10, POSITIVE_INT, "k-means iterations per batch")
+
     name = "dos"
     refresh = "batch"
+    needs = frozenset({"model", "features"})
+    streams = {"eligible": 205, "candidates": 206, "kmeans": 207}
+    summary_line = "one most-ID-like candidate per k-means cluster (Jiang et al. 2024)"
 
-    def __init__(
-        self, ctx: SelectionContext, candidates: float = 4.0, kmeans_iters: int = 10
-    ) -> None:
-        super().__init__(ctx)
-        self.n_candidates = min(ctx.budget, round(candidates * ctx.batch_size))
-        self.kmeans_iters = kmeans_iters
+    def __init__(self, ctx: SelectionContext, **options: float) -> None:
+        super().__init__(ctx, **options)
+        self.n_candidates = min(ctx.budget, round(self.opts.candidates * ctx.batch_size))
+        self.kmeans_iters = self.opts.kmeans_iters
 
     def select_batch(self, model: nn.Module, step: int) -> Tensor:
         ctx = self.ctx
         epoch = step // ctx.epoch_steps
         if epoch != self.epoch:
-            self.working = self.candidates(ctx.budget, Stream.DOS_ELIGIBLE, epoch)
+            self.working = self.candidates(ctx.budget, "eligible", epoch)
             self.epoch = epoch
-        gen = generator(ctx.seed, Stream.DOS_CANDIDATES, step)
+        gen = self.rng("candidates", step)
         cand = self.working[torch.randperm(len(self.working), generator=gen)[: self.n_candidates]]
         feats, logits = self.outputs(model, cand)
         pos = diverse_pick(
             feats,
             self.id_scores(logits),
             ctx.batch_size,
-            generator(ctx.seed, Stream.DOS_KMEANS, step),
+            self.rng("kmeans", step),
             self.kmeans_iters,
         )
         return cand[pos]

@@ -8,13 +8,16 @@ import torch
 from torch import Tensor
 
 from bgresample.selectors.base import Selector
+from bgresample.selectors.registry import register_selector
 
 
+@register_selector
 class Full(Selector):
     """Every pool item, once; no selection cost."""
 
     name = "full"
     refresh = "once"
+    summary_line = "the whole pool (the paper's Full)"
 
     def select_once(self) -> Tensor:
         return torch.arange(len(self.ctx.pool))

@@ -38,8 +38,8 @@ Budget: the working set is a multiset of k draws, so at most k distinct items ar
 background epoch, as for every selector; each background batch is drawn uniformly from it by
 the base class, so every background draw is marginally a draw from the (empirical) boosting
 distribution, the same number of draws as every other selector. All randomness comes from the
-``HOPFIELD_*`` streams at the epoch, and the embeddings are gathered over ranks, so every
-torchrun rank makes the same choice.
+streams ``candidates``, ``id`` and ``sample`` at the epoch, and the embeddings are gathered over
+ranks, so every torchrun rank makes the same choice.
 
 Simplifications (documented differences from the paper):
 
@@ -56,12 +56,15 @@ Simplifications (documented differences from the paper):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bgresample.rng import Stream, generator
+from bgresample.options import AT_LEAST_ONE, POSITIVE, option
 from bgresample.selectors.base import SelectionContext, Selector
+from bgresample.selectors.registry import register_selector
 
 
 def log_mean_exp(beta: float, sims: Tensor) -> Tensor:
@@ -115,28 +118,37 @@ def boosting_probabilities(
     return torch.softmax(beta * e, dim=0)
 
 
+@register_selector
 class HopfieldBoosting(Selector):
     """Candidates sampled by their Hopfield boosting weight, refreshed every background epoch."""
 
+    @dataclass
+    class Options:
+        candidates: float = option(
+            4.0, AT_LEAST_ONE, "candidates embedded per background epoch, x k (capped)"
+        )
+        beta: float = option(4.0, POSITIVE, "inverse temperature (the authors' CIFAR one)")
+
     name = "hopfield"
     refresh = "epoch"
+    needs = frozenset({"model", "features"})
+    streams = {"candidates": 208, "id": 209, "sample": 210}
+    summary_line = "boundary outliers sampled by Hopfield energy (Hofmann et al. 2024)"
 
-    def __init__(self, ctx: SelectionContext, candidates: float = 4.0, beta: float = 4.0) -> None:
-        super().__init__(ctx)
-        if beta <= 0:
-            raise ValueError(f"beta must be positive, got {beta}")
-        self.n_candidates = min(len(ctx.pool), round(candidates * ctx.budget))
-        self.beta = beta
+    def __init__(self, ctx: SelectionContext, **options: float) -> None:
+        super().__init__(ctx, **options)
+        self.n_candidates = min(len(ctx.pool), round(self.opts.candidates * ctx.budget))
+        self.beta = self.opts.beta
 
     def select_epoch(self, model: nn.Module, epoch: int) -> Tensor:
         ctx = self.ctx
-        cand = self.candidates(self.n_candidates, Stream.HOPFIELD_CANDIDATES, epoch)
+        cand = self.candidates(self.n_candidates, "candidates", epoch)
         aux, _ = self.outputs(model, cand)
         n_id = min(len(ctx.train), len(cand))
-        gen = generator(ctx.seed, Stream.HOPFIELD_ID, epoch)
+        gen = self.rng("id", epoch)
         id_idx = torch.randperm(len(ctx.train), generator=gen)[:n_id]
         id_feats, _ = self.outputs(model, id_idx, ctx.train)
         p = boosting_probabilities(aux, id_feats, aux, self.beta, exclude_self=True)
-        gen = generator(ctx.seed, Stream.HOPFIELD_SAMPLE, epoch)
+        gen = self.rng("sample", epoch)
         draws = torch.multinomial(p, ctx.budget, replacement=True, generator=gen)
         return cand[draws].sort().values

@@ -11,10 +11,13 @@ capped at the pool. The score is the context's (MSP, or the extra class's with t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor, nn
 
-from bgresample.rng import Stream
+from bgresample.options import AT_LEAST_ONE, UNIT_RIGHT_OPEN, option
 from bgresample.selectors.base import SelectionContext, Selector
+from bgresample.selectors.registry import register_selector
 
 
 def quantile_pick(scores: Tensor, quantile: float, m: int) -> Tensor:
@@ -26,21 +29,30 @@ def quantile_pick(scores: Tensor, quantile: float, m: int) -> Tensor:
     return order[skip : skip + m]
 
 
+@register_selector
 class NTOM(Selector):
     """Quantile-based outlier mining, refreshed every background epoch."""
 
+    @dataclass
+    class Options:
+        candidates: float = option(
+            4.0, AT_LEAST_ONE, "candidates scored per background epoch, x k (capped at the pool)"
+        )
+        quantile: float = option(0.125, UNIT_RIGHT_OPEN, "share of the most ID-like skipped")
+
     name = "ntom"
     refresh = "epoch"
+    needs = frozenset({"model"})
+    streams = {"candidates": 201}
+    summary_line = "quantile outlier mining (Chen et al. 2021)"
 
-    def __init__(
-        self, ctx: SelectionContext, candidates: float = 4.0, quantile: float = 0.125
-    ) -> None:
-        super().__init__(ctx)
-        self.n_candidates = min(len(ctx.pool), round(candidates * ctx.budget))
-        self.quantile = quantile
+    def __init__(self, ctx: SelectionContext, **options: float) -> None:
+        super().__init__(ctx, **options)
+        self.n_candidates = min(len(ctx.pool), round(self.opts.candidates * ctx.budget))
+        self.quantile = self.opts.quantile
 
     def select_epoch(self, model: nn.Module, epoch: int) -> Tensor:
-        cand = self.candidates(self.n_candidates, Stream.NTOM_CANDIDATES, epoch)
+        cand = self.candidates(self.n_candidates, "candidates", epoch)
         _, logits = self.outputs(model, cand)
         keep = quantile_pick(self.id_scores(logits), self.quantile, self.ctx.budget)
         return cand[keep].sort().values

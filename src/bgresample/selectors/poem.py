@@ -12,14 +12,16 @@ the candidates' forward passes (plus the ID ones, counted apart).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bgresample.rng import Stream, generator
+from bgresample.options import AT_LEAST_ONE, POSITIVE, option
 from bgresample.selectors.base import SelectionContext, Selector
+from bgresample.selectors.registry import register_selector
 
 
 class BayesianLinearRegression:
@@ -71,22 +73,26 @@ def design(features: Tensor) -> Tensor:
     return torch.cat([f, torch.ones(len(f), 1, dtype=torch.float64)], dim=1)
 
 
+@register_selector
 class POEM(Selector):
     """Thompson-sampled boundary outliers, refreshed every background epoch."""
 
+    @dataclass
+    class Options:
+        candidates: float = option(4.0, AT_LEAST_ONE, "candidates per background epoch, x k")
+        prior_var: float = option(1.0, POSITIVE, "Bayesian linear regression prior N(0, v I)")
+        noise_var: float = option(1.0, POSITIVE, "and its noise variance")
+
     name = "poem"
     refresh = "epoch"
+    needs = frozenset({"model", "features"})
+    streams = {"candidates": 202, "thompson": 203, "id": 204}
+    summary_line = "posterior-sampled boundary outliers (Ming et al. 2022)"
 
-    def __init__(
-        self,
-        ctx: SelectionContext,
-        candidates: float = 4.0,
-        prior_var: float = 1.0,
-        noise_var: float = 1.0,
-    ) -> None:
-        super().__init__(ctx)
-        self.n_candidates = min(len(ctx.pool), round(candidates * ctx.budget))
-        self.prior_var, self.noise_var = prior_var, noise_var
+    def __init__(self, ctx: SelectionContext, **options: float) -> None:
+        super().__init__(ctx, **options)
+        self.n_candidates = min(len(ctx.pool), round(self.opts.candidates * ctx.budget))
+        self.prior_var, self.noise_var = self.opts.prior_var, self.opts.noise_var
         self.blr: BayesianLinearRegression | None = None
 
     def select_epoch(self, model: nn.Module, epoch: int) -> Tensor:
@@ -95,13 +101,13 @@ class POEM(Selector):
             self.blr = BayesianLinearRegression(
                 model.feature_dim + 1, self.prior_var, self.noise_var
             )
-        cand = self.candidates(self.n_candidates, Stream.POEM_CANDIDATES, epoch)
+        cand = self.candidates(self.n_candidates, "candidates", epoch)
         feats, _ = self.outputs(model, cand)
         phi = design(feats)
-        w = self.blr.sample(generator(ctx.seed, Stream.POEM_THOMPSON, epoch))
+        w = self.blr.sample(self.rng("thompson", epoch))
         keep = (phi @ w).abs().argsort(stable=True)[:k]
         n_id = min(len(ctx.train), k)
-        gen = generator(ctx.seed, Stream.POEM_ID, epoch)
+        gen = self.rng("id", epoch)
         id_idx = torch.randperm(len(ctx.train), generator=gen)[:n_id]
         id_feats, _ = self.outputs(model, id_idx, ctx.train)
         self.blr.update(

@@ -7,12 +7,16 @@ backward) passes over pool items."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor
 
 from bgresample.errors import UserError
+from bgresample.options import option
 from bgresample.resampling import select
-from bgresample.rng import Stream, generator
+from bgresample.rng import Stream
 from bgresample.selectors.base import SelectionContext, Selector
+from bgresample.selectors.registry import register_selector
 
 
 def learned_weights(ctx: SelectionContext, name: str) -> Tensor:
@@ -22,15 +26,24 @@ def learned_weights(ctx: SelectionContext, name: str) -> Tensor:
     return ctx.weights
 
 
+@register_selector
 class Resampled(Selector):
     """A static subset chosen by the learned weights with ``method`` (default: the authors')."""
 
+    @dataclass
+    class Options:
+        method: str = option("authors", doc="the rule of select.method, which sets it")
+
     name = "resampled"
     refresh = "once"
+    config_section = False  # its one option is select.method
+    needs = frozenset({"weights"})
+    streams = {"select": Stream.SELECT}  # shared with `bgresample select`
+    summary_line = "Algorithm 1's weights + the authors' rule (the paper's method)"
 
-    def __init__(self, ctx: SelectionContext, method: str = "authors") -> None:
-        super().__init__(ctx)
-        self.method = method
+    def __init__(self, ctx: SelectionContext, **options: str) -> None:
+        super().__init__(ctx, **options)
+        self.method = self.opts.method
         self.forwards["setup"] = ctx.weights_cost
         self.setup_fwd_eq = ctx.weights_fwd_eq
         self.seconds = ctx.weights_seconds
@@ -42,5 +55,5 @@ class Resampled(Selector):
             n=len(ctx.pool),
             gamma=ctx.gamma,
             weights=learned_weights(ctx, self.name),
-            generator=generator(ctx.seed, Stream.SELECT),
+            generator=self.rng("select"),
         )

@@ -8,17 +8,21 @@ from torch import Tensor
 
 from bgresample.resampling import select
 from bgresample.selectors.base import SelectionContext, Selector
+from bgresample.selectors.registry import register_selector
 from bgresample.selectors.resampled import learned_weights
 
 
+@register_selector
 class TopKWeight(Selector):
     """A static subset: the k largest learned weights (ties: lower index first)."""
 
     name = "topk-weight"
     refresh = "once"
+    needs = frozenset({"weights"})
+    summary_line = "the k largest learned weights"
 
-    def __init__(self, ctx: SelectionContext) -> None:
-        super().__init__(ctx)
+    def __init__(self, ctx: SelectionContext, **options: object) -> None:
+        super().__init__(ctx, **options)
         self.forwards["setup"] = ctx.weights_cost
         self.setup_fwd_eq = ctx.weights_fwd_eq
         self.seconds = ctx.weights_seconds

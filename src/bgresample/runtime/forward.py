@@ -14,8 +14,8 @@ from torch import nn
 from bgresample import dist
 from bgresample.data.base import LabeledImages
 from bgresample.data.pools import ImageSource
-from bgresample.engine.accel import Accel
 from bgresample.errors import UserError
+from bgresample.runtime.accel import Accel
 from bgresample.scores import get_score
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bgresample.engine.accel import Accel
+from bgresample.runtime.accel import Accel
 
 
 @dataclass(frozen=True)

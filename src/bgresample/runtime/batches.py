@@ -8,9 +8,9 @@ import torch
 from bgresample import dist
 from bgresample.data.base import LabeledImages
 from bgresample.data.transforms import CropFlip
-from bgresample.engine.accel import Accel
 from bgresample.errors import UserError
 from bgresample.rng import Stream, generator
+from bgresample.runtime.accel import Accel
 
 
 class EpochBatches:
