@@ -179,3 +179,15 @@ def test_anchors_without_aliases_and_plain_strings_still_parse():
     assert parse_set("data.mean=[0.5, 0.5, 0.5]") == {"data": {"mean": [0.5, 0.5, 0.5]}}
     assert parse_set("model.name=not: valid: yaml") == {"model": {"name": "not: valid: yaml"}}
     assert parse_set("seed=&a 3") == {"seed": 3}
+
+
+def test_the_config_command_prints_what_run_would_write(tmp_path, capsys):
+    assert main(["config", "--quick", "--set", "selectors.ntom.quantile=0.25", "--seeds", "3"]) == 0
+    printed = capsys.readouterr().out
+    cfg = yaml.safe_load(printed)
+    assert cfg["selectors"]["ntom"] == {"candidates": 4.0, "quantile": 0.25}
+    assert cfg["run"]["seeds"] == 3 and cfg["pretrain"]["epochs"] == 8  # --quick's
+    assert load_config(sets=["selectors.ntom.quantile=0.25"]).selectors.ntom.quantile == 0.25
+    (tmp_path / "c.yaml").write_text(printed)
+    assert load_config(tmp_path / "c.yaml").to_dict() == cfg  # it round-trips through --config
+    assert not list(tmp_path.glob("runs"))

@@ -19,9 +19,13 @@ The method, for your own model, ID data and background pool::
         resampler.step(idx, per_item)                 # weight ascent, no second backward
     subset = resampler.select(gamma=0.1)              # the 10% to fine-tune on
 
-See ``examples/own_training_loop.py`` and ``docs/api.md``.
+The weight step's lr = 100 (Table 1) suits per-item losses of order 1, as eq. 4's; for losses of
+another scale (e.g. the energy margins) pass ``BackgroundResampler(..., step_scale="mean")``.
+``Detector`` wraps a model and a score; ``OODMetrics.pytorch_ood()`` takes pytorch-ood's
+conventions. See ``examples/own_training_loop.py`` and ``docs/api.md``.
 """
 
+from bgresample.detector import Detector
 from bgresample.losses import (
     EnergyMarginLoss,
     ExtraClassLoss,
@@ -29,6 +33,9 @@ from bgresample.losses import (
     UniformityLoss,
     add_background_class,
     classification_loss,
+    energy_margin_loss,
+    extra_class_loss,
+    max_entropy_loss,
     uniformity_loss,
 )
 from bgresample.metrics import (
@@ -36,6 +43,7 @@ from bgresample.metrics import (
     aupr_in,
     aupr_out,
     auroc,
+    evaluate_protocol,
     fpr_at_tpr,
     ood_metrics,
     paired_difference,
@@ -57,6 +65,7 @@ __all__ = [
     "BackgroundPool",
     "BackgroundResampler",
     "BackgroundWeights",
+    "Detector",
     "EnergyMarginLoss",
     "ExtraClassLoss",
     "MaxEntropyLoss",
@@ -71,9 +80,13 @@ __all__ = [
     "classification_loss",
     "composition",
     "energy",
+    "energy_margin_loss",
+    "evaluate_protocol",
     "extra_class",
+    "extra_class_loss",
     "fpr_at_tpr",
     "get_score",
+    "max_entropy_loss",
     "max_logit",
     "msp",
     "odin",

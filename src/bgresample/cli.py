@@ -224,6 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
 
+    p = sub.add_parser(
+        "config",
+        help="print the resolved config as YAML (what `run` writes to config.yaml)",
+        description="Print the config that the same flags would give `run`: the defaults, the "
+        "preset, --config, --quick, --set and the flags, checked, as YAML (every selector's "
+        "options included). Writes nothing.",
+    )
+    _common(p, out_required=False, resume=False)
+    p.add_argument("--quick", action="store_true", help="the config of the --quick smoke run")
+    p.add_argument("--seeds", type=int, help="number of seeds (config: run.seeds)")
+
     p = sub.add_parser("run", help="the whole experiment: Tables 2 and 3 over several seeds")
     _common(p, out_required=False)
     p.add_argument("--quick", action="store_true", help="tiny smoke run (under a minute)")
@@ -328,7 +339,7 @@ def _os_error(e: OSError) -> str:
 
 def _interrupted(command: str) -> str:
     """How to go on after Ctrl-C: commands with run folders resume, the others just re-run."""
-    if command in ("datasets", "report", "compare", "plan"):
+    if command in ("datasets", "report", "compare", "plan", "config"):
         return "interrupted; run the same command again"
     return "interrupted; continue with the same command and --resume"
 
@@ -340,6 +351,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         getattr(commands, f"cmd_{args.command}")(args)
         return 0
     cfg = resolve_config(args)
+    if args.command == "config":
+        print(C.dump(cfg), end="")
+        return 0
     if args.command == "plan":  # writes no run folder
         commands.cmd_plan(args, cfg)
         return 0

@@ -32,6 +32,7 @@ from bgresample.options import (
     POSITIVE_INT,
     UNIT_CLOSED,
     UNIT_HALF_OPEN,
+    UNIT_RIGHT_OPEN,
     check,
 )
 
@@ -131,7 +132,7 @@ class ResampleConfig:
     momentum: float = _f(NON_NEGATIVE)
     weight_decay: float = _f(NON_NEGATIVE)
     lr_w: float = _f(POSITIVE)
-    momentum_w: float = _f(NON_NEGATIVE)
+    momentum_w: float = _f(UNIT_RIGHT_OPEN)
     alpha: float = _f(NON_NEGATIVE)
     freeze_bn: bool = _f()
     refresh: Literal["pool-epoch", "id-epoch"] = _f()

@@ -19,19 +19,25 @@ differs by at most the share of negatives scored in between, in either direction
 positive-class scores, the authors' value is >= the ROC one when n is a multiple of 20 (e.g. the
 protocol's 2,000 OOD draws for a 10,000-image ID test set), equal when n % 20 == 1, else <=.
 
+AUPR is the average precision of the class taken as positive, AP = sum_n (R_n - R_{n-1}) P_n
+over the distinct thresholds (sklearn's ``average_precision_score``, no interpolation):
+AUPR-Out with OOD positive (statistic ``-score``), AUPR-In with ID positive (``score``).
+
 Single metrics are fractions in [0, 1]; ``ood_metrics`` and ``evaluate_protocol`` report percent.
+:class:`OODMetrics` also takes pytorch-ood's inputs (outlier scores, labels < 0 for OOD) and
+returns its key names and fractions on request (``OODMetrics.pytorch_ood()``); sklearn and scipy
+are imported when a metric is first computed, not with ``bgresample``.
 """
 
 from __future__ import annotations
 
+import warnings
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy import stats
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 Convention = Literal["ood-positive", "id-positive"]
 CONVENTIONS: tuple[str, ...] = ("ood-positive", "id-positive")
@@ -39,6 +45,16 @@ FPR95Definition = Literal["roc", "authors"]
 FPR95_DEFINITIONS: tuple[str, ...] = ("roc", "authors")
 METRIC_KEYS: tuple[str, ...] = ("fpr95", "auroc", "aupr", "aupr_in", "aupr_out")
 NOISE_SETS: frozenset[str] = frozenset({"gaussian", "uniform"})
+ScoreDirection = Literal["id", "outlier"]
+LabelKind = Literal["is_ood", "negative"]
+KeyStyle = Literal["bgresample", "pytorch-ood"]
+#: pytorch-ood's ``OODMetrics.compute()`` keys for bgresample's (fractions there).
+PYTORCH_OOD_KEYS: dict[str, str] = {
+    "auroc": "AUROC",
+    "aupr_in": "AUPR-IN",
+    "aupr_out": "AUPR-OUT",
+    "fpr95": "FPR95TPR",
+}
 
 
 def _as_scores(scores: ArrayLike, name: str) -> np.ndarray:
@@ -107,6 +123,8 @@ def fpr_at_tpr(
         if convention == "ood-positive":
             return float(np.mean(id_arr <= np.quantile(ood_arr, tpr)))
         return float(np.mean(ood_arr >= np.quantile(id_arr, 1.0 - tpr)))
+    from sklearn.metrics import roc_curve
+
     labels, stat = _binary_problem(id_scores, ood_scores, convention)
     fprs, tprs, _ = roc_curve(labels, stat, drop_intermediate=False)
     return float(fprs[np.argmax(tprs >= tpr)])
@@ -114,18 +132,24 @@ def fpr_at_tpr(
 
 def auroc(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:
     """Area under the ROC curve; ties count 1/2. Identical under both conventions."""
+    from sklearn.metrics import roc_auc_score
+
     labels, stat = _binary_problem(id_scores, ood_scores, "ood-positive")
     return float(roc_auc_score(labels, stat))
 
 
 def aupr_out(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:
     """Average precision with OOD as the positive class (statistic ``-score``)."""
+    from sklearn.metrics import average_precision_score
+
     labels, stat = _binary_problem(id_scores, ood_scores, "ood-positive")
     return float(average_precision_score(labels, stat))
 
 
 def aupr_in(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:
     """Average precision with ID as the positive class (statistic ``score``)."""
+    from sklearn.metrics import average_precision_score
+
     labels, stat = _binary_problem(id_scores, ood_scores, "id-positive")
     return float(average_precision_score(labels, stat))
 
@@ -167,6 +191,8 @@ def paired_difference(
 ) -> dict[str, float | list[float]]:
     """Mean of the paired differences ``a - b`` (one pair per seed), the differences
     (``per_seed``) and, with two or more pairs, a 95% t confidence interval (``ci95``)."""
+    from scipy import stats
+
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if x.ndim != 1 or x.shape != y.shape or x.size == 0:
         raise ValueError(f"need two equal-length, non-empty sequences (got {len(x)} and {len(y)})")
@@ -281,8 +307,8 @@ def accuracy(logits_or_preds: ArrayLike, targets: ArrayLike) -> float:
 class OODMetrics:
     """Accumulates scores over batches, then computes FPR95, AUROC and AUPR (in percent).
 
-    Scores are ID-ness scores (higher = more in-distribution, as every score of
-    :mod:`bgresample.scores`); ``is_ood`` marks the OOD inputs. ``compute()`` returns ``fpr95``
+    By default scores are ID-ness scores (higher = more in-distribution, as every score of
+    :mod:`bgresample.scores`) and ``is_ood`` marks the OOD inputs. ``compute()`` returns ``fpr95``
     and ``aupr`` in ``convention`` (default the paper's: OOD positive, FPR95 = share of ID
     inputs flagged at the threshold that flags 95% of the OOD ones, AUPR = AUPR-Out), plus
     ``auroc``, ``aupr_in`` and ``aupr_out`` under their own names. ``fpr95`` picks the FPR95
@@ -294,18 +320,80 @@ class OODMetrics:
             metrics.update(msp(model(x)), is_ood)
         metrics.compute()  # {"fpr95": ..., "auroc": ..., "aupr": ..., "aupr_in": ..., ...}
 
+    Keyword options (defaults: the above):
+
+    - ``scores="outlier"``: the scores are outlier scores (higher = more OOD, as pytorch-ood's
+      detectors give); they are negated.
+    - ``labels="negative"``: ``update``'s second argument holds class labels, OOD where < 0
+      (pytorch-ood's convention), instead of OOD flags.
+    - ``fpr_at``: more TPR levels in (0, 1], each reported as ``fpr{100 level}`` (``fpr90``,
+      ``fpr99.5``), in ``convention`` and by the ``fpr95`` definition.
+    - ``percent=False``: fractions in [0, 1].
+    - ``keys="pytorch-ood"``: pytorch-ood's key names (``AUROC``, ``AUPR-IN``, ``AUPR-OUT``,
+      ``FPR95TPR``, levels as ``FPR90TPR``); needs ``convention="ood-positive"``.
+
+    :meth:`pytorch_ood` sets all four to pytorch-ood's conventions. ``compute`` warns when AUROC
+    is below 50%, the sign of scores fed in the other convention.
+
     Under DDP each rank holds its own share: gather the scores before ``compute`` if the
     metrics must cover every rank's inputs.
     """
 
     def __init__(
-        self, convention: Convention = "ood-positive", fpr95: FPR95Definition = "roc"
+        self,
+        convention: Convention = "ood-positive",
+        fpr95: FPR95Definition = "roc",
+        *,
+        scores: ScoreDirection = "id",
+        labels: LabelKind = "is_ood",
+        fpr_at: Sequence[float] = (),
+        percent: bool = True,
+        keys: KeyStyle = "bgresample",
     ) -> None:
         _check_convention(convention)
         _check_fpr95(fpr95)
+        if scores not in ("id", "outlier"):
+            raise ValueError(
+                f"scores must be 'id' (higher = more in-distribution, bgresample's scores) or "
+                f"'outlier' (higher = more OOD, pytorch-ood's), got {scores!r}"
+            )
+        if labels not in ("is_ood", "negative"):
+            raise ValueError(
+                f"labels must be 'is_ood' (OOD flags, bool or 0/1) or 'negative' (class labels, "
+                f"OOD where < 0: pytorch-ood's), got {labels!r}"
+            )
+        if keys not in ("bgresample", "pytorch-ood"):
+            raise ValueError(f"keys must be 'bgresample' or 'pytorch-ood', got {keys!r}")
+        if keys == "pytorch-ood" and convention != "ood-positive":
+            raise ValueError(
+                "keys='pytorch-ood' names pytorch-ood's FPR95TPR, which is OOD positive: use "
+                f"convention='ood-positive', got {convention!r}"
+            )
+        if not isinstance(percent, bool):
+            raise TypeError(f"percent must be True or False, got {percent!r}")
+        levels = (fpr_at,) if isinstance(fpr_at, int | float) else tuple(fpr_at)
+        for level in levels:
+            ok = isinstance(level, int | float) and not isinstance(level, bool)
+            if not ok or not 0.0 < level <= 1.0:
+                raise ValueError(
+                    f"fpr_at must hold TPR levels in (0, 1] (e.g. 0.9 for FPR at 90% TPR), "
+                    f"got {level!r}"
+                )
         self.convention = convention
         self.fpr95 = fpr95
+        self.scores, self.labels, self.keys = scores, labels, keys
+        self.fpr_at = tuple(float(level) for level in levels)
+        self.percent = percent
         self.reset()
+
+    @classmethod
+    def pytorch_ood(cls, fpr_at: Sequence[float] = ()) -> OODMetrics:
+        """Metrics in pytorch-ood's conventions, in and out: ``update(outlier_scores, labels)``
+        with labels < 0 for OOD; ``compute()`` gives fractions under ``AUROC``, ``AUPR-IN``,
+        ``AUPR-OUT``, ``FPR95TPR`` (AUPR by average precision: see the module docstring)."""
+        return cls(
+            scores="outlier", labels="negative", fpr_at=fpr_at, percent=False, keys="pytorch-ood"
+        )
 
     def reset(self) -> OODMetrics:
         """Forget every score seen so far."""
@@ -314,32 +402,76 @@ class OODMetrics:
         return self
 
     def update(self, scores: ArrayLike, is_ood: ArrayLike) -> OODMetrics:
-        """Add a batch of ``scores`` (1-d) with their ``is_ood`` flags (1-d, bool or 0/1)."""
+        """Add a batch of ``scores`` (1-d) with their ``is_ood`` flags (1-d, bool or 0/1), or,
+        with ``labels="negative"``, their class labels (OOD where < 0)."""
         s = _to_numpy(scores).astype(np.float64).reshape(-1)
         o = _to_numpy(is_ood).reshape(-1)
+        what = "is_ood flags" if self.labels == "is_ood" else "labels"
         if s.shape != o.shape:
-            raise ValueError(f"got {s.size} scores but {o.size} is_ood flags")
-        if o.dtype != bool and not np.isin(o, (0, 1)).all():
-            raise ValueError("is_ood must hold booleans or 0/1")
-        self._scores.append(s)
+            raise ValueError(f"got {s.size} scores but {o.size} {what}")
+        if self.labels == "negative":
+            if o.dtype == bool or not np.issubdtype(o.dtype, np.number) or np.isnan(o).any():
+                raise ValueError(
+                    "with labels='negative', is_ood must hold numeric class labels (OOD where "
+                    "< 0); for OOD flags use labels='is_ood'"
+                )
+            o = o < 0
+        elif o.dtype != bool and not np.isin(o, (0, 1)).all():
+            raise ValueError(
+                "is_ood must hold booleans or 0/1; for class labels with OOD < 0 (pytorch-ood's "
+                "convention) pass labels='negative' to OODMetrics"
+            )
+        self._scores.append(-s if self.scores == "outlier" else s)
         self._is_ood.append(o.astype(bool))
         return self
 
     def compute(self) -> dict[str, float]:
-        """``fpr95``, ``auroc``, ``aupr`` (in ``convention``), ``aupr_in`` and ``aupr_out``, in
-        percent, over every score added since the last ``reset``."""
+        """The metrics over every score added since the last ``reset``: ``fpr95``, ``auroc``,
+        ``aupr`` (in ``convention``), ``aupr_in``, ``aupr_out`` and one ``fpr{level}`` per
+        ``fpr_at`` level, in percent (or as set up: see the class docstring)."""
         if not self._scores:
             raise ValueError("no scores: call update(scores, is_ood) first")
         s, o = np.concatenate(self._scores), np.concatenate(self._is_ood)
         id_s, ood_s = s[~o], s[o]
         if id_s.size == 0 or ood_s.size == 0:
+            marks = "labels < 0" if self.labels == "negative" else "is_ood flags"
             raise ValueError(
-                f"need both ID and OOD scores, got {id_s.size} ID and {ood_s.size} OOD"
+                f"need both ID and OOD scores, got {id_s.size} ID and {ood_s.size} OOD (OOD "
+                f"inputs are marked by {marks})"
             )
-        out = ood_metrics(id_s, ood_s, self.convention, self.fpr95)
-        out["aupr_in"] = 100.0 * aupr_in(id_s, ood_s)
-        out["aupr_out"] = 100.0 * aupr_out(id_s, ood_s)
-        return out
+        a_in, a_out = aupr_in(id_s, ood_s), aupr_out(id_s, ood_s)
+        values = {
+            "fpr95": fpr_at_tpr(id_s, ood_s, 0.95, self.convention, self.fpr95),
+            "auroc": auroc(id_s, ood_s),
+            "aupr": a_out if self.convention == "ood-positive" else a_in,
+            "aupr_in": a_in,
+            "aupr_out": a_out,
+        }
+        for level in self.fpr_at:
+            key = f"fpr{round(100.0 * level, 6):g}"
+            values[key] = fpr_at_tpr(id_s, ood_s, level, self.convention, self.fpr95)
+        if values["auroc"] < 0.5:
+            hint = (
+                "higher as more ID; for outlier scores (higher = more OOD, e.g. pytorch-ood's) "
+                "pass scores='outlier'"
+                if self.scores == "id"
+                else "higher as more OOD; for ID-ness scores (bgresample's) pass scores='id'"
+            )
+            warnings.warn(
+                f"AUROC is {100.0 * values['auroc']:.2f}%, below chance: the scores rank OOD "
+                f"inputs as more in-distribution than ID ones. OODMetrics(scores="
+                f"{self.scores!r}) reads {hint}",
+                UserWarning,
+                stacklevel=2,
+            )
+        scale = 100.0 if self.percent else 1.0
+        if self.keys == "pytorch-ood":
+            return {
+                PYTORCH_OOD_KEYS.get(key, f"FPR{key[3:]}TPR"): scale * value
+                for key, value in values.items()
+                if key != "aupr"
+            }
+        return {key: scale * value for key, value in values.items()}
 
 
 def _to_numpy(x: ArrayLike) -> np.ndarray:

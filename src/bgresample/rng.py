@@ -46,3 +46,30 @@ def generator(seed: int, stream: Stream | int, step: int = 0) -> torch.Generator
 def seed_step(seed: int, step: int) -> None:
     """Seed torch's global RNG (dropout) for one training step."""
     torch.manual_seed(_key(seed, Stream.DROPOUT, step))
+
+
+# -- seeds derived outside the step streams -------------------------------------------------------
+# Each formula below is part of every run's data (which items are held out, which noise images a
+# set holds): never change one.
+
+#: Salt of the background pool's validation hold-out in :func:`split_generator` (the ID split
+#: salts each class by its label).
+POOL_SPLIT_SALT = 7919
+
+
+def split_generator(seed: int, salt: int) -> torch.Generator:
+    """The generator of a validation split (``data.validation.seed``; ``salt``: the ID class,
+    or :data:`POOL_SPLIT_SALT` for the pool)."""
+    return torch.Generator().manual_seed(seed * 1009 + salt)
+
+
+def noise_set_seed(seed: int, index: int) -> int:
+    """The seed of the ``index``-th generated noise OOD set of a run (or embedded benchmark)
+    with seed ``seed``."""
+    return seed * 1000 + index
+
+
+def trace_generator(seed: int) -> torch.Generator:
+    """The generator of the pool items Algorithm 1's report traces (apart from every training
+    stream, so tracing never changes a result)."""
+    return torch.Generator().manual_seed(seed)

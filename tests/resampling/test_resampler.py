@@ -155,7 +155,10 @@ def test_bad_files_are_clear_errors(tmp_path):
         ({"num_items": 0}, "num_items must be a positive integer"),
         ({"num_items": 10, "eps": 1.5}, "eps must be in [0, 1]"),
         ({"num_items": 10, "lr": 0}, "lr must be a number > 0"),
-        ({"num_items": 10, "momentum": -1}, "momentum must be a number >= 0"),
+        ({"num_items": 10, "momentum": -1}, "momentum must be a number in [0, 1)"),
+        ({"num_items": 10, "momentum": 1.5}, "momentum must be a number in [0, 1)"),
+        ({"num_items": 10, "momentum": 1.0}, "momentum must be a number in [0, 1)"),
+        ({"num_items": 10, "step_scale": "batch"}, "step_scale must be one of ('none', 'mean')"),
         ({"num_items": 10, "refresh_every": 0}, "refresh_every must be a positive integer"),
     ],
 )

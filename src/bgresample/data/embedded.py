@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from bgresample.data.base import ImageArray, LabeledImages
 from bgresample.files import atomic_write
+from bgresample.rng import noise_set_seed
 
 #: Bump when the generator changes so that stale caches are rebuilt (it is part of the cache key).
 #: 3: the ``faces`` set holds LFW's 100 faces only, no longer its 100 non-face crops too.
@@ -463,7 +464,9 @@ def load_embedded(
     }
     for i, kind in enumerate(NOISE_OOD):
         ood[kind] = ImageArray(
-            noise_ood(kind, config.noise_ood_size, seed * 1000 + i), name=kind, normalized=True
+            noise_ood(kind, config.noise_ood_size, noise_set_seed(seed, i)),
+            name=kind,
+            normalized=True,
         )
     return EmbeddedBenchmark(
         train=LabeledImages(

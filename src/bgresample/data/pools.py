@@ -26,6 +26,7 @@ from bgresample.data.images import (
     printable,
 )
 from bgresample.errors import UserError
+from bgresample.files import atomic_write
 
 try:  # numpy >= 2
     from numpy._core import multiarray as _multiarray
@@ -350,34 +351,30 @@ class Imagenet32:
         self.family: list[str] | None = [names[v] for v in labels.tolist()]
 
     def _convert(self, batches: list[Path], data_path: Path, labels_path: Path) -> None:
-        """Stream the batches into the .npy cache (header written last, once N is known)."""
+        """Stream the batches into the .npy cache (header written last, once N is known), each
+        file written atomically (:func:`bgresample.files.atomic_write`)."""
         header_len = len(_npy_header((0, 3, 32, 32)))
         labels: list[int] = []
-        tmp = data_path.with_name(f".{data_path.name}.{os.getpid()}.tmp")
-        tmp_labels = labels_path.with_name(f".{labels_path.name}.{os.getpid()}.tmp.npy")
+
+        def write_data(f: Any) -> None:
+            f.seek(header_len)
+            for batch in batches:
+                x, y = self._read_batch(batch)
+                f.write(memoryview(x))  # rows are R, G, B planes: already C x H x W
+                labels.extend(y)
+            header = _npy_header((len(labels), 3, 32, 32))
+            assert len(header) == header_len  # numpy pads the header for any N < 10**21
+            f.seek(0)
+            f.write(header)
+
         try:
-            data_path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                f.seek(header_len)
-                for batch in batches:
-                    x, y = self._read_batch(batch)
-                    f.write(memoryview(x))  # rows are R, G, B planes: already C x H x W
-                    labels += y
-                header = _npy_header((len(labels), 3, 32, 32))
-                assert len(header) == header_len  # numpy pads the header for any N < 10**21
-                f.seek(0)
-                f.write(header)
-            np.save(tmp_labels, np.array(labels, dtype=np.int16))
-            os.replace(tmp, data_path)
-            os.replace(tmp_labels, labels_path)
+            atomic_write(data_path, write_data)
+            atomic_write(labels_path, lambda f: np.save(f, np.array(labels, dtype=np.int16)))
         except OSError as e:
             raise UserError(
                 f"{self.name}: cannot write the cache {data_path} ({e}); pass a writable "
                 "cache directory"
             ) from e
-        finally:
-            tmp.unlink(missing_ok=True)
-            tmp_labels.unlink(missing_ok=True)
 
     def _read_batch(self, path: Path) -> tuple[np.ndarray, list[int]]:
         try:

@@ -11,6 +11,7 @@ import torch
 
 from bgresample.data.base import ImageArray, LabeledImages
 from bgresample.data.pools import ImageSource
+from bgresample.rng import POOL_SPLIT_SALT, split_generator
 
 #: Name of the validation OOD set (the pool items held out from training).
 HOLDOUT = "pool-holdout"
@@ -67,7 +68,7 @@ def subset(source: ImageSource, indices: torch.Tensor, name: str | None = None) 
 def _split(n: int, fraction: float, seed: int, salt: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Sorted (kept, held-out) indices of ``range(n)``, round(fraction * n) held out at random."""
     k = round(fraction * n)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1009 + salt))
+    perm = torch.randperm(n, generator=split_generator(seed, salt))
     return perm[k:].sort().values, perm[:k].sort().values
 
 
@@ -100,7 +101,7 @@ def split_pool(pool: ImageSource, fraction: float, seed: int) -> tuple[Any, Any 
     """(training pool, held-out validation OOD set) of the background pool."""
     if fraction <= 0:
         return pool, None
-    keep, held = _split(len(pool), fraction, seed, salt=7919)
+    keep, held = _split(len(pool), fraction, seed, salt=POOL_SPLIT_SALT)
     if len(held) == 0:
         return pool, None
     return subset(pool, keep), subset(pool, held, name=HOLDOUT)

@@ -27,6 +27,7 @@ from bgresample.data.embedded import (
 from bgresample.data.pools import ImageSource
 from bgresample.data.validation import HOLDOUT, split_id, split_pool
 from bgresample.errors import UserError
+from bgresample.rng import noise_set_seed
 
 #: Set to 1 only for test fixtures: skips torchvision's md5 check of CIFAR / SVHN files.
 SKIP_INTEGRITY_ENV = "BGRESAMPLE_SKIP_INTEGRITY_CHECK"
@@ -205,7 +206,7 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
                 path,
                 data_root=root,
                 n=noise_n,
-                seed=cfg.seed * 1000 + i,
+                seed=noise_set_seed(cfg.seed, i),
                 download=download,
                 check_integrity=check,
             )

@@ -356,7 +356,10 @@ class _Timer:
         torch.manual_seed(self.cfg.seed)
         model = build_model(self.cfg, self.classes)
         if extra_class:
-            add_background_class(model, self.classes)
+            try:
+                add_background_class(model, self.classes)
+            except ValueError as e:
+                raise UserError(f"finetune.loss=extra_class: {e}") from None
         return model, self.accel.model(model)
 
     def images(self, n: int, aug: bool = True) -> torch.Tensor:

@@ -21,7 +21,7 @@ from bgresample.errors import UserError
 from bgresample.losses import MaxEntropyLoss, UniformityLoss
 from bgresample.progress import progress
 from bgresample.resampling import BackgroundResampler
-from bgresample.rng import Stream, generator, seed_step
+from bgresample.rng import Stream, generator, seed_step, trace_generator
 from bgresample.runtime.accel import Accel
 from bgresample.runtime.batches import (
     EpochBatches,
@@ -199,7 +199,7 @@ class _Trace:
         self.draws = torch.zeros(n, dtype=torch.int32)
         # a random sample of items, whose top, median and bottom the report plots (a generator
         # of its own: the training streams are untouched)
-        g = torch.Generator().manual_seed(seed)
+        g = trace_generator(seed)
         if n <= 4 * items:
             self.traced = torch.randperm(n, generator=g)[: min(items, n)].sort().values
         else:  # O(items) for pools of any size; a rare repeat is dropped

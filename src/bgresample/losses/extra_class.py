@@ -6,12 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bgresample.errors import UserError
 from bgresample.losses.uniformity import Reduction
+from bgresample.scores.checks import check_logits
 
 
 def extra_class_loss(logits: Tensor, reduction: Reduction = "mean") -> Tensor:
     """Cross entropy of ``(N, K+1)`` logits to the last class, K (``reduction`` as in eq. 4's)."""
+    check_logits(logits)
     target = torch.full((len(logits),), logits.shape[-1] - 1, device=logits.device)
     return F.cross_entropy(logits, target, reduction=reduction)
 
@@ -19,13 +20,14 @@ def extra_class_loss(logits: Tensor, reduction: Reduction = "mean") -> Tensor:
 def add_background_class(model: nn.Module, num_classes: int) -> None:
     """Give a classifier with ``num_classes`` outputs a (K+1)-th output in place: its ``fc`` keeps
     the K trained rows and gets a zero row (weight and bias) for the background class. A model
-    that already has K+1 outputs is left as it is."""
+    that already has K+1 outputs is left as it is. Raises ValueError for a model without
+    such a head or with another number of outputs."""
     fc = getattr(model, "fc", None)
     if not isinstance(fc, nn.Linear):
         name = getattr(model, "model_name", type(model).__name__)
-        raise UserError(
-            f"the extra_class loss needs a final linear head fc to add the background class to; "
-            f"model {name} has none (use another finetune.loss, or a model with fc)"
+        raise ValueError(
+            f"model must have a final linear head fc (nn.Linear) to add the background class "
+            f"to; model {name} has none (use another loss, or a model with fc)"
         )
     if fc.out_features == num_classes + 1:
         return

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from bgresample.losses.energy import M_IN, M_OUT, energy_in_term, energy_out_term
+from bgresample.losses.energy import M_IN, M_OUT, _out_term, energy_in_term
 from bgresample.losses.extra_class import extra_class_loss
 from bgresample.losses.uniformity import (
     Reduction,
@@ -19,6 +19,7 @@ from bgresample.losses.uniformity import (
     max_entropy_loss,
     uniformity_loss,
 )
+from bgresample.scores.checks import check_logits
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -71,13 +72,15 @@ class EnergyMarginLoss(_OutlierLoss):
         self.m_in, self.m_out = float(m_in), float(m_out)
 
     def forward(self, logits: Tensor, logits_in: Tensor | None = None) -> Tensor:
-        out = _reduce(energy_out_term(logits, self.m_out), self.reduction)
+        check_logits(logits)
+        out = _reduce(_out_term(logits, self.m_out), self.reduction)
         if logits_in is None:
             return out
         if self.reduction == "none":
             raise ValueError(
-                "reduction='none' gives one value per background image; the ID term has none. "
-                "Call without logits_in, or add energy_in_term(logits_in, m_in).mean() yourself"
+                "logits_in cannot be used with reduction='none', which gives one value per "
+                "background image (the ID term has none): call without logits_in and add "
+                "bgresample.losses.energy_in_term(logits_in, m_in).mean() to the loss yourself"
             )
         return energy_in_term(logits_in, self.m_in).mean() + out
 

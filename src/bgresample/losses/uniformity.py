@@ -7,6 +7,8 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor
 
+from bgresample.scores.checks import check_logits
+
 Reduction = Literal["mean", "sum", "none"]
 
 
@@ -21,11 +23,14 @@ def _reduce(per_example: Tensor, reduction: Reduction) -> Tensor:
 
 
 def uniformity_loss(logits: Tensor, reduction: Reduction = "mean") -> Tensor:
-    """Eq. 4: L_uni = -(1/K) sum_k log f_k - log K = KL(uniform || f), over the last dim.
+    """Eq. 4: L_uni = -(1/K) sum_k log f_k - log K = KL(uniform || f), for logits ``(N, K)``.
 
     Zero iff softmax(logits) is uniform. Computed from log_softmax, so stable for any finite
-    logits. `reduction='none'` returns one value per row (shape ``logits.shape[:-1]``).
+    logits. ``reduction='none'`` returns one value per row (shape ``(N,)``). Refuses other
+    shapes and probabilities (:func:`~bgresample.scores.checks.check_logits`: a host read, so
+    a GPU sync on a GPU).
     """
+    check_logits(logits)
     num_classes = logits.shape[-1]
     per_example = -F.log_softmax(logits, dim=-1).mean(dim=-1) - math.log(num_classes)
     return _reduce(per_example, reduction)
@@ -34,8 +39,10 @@ def uniformity_loss(logits: Tensor, reduction: Reduction = "mean") -> Tensor:
 def max_entropy_loss(logits: Tensor, reduction: Reduction = "mean") -> Tensor:
     """The authors' variant of eq. 4: sum_k f_k log f_k + log K = log K - H(f) = KL(f || uniform).
 
-    Zero iff softmax(logits) is uniform.
+    Zero iff softmax(logits) is uniform. Logits ``(N, K)``, checked as by
+    :func:`uniformity_loss`.
     """
+    check_logits(logits)
     num_classes = logits.shape[-1]
     log_f = F.log_softmax(logits, dim=-1)
     per_example = (log_f.exp() * log_f).sum(dim=-1) + math.log(num_classes)

@@ -62,7 +62,11 @@ class WeightedSampler:
             probs = probs.double()
         lo, hi = probs.min(), probs.max()  # both propagate NaN
         if not bool(torch.isfinite(hi)) or not bool(lo >= 0):
-            raise ValueError("probs must be finite and non-negative")
+            raise ValueError(
+                f"probs must be finite and non-negative, got values from {lo.item()} to "
+                f"{hi.item()} (from a BackgroundResampler: its weights overflowed, e.g. from a "
+                "too large lr for the losses' scale)"
+            )
         if not bool(hi > 0):
             raise ValueError("probs must have a positive entry")
         self._mass = None  # free the old masses before building the new ones

@@ -298,6 +298,9 @@ class BackgroundWeights(nn.Module):
 
     ``eps`` is the sampler coefficient of eqs. 10-12: 0 draws uniformly and reweights fully,
     1 draws by importance (p proportional to w) with r_i = 1. Table 1 uses 0.5.
+
+    The lower-level piece: its methods check shapes only. :class:`BackgroundResampler` also
+    refuses out-of-range indices and non-finite losses.
     """
 
     def __init__(self, num_items: int, eps: float = 0.5) -> None:

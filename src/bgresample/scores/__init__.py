@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from torch import Tensor
 
+from bgresample.scores.checks import check_logits
 from bgresample.scores.energy import energy
 from bgresample.scores.extra_class import extra_class
 from bgresample.scores.knn import KNNState, fit_knn, knn
@@ -91,6 +92,7 @@ __all__ = [
     "KNNState",
     "MahalanobisState",
     "ScoreSpec",
+    "check_logits",
     "energy",
     "fit_knn",
     "fit_mahalanobis",

@@ -4,8 +4,11 @@
 import torch
 from torch import Tensor
 
+from bgresample.scores.checks import check_logits
+
 
 def extra_class(logits: Tensor) -> Tensor:
-    """max_{k<K} f_k(x), f = softmax over all K+1 logits (the last is the background class);
-    higher = more in-distribution."""
+    """max_{k<K} f_k(x), f = softmax over all K+1 logits ``(N, K+1)`` (the last is the
+    background class); higher = more in-distribution."""
+    check_logits(logits)
     return torch.softmax(logits, dim=-1)[..., :-1].amax(dim=-1)

@@ -6,7 +6,11 @@ Detection for Real-World Settings", ICML 2022.
 
 from torch import Tensor
 
+from bgresample.scores.checks import check_logits
+
 
 def max_logit(logits: Tensor) -> Tensor:
-    """max_k logits_k over the last dim; higher = more ID. Unlike MSP it is not shift-invariant."""
+    """max_k logits_k of logits ``(N, K)``; higher = more ID. Unlike MSP it is not
+    shift-invariant."""
+    check_logits(logits)
     return logits.amax(dim=-1)
