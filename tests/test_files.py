@@ -83,7 +83,7 @@ def test_meta_json_that_is_a_link_is_refused(run, victim):
 
 def test_a_lock_file_that_is_a_link_is_refused(run, victim):
     before = _sha(victim)
-    (run / ".lock").unlink()
+    (run / ".lock").unlink(missing_ok=True)
     (run / ".lock").symlink_to(victim)
     with pytest.raises(UnsafePathError) as e:
         prepare_run_folder(run, default_config(), "select", resume=True)
@@ -142,7 +142,7 @@ def test_select_overwrite_with_planted_links_changes_nothing_outside(
     for name in ("meta.json", "log.txt", "config.yaml", "subset_random.csv"):
         assert not (out / name).is_symlink() and (out / name).is_file(), name
     capsys.readouterr()
-    (out / ".lock").unlink()
+    (out / ".lock").unlink(missing_ok=True)
     (out / ".lock").symlink_to(victim)
     assert main([*args, "--overwrite"]) == 2
     err = capsys.readouterr().err.strip()

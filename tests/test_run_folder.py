@@ -325,3 +325,16 @@ def test_a_failed_start_leaves_no_new_folder(tmp_path, tiny, capsys, monkeypatch
     assert main(["pretrain", "--out", str(out), *tiny]) == 2
     assert "no lock today" in _err(capsys)
     assert not out.exists()
+
+
+def test_the_lock_file_is_removed_when_a_command_ends(tmp_path, tiny, capsys):
+    out = tmp_path / "run"
+    assert main(["pretrain", "--out", str(out), *tiny]) == 0
+    assert not (out / ".lock").exists()
+    assert main(["pretrain", "--out", str(out), *tiny]) == 2  # after an error too
+    capsys.readouterr()
+    assert not (out / ".lock").exists()
+    held = lock_run_folder(out)
+    assert (out / ".lock").is_file()
+    held.release()
+    assert not (out / ".lock").exists()

@@ -70,7 +70,8 @@ def code_version() -> str:
 
 class RunLock:
     """An exclusive ``flock`` on ``folder/.lock``, which names its holder (pid, host, start) in
-    JSON. The kernel drops it when the holder's process dies, so a stale file never blocks."""
+    JSON. :meth:`release` removes the file; the kernel drops the lock when the holder's process
+    dies, so a stale file (left by a killed command) never blocks."""
 
     def __init__(self, folder: Path, fd: int | None) -> None:
         self.path = folder / LOCK_NAME
@@ -81,11 +82,25 @@ class RunLock:
             return
         files.unconfine(self.path.parent)
         fd, self._fd = self._fd, None
+        if _same_file(self.path, fd):  # removed while held: the next command makes a new one
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass
         try:
             fcntl.flock(fd, fcntl.LOCK_UN)
         except OSError:
             pass
         os.close(fd)
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    """Whether ``path`` (not followed) is the file open as ``fd``."""
+    try:
+        a, b = os.lstat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def lock_run_folder(folder: str | Path) -> RunLock:
@@ -97,24 +112,30 @@ def lock_run_folder(folder: str | Path) -> RunLock:
     if fcntl is None:
         return RunLock(folder, None)
     path = folder / LOCK_NAME
-    try:
-        fd = files.open_lock(path)
-    except UnsafePathError:
-        raise
-    except OSError as e:
-        raise WriteError(path, e, False) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = _describe_holder(fd)
-        os.close(fd)
-        raise UserError(
-            f"{folder} is in use by another bgresample command ({holder}); wait for it to "
-            "finish, or choose another --out"
-        ) from None
-    except OSError:  # a file system without locks (some network mounts): go on unlocked
-        files.confine(folder)
-        return RunLock(folder, fd)
+    for _ in range(5):
+        try:
+            fd = files.open_lock(path)
+        except UnsafePathError:
+            raise
+        except OSError as e:
+            raise WriteError(path, e, False) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _describe_holder(fd)
+            os.close(fd)
+            raise UserError(
+                f"{folder} is in use by another bgresample command ({holder}); wait for it to "
+                "finish, or choose another --out"
+            ) from None
+        except OSError:  # a file system without locks (some network mounts): go on unlocked
+            files.confine(folder)
+            return RunLock(folder, fd)
+        if _same_file(path, fd):
+            break
+        os.close(fd)  # the holder released (and removed) the file we locked: lock the new one
+    else:
+        raise UserError(f"{folder}: could not take its lock {path}; try again")
     files.confine(folder)
     info = {
         **LOCK_MARK,
