@@ -255,7 +255,7 @@ def _experiment(
     if dist.info().is_main:
         build_report(out, cfg.data.root)
         if quick:
-            print(tables.QUICK_BANNER)
+            print(tables.quick_banner(len(results.get("seeds", [])) or cfg.run.seeds))
         print(summary(results))
         print(tables.CONVENTION_NOTE[results["convention"]])
 

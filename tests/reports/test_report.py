@@ -265,3 +265,10 @@ def test_compare_refuses_a_broken_per_seed_file(full_run: Path, tmp_path: Path):
     (copy / "seed_0" / "results.json").write_text("{not json")
     with pytest.raises(UserError, match=r"seed_0/results.json is not a per-seed results file"):
         paired_records([full_run, copy])
+
+
+def test_the_quick_banner_counts_the_real_seeds():
+    from bgresample.reports.tables import quick_banner
+
+    assert "4 fine-tuning epochs, 1 seed)" in quick_banner(1)
+    assert "4 fine-tuning epochs, 3 seeds)" in quick_banner(3)

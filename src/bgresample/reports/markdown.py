@@ -64,7 +64,8 @@ def _header(
     bench = benchmark_name(results, cfg)
     variants = list(results["variants"])
     seeds = results.get("seeds", [meta.get("seed", cfg.seed)])
-    banner = [Text(f"**{tables.QUICK_BANNER}**")] if results.get("quick") else []
+    seeds = len(results.get("seeds", [])) or 1
+    banner = [Text(f"**{tables.quick_banner(seeds)}**")] if results.get("quick") else []
     return [
         Heading(f"bgresample {meta.get('command', 'run')} report: {benchmark_title(bench)}", 1),
         *banner,

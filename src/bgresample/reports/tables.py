@@ -85,11 +85,13 @@ def _pm(m: dict[str, float]) -> str:
 
 
 #: Printed, and put at the top of the report, for a ``--quick`` run.
-QUICK_BANNER = (
-    "SMOKE TEST (--quick): a tiny configuration (4,000 pool images, 8 pre-training and 4 "
-    "fine-tuning epochs, 2 seeds) that checks the pipeline end to end; its numbers say nothing "
-    "about the method. Run without --quick for results."
-)
+def quick_banner(seeds: int) -> str:
+    """The warning above a --quick run's tables, with its real number of seeds."""
+    return (
+        "SMOKE TEST (--quick): a tiny configuration (4,000 pool images, 8 pre-training and 4 "
+        f"fine-tuning epochs, {seeds} seed{'s' if seeds != 1 else ''}) that checks the pipeline "
+        "end to end; its numbers say nothing about the method. Run without --quick for results."
+    )
 
 #: The averages over OOD sets, and their row labels.
 AVERAGE_LABELS = {
