@@ -16,7 +16,6 @@ from bgresample.config import Config
 from bgresample.engine.benchmark import Benchmark, load_benchmark
 from bgresample.engine.evaluate import evaluate, protocol_for
 from bgresample.engine.experiment import (
-    RESULTS_SCHEMA,
     build_model,
     finetune_section,
     learned_weights,
@@ -33,6 +32,7 @@ from bgresample.reports.build import build_report
 from bgresample.reports.compare import compare_runs, compare_text
 from bgresample.reports.selectors import summary_table
 from bgresample.resampling import composition, read_manifest, select, write_manifest
+from bgresample.results import EvalProtocol, RunResults, VariantResults
 from bgresample.rng import Stream, generator
 from bgresample.runfolder import (
     lock_run_folder,
@@ -106,8 +106,8 @@ def cmd_evaluate(args: argparse.Namespace, cfg: Config) -> None:
 
     ``results.json`` keeps the layout of a single-score run: ``variants = {VARIANT: res}`` where
     ``res`` (accuracy, ood, averages) is that of the first score, so reports and ``compare`` read
-    it unchanged; with several scores ``res["scores"][NAME]`` holds each score's ``ood`` /
-    ``average`` / ``average_no_noise``, and the top-level ``scores`` lists the names in order.
+    it unchanged; with several scores ``res.scores[NAME]`` holds each score's ``ood`` and
+    averages, and the top-level ``scores`` lists the names in order.
     One console table is printed per score; the raw scores go to ``scores_VARIANT.npz`` (first
     score under ``id`` / ``SET``, the others under ``NAME:id`` / ``NAME:SET``).
     """
@@ -125,31 +125,28 @@ def cmd_evaluate(args: argparse.Namespace, cfg: Config) -> None:
         train=bench.train,
         groups=bench.groups,
     )
-    results = {
-        "schema": RESULTS_SCHEMA,
-        "variants": {args.variant: res},
-        "convention": res["convention"],
-        "checkpoint": str(args.checkpoint),
-        "protocol": {
-            "name": cfg.evaluate.protocol,
-            "ratio": cfg.evaluate.ratio,
-            "repeats": cfg.evaluate.repeats,
-        },
-        "scores": names,
-    }
+    results = RunResults(
+        variants={args.variant: res},
+        convention=cfg.evaluate.convention,
+        checkpoint=str(args.checkpoint),
+        protocol=EvalProtocol(
+            name=cfg.evaluate.protocol, ratio=cfg.evaluate.ratio, repeats=cfg.evaluate.repeats
+        ),
+        scores=names,
+    )
     _report_skipped(bench)
     if not dist.info().is_main:
         return
-    write_json(out / "results.json", results)
+    write_json(out / "results.json", results.to_json())
     save_npz(out / f"scores_{args.variant}.npz", scores)
-    if len(names) == 1:
+    if res.scores is None:
         print(tables.table2_text(results))
     else:
-        for name in names:
-            one = {"accuracy": res["accuracy"], **res["scores"][name]}
+        for name, one in res.scores.items():
+            variant = VariantResults(accuracy=res.accuracy, ood=one.ood, averages=one.averages)
             print(f"\nscore: {name}")
-            print(tables.table2_text({"variants": {f"{args.variant}:{name}": one}}))
-    print(tables.CONVENTION_NOTE[res["convention"]])
+            print(tables.table2_text(RunResults(variants={f"{args.variant}:{name}": variant})))
+    print(tables.CONVENTION_NOTE[cfg.evaluate.convention])
 
 
 def cmd_resample(args: argparse.Namespace, cfg: Config) -> None:
@@ -242,7 +239,7 @@ def _experiment(
     args: argparse.Namespace,
     cfg: Config,
     names: list[str],
-    summary: Callable[[dict[str, Any]], str],
+    summary: Callable[[RunResults], str],
 ) -> None:
     """The experiment over seeds with the variants ``names``, its report, and ``summary`` of
     the results printed."""
@@ -255,9 +252,9 @@ def _experiment(
     if dist.info().is_main:
         build_report(out, cfg.data.root)
         if quick:
-            print(tables.quick_banner(len(results.get("seeds", [])) or cfg.run.seeds))
+            print(tables.quick_banner(len(results.seeds or []) or cfg.run.seeds))
         print(summary(results))
-        print(tables.CONVENTION_NOTE[results["convention"]])
+        print(tables.CONVENTION_NOTE[cfg.evaluate.convention])
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:

@@ -44,8 +44,6 @@ FINETUNE_RECIPES: dict[str, dict[str, Any]] = {
 
 Auto = bool | Literal["auto"]
 Schedule = Literal["cosine", "step", "step30", "constant"]
-OutlierLoss = Literal["uniform", "max_entropy"]
-FinetuneLoss = Literal["uniform", "max_entropy", "energy", "extra_class"]
 SelectMethod = Literal["authors", "weighted", "topk", "random", "full"]
 Convention = Literal["ood-positive", "id-positive"]
 
@@ -139,7 +137,7 @@ class ResampleConfig:
     refresh_every: int = _f(NON_NEGATIVE_INT)
     weight_loss: Literal["scaled", "plain"] = _f()
     check_every: int = _f(NON_NEGATIVE_INT)
-    loss: OutlierLoss = _f()
+    loss: str = _f()
 
 
 @dataclass
@@ -160,7 +158,7 @@ class FinetuneConfig:
     schedule: Schedule = _f()
     alpha: float = _f(NON_NEGATIVE)
     freeze_bn: bool = _f()
-    loss: FinetuneLoss = _f()
+    loss: str = _f()
     checkpoint_every: int = _f(NON_NEGATIVE_INT)
 
 
@@ -419,11 +417,20 @@ def from_dict(raw: dict[str, Any]) -> Config:
 
 def validate(cfg: Config) -> None:
     """Checks that involve registries or several keys; one clear :class:`UserError` each."""
+    from bgresample.losses import BACKGROUND_LOSSES, algorithm1_losses
     from bgresample.models import check_model
     from bgresample.scores import SCORES
     from bgresample.selectors import NONE, SELECTORS
 
     check_model(cfg.model.name, cfg.model.kwargs)
+    if cfg.finetune.loss not in BACKGROUND_LOSSES:
+        raise _invalid("finetune.loss", cfg.finetune.loss, f"one of {', '.join(BACKGROUND_LOSSES)}")
+    if cfg.resample.loss not in algorithm1_losses():
+        raise _invalid(
+            "resample.loss",
+            cfg.resample.loss,
+            f"one of {', '.join(algorithm1_losses())} (the per-example losses Algorithm 1 weights)",
+        )
     for key, names in (
         ("run.variants", cfg.run.variants),
         ("selectors.names", cfg.selectors.names),

@@ -9,6 +9,7 @@ import json
 import numpy as np
 
 from bgresample.cli import main
+from bgresample.results import RunResults, SeedVariant
 
 
 def test_full_protocol_near_far_and_openood_csv(tiny, tmp_path):
@@ -16,7 +17,8 @@ def test_full_protocol_near_far_and_openood_csv(tiny, tmp_path):
     args = ["run", "--out", str(out), *tiny, "--set", "run.variants=none,random"]
     assert main([*args, "--set", "evaluate.protocol=full"]) == 0
     res = json.loads((out / "results.json").read_text())
-    assert res["protocol"] == "full"
+    typed = RunResults.from_json(res)
+    assert typed.to_json() == res and typed.protocol == "full"
     assert res["groups"]["near"] == ["digits89", "glyphs", "scribbles"]
     assert set(res["groups"]["far"]) == set(res["ood_sets"]) - set(res["groups"]["near"])
     random = res["variants"]["random"]
@@ -24,8 +26,8 @@ def test_full_protocol_near_far_and_openood_csv(tiny, tmp_path):
         assert set(random[key]) == {"fpr95", "auroc", "aupr", "aupr_in", "aupr_out"}
     assert random["ood"]["glyphs"]["aupr"] == random["ood"]["glyphs"]["aupr_out"]  # OOD positive
     # one repeat over whole sets: nothing varies within a seed
-    seed_res = json.loads((out / "seed_0" / "random.json").read_text())
-    assert all(m["std"] == 0.0 for s in seed_res["ood"].values() for m in s.values())
+    seed_res = SeedVariant.from_json(json.loads((out / "seed_0" / "random.json").read_text()))
+    assert all(m.std == 0.0 for s in seed_res.evaluation.ood.values() for m in s.values())
     # std over the 2 seeds is the sample std (ddof=1)
     per_seed = [p["accuracy"] for p in random["per_seed"]]
     assert np.isclose(random["accuracy_std"], np.std(per_seed, ddof=1))

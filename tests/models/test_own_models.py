@@ -118,7 +118,7 @@ def test_model_without_a_linear_head_refuses_features_only(own):
     msg = str(e.value)
     assert "\n" not in msg and f"{own}:conv_head" in msg
     assert "mahalanobis" in msg and "knn" in msg and "ntom" in msg and "hopfield" in msg
-    with pytest.raises(UserError, match="extra_class loss needs a final linear head"):
+    with pytest.raises(ValueError, match="must have a final linear head fc"):
         add_background_class(model, 4)
 
 

@@ -29,37 +29,6 @@ from bgresample.reports.compare import (
 TABLES = ("table2.csv", "table2.tex", "table3.csv", "table3.tex")
 
 
-def _run(out: Path, tiny: list[str], *extra: str) -> Path:
-    args = ["run", "--quick", "--out", str(out), *tiny]
-    for s in extra:
-        args += ["--set", s]
-    assert main(args) == 0
-    return out
-
-
-@pytest.fixture(scope="session")
-def full_run(tmp_path_factory: pytest.TempPathFactory, tiny: list[str], data_root: Path) -> Path:
-    run = _run(tmp_path_factory.mktemp("report") / "run", tiny)
-    build_report(run, data_root=data_root)
-    return run
-
-
-@pytest.fixture(scope="session")
-def two_variant_run(tmp_path_factory: pytest.TempPathFactory, tiny: list[str]) -> Path:
-    """One seed of only the none and full variants: no resampling, no subsets."""
-    out = tmp_path_factory.mktemp("report") / "two"
-    return _run(out, tiny, "run.variants=[none, full]", "run.seeds=1")
-
-
-@pytest.fixture(scope="session")
-def eval_dir(tmp_path_factory: pytest.TempPathFactory, full_run: Path, tiny: list[str]) -> Path:
-    """A single-model `evaluate` folder (of the pre-trained model)."""
-    out = tmp_path_factory.mktemp("report") / "ev"
-    ckpt = full_run / "pretrain" / "pretrain.safetensors"
-    assert main(["evaluate", "--checkpoint", str(ckpt), "--out", str(out), *tiny]) == 0
-    return out
-
-
 def _results(run: Path) -> dict:
     return json.loads((run / "results.json").read_text())
 
@@ -183,7 +152,7 @@ def test_compare_pairs_runs_by_seed(full_run: Path, two_variant_run: Path, tmp_p
     assert [(r["variant"], r["seeds"]) for r in records] == [("none", [0]), ("full", [0])]
     for r in records:
         for key in ("average.fpr95", "average.auroc", "validation.auroc"):
-            assert r[key]["mean"] == 0.0 and r[key]["per_seed"] == [0.0] and "ci95" not in r[key]
+            assert r[key].mean == 0.0 and r[key].per_seed == [0.0] and r[key].ci95 is None
     reverse = paired_records([two_variant_run, full_run])
     assert {r["variant"] for r in reverse} == {"none", "full"}
     compare_runs([two_variant_run, full_run], tmp_path / "cmp")

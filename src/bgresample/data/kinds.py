@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+import numpy as np
 
 from bgresample.data import datasets as ds
 from bgresample.data import pools
@@ -27,12 +29,41 @@ ROLES = ("id", "background", "ood")
 
 
 @dataclass(frozen=True)
+class LoadOptions:
+    """What loading a kind may need besides its path: ``download`` and ``check_integrity``
+    (torchvision kinds), ``exclude`` and ``allow_cifar_overlap`` (tinyimages), ``cache_dir``
+    (imagenet32), ``n`` and ``seed`` (generated sets)."""
+
+    download: bool = False
+    check_integrity: bool = True
+    exclude: str | os.PathLike | None = "auto"
+    allow_cifar_overlap: bool = False
+    cache_dir: str | os.PathLike | None = None
+    n: int = 10_000
+    seed: int = 0
+
+
+#: ``load(role, path, options)``: a :class:`~bgresample.data.datasets.Split` for ``id``, an
+#: image source for ``background`` and ``ood``.
+Loader = Callable[[str, Any, LoadOptions], Any]
+#: ``count(role, path, options)``: what ``bgresample plan`` needs to know, without decoding the
+#: images: for ``id`` (training labels, test size, classes), else the number of items; None
+#: where counting would cost a conversion the run does anyway.
+Counter = Callable[[str, Any, LoadOptions], Any]
+
+
+@dataclass(frozen=True)
 class Kind:
-    """One dataset format: the roles it can play, its layout and where to get it.
+    """One dataset format, declared in one place: the roles it can play, its layout and where
+    to get it, how to load it, and its nominal sizes.
 
     ``default_subpath`` is where it is looked for under a data root ("" is the root itself; None:
     no default, a PATH must be given); ``expected`` are the entries under that path that show it
-    is present; ``needs_path`` is False for sets generated in memory.
+    is present; ``needs_path`` is False for sets generated in memory. ``nominal`` holds the
+    standard sizes ``bgresample plan`` assumes where the data is missing, per role: ``id``:
+    (train, test, classes), ``background`` / ``ood``: items; ``count`` sizes the data that is
+    there without decoding it (default: :func:`count_by_loading`). ``decodes``: its images are
+    decoded from files (by ``data.workers`` processes).
     """
 
     name: str
@@ -40,8 +71,47 @@ class Kind:
     layout: str
     source: str
     default_subpath: str | None
+    load: Loader
     expected: tuple[str, ...] = ()
     needs_path: bool = True
+    nominal: dict[str, Any] = field(default_factory=dict)
+    decodes: bool = False
+    count: Counter | None = None
+
+    def size(self, role: str, path: Any, options: LoadOptions) -> Any:
+        """What :data:`Counter` gives for the data at ``path`` in ``role``."""
+        return (self.count or count_by_loading(self))(role, path, options)
+
+
+def count_by_loading(kind: Kind) -> Counter:
+    """A kind's :data:`Counter` that loads the data (cheap for arrays and memory maps)."""
+
+    def count(role: str, path: Any, options: LoadOptions) -> Any:
+        data = kind.load(role, path, options)
+        if role == "id":
+            train, test, classes = data
+            return train.targets.tolist(), len(test), len(classes)
+        return len(data)
+
+    return count
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def register_kind(kind: Kind) -> Kind:
+    """Add ``kind`` to :data:`KINDS` (where ``--id`` / ``--background`` / ``--ood`` KIND,
+    ``bgresample datasets`` and ``plan`` find it); ValueError for a taken name or an unknown
+    role."""
+    if kind.name in KINDS and KINDS[kind.name] is not kind:
+        raise ValueError(f"dataset kind {kind.name!r} is registered already")
+    if not kind.roles or not set(kind.roles) <= set(ROLES):
+        raise ValueError(f"dataset kind {kind.name!r}: roles must be among {', '.join(ROLES)}")
+    unknown = set(kind.nominal) - set(kind.roles)
+    if unknown:
+        raise ValueError(f"dataset kind {kind.name!r}: nominal sizes for roles it cannot play")
+    KINDS[kind.name] = kind
+    return kind
 
 
 #: The files torchvision's CIFAR10 / CIFAR100 / SVHN read (spelled out so that listing kinds does
@@ -55,111 +125,238 @@ EXPECTED_FILES = {
     "svhn": ("train_32x32.mat", "test_32x32.mat"),
 }
 
-
-def _folder_kind(name: str, roles: tuple[str, ...], what: str, source: str, sub: str) -> Kind:
-    return Kind(name, roles, f"{what}: {pools.FOLDER_LAYOUT}, read recursively", source, sub)
-
-
 _ODIN = "the ODIN repository, https://github.com/facebookresearch/odin"
 
-KINDS: dict[str, Kind] = {
-    k.name: k
-    for k in (
-        Kind(
-            "cifar10",
-            ("id", "ood"),
-            ds.CIFAR_LAYOUT["cifar10"],
-            ds.CIFAR_SOURCE,
-            "",
-            EXPECTED_FILES["cifar10"],
-        ),
-        Kind(
-            "cifar100",
-            ("id", "ood"),
-            ds.CIFAR_LAYOUT["cifar100"],
-            ds.CIFAR_SOURCE,
-            "",
-            EXPECTED_FILES["cifar100"],
-        ),
-        Kind(
-            "svhn",
-            ("id", "ood"),
-            ds.SVHN_LAYOUT,
-            ds.SVHN_SOURCE,
-            "svhn",
-            EXPECTED_FILES["svhn"],
-        ),
-        Kind(
-            "tiny-imagenet",
-            ("id", "ood"),
-            ds.TINY_IMAGENET_LAYOUT,
-            ds.TINY_IMAGENET_SOURCE,
-            "tiny-imagenet-200",
-            ("wnids.txt", "train", "val/val_annotations.txt"),
-        ),
-        Kind("imagefolder", ("id",), ds.IMAGEFOLDER_LAYOUT, ds.IMAGEFOLDER_SOURCE, None),
-        Kind("folder", ("background", "ood"), pools.FOLDER_LAYOUT, "any folder of images", None),
-        Kind("npy", ("background", "ood"), pools.NPY_LAYOUT, "any such array", None),
-        Kind(
-            "random300k",
-            ("background",),
-            "300K_random_images.npy, N x 32 x 32 x 3 uint8",
-            pools.RANDOM300K_SOURCE,
-            "300K_random_images.npy",
-        ),
-        Kind(
-            "tinyimages",
-            ("background",),
-            pools.TINYIMAGES_LAYOUT,
-            pools.TINYIMAGES_SOURCE,
-            "tiny_images.bin",
-        ),
-        Kind(
-            "imagenet32",
-            ("background",),
-            pools.IMAGENET32_LAYOUT,
-            pools.IMAGENET32_SOURCE,
-            "Imagenet32_train",
-            pools.IMAGENET32_BATCHES,
-        ),
-        Kind(
-            "gaussian",
-            ("ood",),
-            "none: N(0, 0.5^2) noise in normalised space, clamped to [-1, 1]",
-            "generated",
-            None,
-            needs_path=False,
-        ),
-        Kind(
-            "uniform",
-            ("ood",),
-            "none: U[-1, 1] noise in normalised space",
-            "generated",
-            None,
-            needs_path=False,
-        ),
-        Kind("textures", ("ood",), ds.DTD_LAYOUT, ds.DTD_SOURCE, "", ds.DTD_FILES),
-        _folder_kind(
-            "lsun", ("ood",), "LSUN (crop) test images", f"LSUN.tar.gz from {_ODIN}", "LSUN"
-        ),
-        _folder_kind(
-            "lsun-resize",
-            ("ood",),
-            "LSUN (resize) test images",
-            f"LSUN_resize.tar.gz from {_ODIN}",
-            "LSUN_resize",
-        ),
-        _folder_kind("isun", ("ood",), "iSUN images", f"iSUN.tar.gz from {_ODIN}", "iSUN"),
-        Kind(
-            "places365",
-            ("background", "ood"),
-            ds.PLACES365_LAYOUT,
-            ds.PLACES365_SOURCE,
-            "places365",
-            (ds.PLACES365_CATEGORIES, *ds.PLACES365_FILES["val"]),
-        ),
+
+def _cifar(role: str, p: Path, o: LoadOptions, name: str) -> Any:
+    if role == "id":
+        return ds.load_cifar(p, name, download=o.download, check_integrity=o.check_integrity)
+    test = ds.load_cifar_split(p, name, False, o.download, o.check_integrity)
+    return ImageArray(test.data, name=name)
+
+
+def _svhn(role: str, p: Path, o: LoadOptions) -> Any:
+    if role == "id":
+        return ds.load_svhn(p, download=o.download, check_integrity=o.check_integrity)
+    test = ds.load_svhn_split(p, "test", o.download, o.check_integrity)
+    return ImageArray(test.data, name="svhn")
+
+
+def _count_tiny_imagenet(role: str, p: Path, o: LoadOptions) -> Any:
+    """From the file lists, without decoding images."""
+    test = ds.TinyImageNet(p, "val")
+    if role != "id":
+        return len(test)
+    train = ds.TinyImageNet(p, "train")
+    return list(train.targets), len(test), len(train.classes)
+
+
+def _count_imagefolder(role: str, p: Path, o: LoadOptions) -> Any:
+    folder = ds.ImageFolderID(p)
+    train = [y for _, y in folder.samples["train"]]
+    return train, len(folder.samples["test"]), len(folder.classes)
+
+
+def _count_imagenet32(role: str, p: Path, o: LoadOptions) -> int | None:
+    """From the cache's labels; None before the cache exists (reading the batches would
+    convert them: left to the run)."""
+    cache = Path(o.cache_dir) if o.cache_dir is not None else p
+    if not (cache / pools.IMAGENET32_CACHE).is_file():
+        return None
+    return len(np.load(cache / pools.IMAGENET32_LABELS, mmap_mode="r"))
+
+
+def _tiny_imagenet(role: str, p: Path, o: LoadOptions) -> Any:
+    if role == "id":
+        return ds.load_tiny_imagenet(p, download=o.download)
+    test = ds.TinyImageNet(p, "val", download=o.download).to_labeled()
+    return ImageArray(test.data, name="tiny-imagenet")
+
+
+def _folder(name: str, layout: str, origin: str) -> Loader:
+    return lambda role, p, o: pools.FolderImages(p, name=name, layout=layout, origin=origin)
+
+
+def _npy(name: str, origin: str) -> Loader:
+    return lambda role, p, o: pools.NpyImages(p, name=name, origin=origin)
+
+
+def _noise(name: str) -> Loader:
+    return lambda role, p, o: ImageArray(noise_ood(name, o.n, o.seed), name=name, normalized=True)
+
+
+def _places365(role: str, p: Path, o: LoadOptions) -> Any:
+    split = "train-standard" if role == "background" else "val"
+    return ds.load_places365(p, split, o.download, o.check_integrity, name="places365")
+
+
+def _folder_kind(name: str, what: str, source: str, sub: str, items: int) -> Kind:
+    layout = f"{what}: {pools.FOLDER_LAYOUT}, read recursively"
+    return Kind(
+        name,
+        ("ood",),
+        layout,
+        source,
+        sub,
+        _folder(name, layout, source),
+        nominal={"ood": items},
+        decodes=True,
     )
-}
+
+
+for _kind in (
+    Kind(
+        "cifar10",
+        ("id", "ood"),
+        ds.CIFAR_LAYOUT["cifar10"],
+        ds.CIFAR_SOURCE,
+        "",
+        lambda role, p, o: _cifar(role, p, o, "cifar10"),
+        EXPECTED_FILES["cifar10"],
+        nominal={"id": (50_000, 10_000, 10), "ood": 10_000},
+    ),
+    Kind(
+        "cifar100",
+        ("id", "ood"),
+        ds.CIFAR_LAYOUT["cifar100"],
+        ds.CIFAR_SOURCE,
+        "",
+        lambda role, p, o: _cifar(role, p, o, "cifar100"),
+        EXPECTED_FILES["cifar100"],
+        nominal={"id": (50_000, 10_000, 100), "ood": 10_000},
+    ),
+    Kind(
+        "svhn",
+        ("id", "ood"),
+        ds.SVHN_LAYOUT,
+        ds.SVHN_SOURCE,
+        "svhn",
+        _svhn,
+        EXPECTED_FILES["svhn"],
+        nominal={"id": (73_257, 26_032, 10), "ood": 26_032},
+    ),
+    Kind(
+        "tiny-imagenet",
+        ("id", "ood"),
+        ds.TINY_IMAGENET_LAYOUT,
+        ds.TINY_IMAGENET_SOURCE,
+        "tiny-imagenet-200",
+        _tiny_imagenet,
+        ("wnids.txt", "train", "val/val_annotations.txt"),
+        nominal={"id": (100_000, 10_000, 200), "ood": 10_000},
+        count=_count_tiny_imagenet,
+    ),
+    Kind(
+        "imagefolder",
+        ("id",),
+        ds.IMAGEFOLDER_LAYOUT,
+        ds.IMAGEFOLDER_SOURCE,
+        None,
+        lambda role, p, o: ds.ImageFolderID(p).load(),
+        count=_count_imagefolder,
+        decodes=True,
+    ),
+    Kind(
+        "folder",
+        ("background", "ood"),
+        pools.FOLDER_LAYOUT,
+        "any folder of images",
+        None,
+        _folder("folder", pools.FOLDER_LAYOUT, "any folder of images"),
+        decodes=True,
+    ),
+    Kind(
+        "npy",
+        ("background", "ood"),
+        pools.NPY_LAYOUT,
+        "any such array",
+        None,
+        _npy("npy", "any such array"),
+    ),
+    Kind(
+        "random300k",
+        ("background",),
+        "300K_random_images.npy, N x 32 x 32 x 3 uint8",
+        pools.RANDOM300K_SOURCE,
+        "300K_random_images.npy",
+        _npy("random300k", pools.RANDOM300K_SOURCE),
+        nominal={"background": 300_000},
+    ),
+    Kind(
+        "tinyimages",
+        ("background",),
+        pools.TINYIMAGES_LAYOUT,
+        pools.TINYIMAGES_SOURCE,
+        "tiny_images.bin",
+        lambda role, p, o: pools.TinyImages(
+            p, exclude=o.exclude, name="tinyimages", allow_cifar_overlap=o.allow_cifar_overlap
+        ),
+        # before the 80mn_cifar_idxs.txt exclusions
+        nominal={"background": pools.TINYIMAGES_RECORDS},
+    ),
+    Kind(
+        "imagenet32",
+        ("background",),
+        pools.IMAGENET32_LAYOUT,
+        pools.IMAGENET32_SOURCE,
+        "Imagenet32_train",
+        lambda role, p, o: pools.Imagenet32(p, cache_dir=o.cache_dir, name="imagenet32"),
+        pools.IMAGENET32_BATCHES,
+        nominal={"background": 1_281_167},
+        count=_count_imagenet32,
+    ),
+    Kind(
+        "gaussian",
+        ("ood",),
+        "none: N(0, 0.5^2) noise in normalised space, clamped to [-1, 1]",
+        "generated",
+        None,
+        _noise("gaussian"),
+        needs_path=False,
+    ),
+    Kind(
+        "uniform",
+        ("ood",),
+        "none: U[-1, 1] noise in normalised space",
+        "generated",
+        None,
+        _noise("uniform"),
+        needs_path=False,
+    ),
+    Kind(
+        "textures",
+        ("ood",),
+        ds.DTD_LAYOUT,
+        ds.DTD_SOURCE,
+        "",
+        lambda role, p, o: ds.load_textures(p, o.download, name="textures"),
+        ds.DTD_FILES,
+        nominal={"ood": 5_640},
+        decodes=True,
+    ),
+    _folder_kind("lsun", "LSUN (crop) test images", f"LSUN.tar.gz from {_ODIN}", "LSUN", 10_000),
+    _folder_kind(
+        "lsun-resize",
+        "LSUN (resize) test images",
+        f"LSUN_resize.tar.gz from {_ODIN}",
+        "LSUN_resize",
+        10_000,
+    ),
+    _folder_kind("isun", "iSUN images", f"iSUN.tar.gz from {_ODIN}", "iSUN", 8_925),
+    Kind(
+        "places365",
+        ("background", "ood"),
+        ds.PLACES365_LAYOUT,
+        ds.PLACES365_SOURCE,
+        "places365",
+        _places365,
+        (ds.PLACES365_CATEGORIES, *ds.PLACES365_FILES["val"]),
+        # torchvision's split train-standard as the pool, val as the OOD set
+        nominal={"background": 1_803_460, "ood": 36_500},
+        decodes=True,
+    ),
+):
+    register_kind(_kind)
 
 
 class StatusRow(NamedTuple):
@@ -210,6 +407,20 @@ def resolve_path(
     return Path(data_root) / kind.default_subpath
 
 
+def load(
+    kind: str,
+    role: str,
+    path: str | os.PathLike | None = None,
+    *,
+    data_root: str | os.PathLike | None = None,
+    options: LoadOptions | None = None,
+) -> Any:
+    """Dataset kind ``kind`` in ``role`` (``id``: a ``(train, test, classes)`` split; else an
+    image source) from ``path``, else the kind's default location under ``data_root``."""
+    k = get_kind(kind, role)
+    return k.load(role, resolve_path(k, path, data_root), options or LoadOptions())
+
+
 def load_id(
     kind: str,
     path: str | os.PathLike | None = None,
@@ -219,19 +430,8 @@ def load_id(
     check_integrity: bool = True,
 ) -> ds.Split:
     """``(train, test, classes)`` of an ID dataset kind."""
-    k = get_kind(kind, "id")
-    p = resolve_path(k, path, data_root)
-    if k.name in ("cifar10", "cifar100"):
-        return ds.load_cifar(p, k.name, download=download, check_integrity=check_integrity)
-    if k.name == "svhn":
-        return ds.load_svhn(p, download=download, check_integrity=check_integrity)
-    if k.name == "tiny-imagenet":
-        return ds.load_tiny_imagenet(p, download=download)
-    return ds.ImageFolderID(p).load()
-
-
-def _folder(k: Kind, p: Path) -> pools.FolderImages:
-    return pools.FolderImages(p, name=k.name, layout=k.layout, origin=k.source)
+    opts = LoadOptions(download=download, check_integrity=check_integrity)
+    return load(kind, "id", path, data_root=data_root, options=opts)
 
 
 def load_background(
@@ -248,20 +448,14 @@ def load_background(
     """A background pool; ``exclude`` and ``allow_cifar_overlap`` are for tinyimages (see
     :class:`bgresample.data.pools.TinyImages`), ``cache_dir`` for imagenet32, ``download`` and
     ``check_integrity`` for places365 (torchvision's split train-standard)."""
-    k = get_kind(kind, "background")
-    p = resolve_path(k, path, data_root)
-    loaders: dict[str, Callable[[], pools.ImageSource]] = {
-        "places365": lambda: ds.load_places365(
-            p, "train-standard", download, check_integrity, name=k.name
-        ),
-        "tinyimages": lambda: pools.TinyImages(
-            p, exclude=exclude, name=k.name, allow_cifar_overlap=allow_cifar_overlap
-        ),
-        "imagenet32": lambda: pools.Imagenet32(p, cache_dir=cache_dir, name=k.name),
-        "random300k": lambda: pools.NpyImages(p, name=k.name, origin=k.source),
-        "npy": lambda: pools.NpyImages(p, name=k.name, origin=k.source),
-    }
-    return loaders[k.name]() if k.name in loaders else _folder(k, p)
+    opts = LoadOptions(
+        download=download,
+        check_integrity=check_integrity,
+        exclude=exclude,
+        allow_cifar_overlap=allow_cifar_overlap,
+        cache_dir=cache_dir,
+    )
+    return load(kind, "background", path, data_root=data_root, options=opts)
 
 
 def load_ood(
@@ -276,25 +470,8 @@ def load_ood(
 ) -> pools.ImageSource:
     """An OOD test set: the test split of an ID kind, DTD, Places365's val split, a folder or
     array of images, or ``n`` generated noise images (seeded by ``seed``)."""
-    k = get_kind(kind, "ood")
-    p = resolve_path(k, path, data_root)
-    if p is None:
-        return ImageArray(noise_ood(k.name, n, seed), name=k.name, normalized=True)
-    if k.name in ("cifar10", "cifar100"):
-        test = ds.load_cifar_split(p, k.name, False, download, check_integrity)
-    elif k.name == "svhn":
-        test = ds.load_svhn_split(p, "test", download, check_integrity)
-    elif k.name == "tiny-imagenet":
-        test = ds.TinyImageNet(p, "val", download=download).to_labeled()
-    elif k.name == "textures":
-        return ds.load_textures(p, download, name=k.name)
-    elif k.name == "places365":
-        return ds.load_places365(p, "val", download, check_integrity, name=k.name)
-    elif k.name == "npy":
-        return pools.NpyImages(p, name=k.name, origin=k.source)
-    else:
-        return _folder(k, p)
-    return ImageArray(test.data, name=k.name)
+    opts = LoadOptions(download=download, check_integrity=check_integrity, n=n, seed=seed)
+    return load(kind, "ood", path, data_root=data_root, options=opts)
 
 
 def status(root: str | os.PathLike) -> list[StatusRow]:

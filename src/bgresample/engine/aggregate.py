@@ -4,11 +4,27 @@ diagnostics and selection costs."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
 from bgresample.metrics import METRIC_KEYS, paired_difference, summarize
+from bgresample.results import (
+    Composition,
+    FamilyShare,
+    MetricSet,
+    MetricSummary,
+    PairedDifference,
+    PairedDifferences,
+    ResampleSummary,
+    RunResults,
+    SeedResults,
+    SeedValues,
+    SeedVariant,
+    SelectionCost,
+    Validation,
+    VariantResults,
+)
 
 METRICS = ("fpr95", "auroc", "aupr")
 AVERAGES = (
@@ -20,144 +36,167 @@ AVERAGES = (
 )
 #: Paired differences reported when both variants ran.
 PAIRS = (("resampled", "random"), ("resampled", "full"), ("random", "full"))
-#: Selection costs averaged over seeds (see :func:`bgresample.engine.experiment.selection_cost`).
-COST_KEYS = (
-    "setup",
-    "per_epoch",
-    "total",
-    "id",
-    "fwd_eq",
-    "seconds",
-    "distinct_items",
-    "working_set",
-)
 
 
-def _mean_std(values: list[float]) -> dict[str, float]:
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values))
+
+
+def _mean_std(values: list[float]) -> MetricSummary:
     """Mean and sample std over seeds (ddof=1; 0 with one seed)."""
-    return summarize(values)
+    return MetricSummary.from_json(summarize(values))
 
 
-def _variant(per_seed: list[dict[str, Any]], v: str, sets: list[str]) -> dict[str, Any]:
+def _over_seeds(sets: list[MetricSet], metrics: tuple[str, ...]) -> MetricSet:
+    """Mean and std over seeds of each metric's per-seed mean."""
+    return {m: _mean_std([s[m].mean for s in sets]) for m in metrics}
+
+
+def _variant(per_seed: list[SeedResults], v: str, sets: list[str]) -> VariantResults:
     """One variant over seeds: mean and std of the per-seed means, and the per-seed values."""
-    runs = [s["variants"][v] for s in per_seed]
-    entry: dict[str, Any] = {
-        "accuracy": float(np.mean([r["accuracy"] for r in runs])),
-        "accuracy_std": summarize([r["accuracy"] for r in runs])["std"],
-        "subset_size": float(np.mean([r["subset_size"] for r in runs])),
-        "ood": {
-            s: {m: _mean_std([r["ood"][s][m]["mean"] for r in runs]) for m in METRIC_KEYS}
-            for s in sets
-        },
+    runs = [s.variants[v] for s in per_seed]
+    evals = [r.evaluation for r in runs]
+    accuracies = [e.accuracy for e in evals]
+    averages: dict[str, MetricSet | None] = {
+        key: _over_seeds([e.averages[key] for e in evals], METRIC_KEYS)
+        for key in AVERAGES
+        if all(e.averages.get(key) for e in evals)
     }
-    for key in AVERAGES:
-        if all(r.get(key) for r in runs):
-            entry[key] = {m: _mean_std([r[key][m]["mean"] for r in runs]) for m in METRIC_KEYS}
-    if all(r.get("validation") for r in runs):
-        val = [r["validation"] for r in runs]
-        entry["validation"] = {
-            "accuracy": _mean_std([v["accuracy"] for v in val]),
-            "average": {m: _mean_std([v["average"][m]["mean"] for v in val]) for m in METRICS},
-        }
-    entry["per_seed"] = [
-        {
-            "seed": s["seed"],
-            "accuracy": r["accuracy"],
-            "average": {m: r["average"][m]["mean"] for m in METRICS},
-            "ood": {k: {m: r["ood"][k][m]["mean"] for m in METRICS} for k in sets},
-        }
-        for s, r in zip(per_seed, runs, strict=True)
-    ]
-    return entry
+    val = [r.validation for r in runs]
+    validation = (
+        Validation(
+            accuracy=_mean_std([x.accuracy for x in val]),
+            average=_over_seeds([x.average for x in val], METRICS),
+        )
+        if all(val)
+        else None
+    )
+    return VariantResults(
+        accuracy=_mean(accuracies),
+        accuracy_std=_mean_std(accuracies).std,
+        subset_size=_mean([r.subset_size for r in runs]),
+        ood={s: _over_seeds([e.ood[s] for e in evals], METRIC_KEYS) for s in sets},
+        averages=averages,
+        validation=validation,
+        per_seed=[
+            SeedValues(
+                seed=s.seed,
+                accuracy=e.accuracy,
+                average={m: e.average[m].mean for m in METRICS},
+                ood={k: {m: e.ood[k][m].mean for m in METRICS} for k in sets},
+            )
+            for s, e in zip(per_seed, evals, strict=True)
+        ],
+    )
 
 
-def _paired_differences(per_seed: list[dict[str, Any]], variants: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _paired(
+    per_seed: list[SeedResults], a: str, b: str, metrics_of: Callable[[SeedVariant], MetricSet]
+) -> dict[str, PairedDifference]:
+    """Per metric, the paired difference over seeds of variant ``a`` minus ``b``."""
+    return {
+        m: PairedDifference.from_json(
+            paired_difference(
+                [metrics_of(s.variants[a])[m].mean for s in per_seed],
+                [metrics_of(s.variants[b])[m].mean for s in per_seed],
+            )
+        )
+        for m in METRICS
+    }
+
+
+def _average(key: str) -> Callable[[SeedVariant], MetricSet]:
+    """The average ``key`` (e.g. ``average_no_noise``) of a seed's variant."""
+    return lambda r: r.evaluation.averages[key]
+
+
+def _validation(r: SeedVariant) -> MetricSet:
+    """The average on the validation split of a seed's variant."""
+    assert r.validation is not None
+    return r.validation.average
+
+
+def _paired_differences(
+    per_seed: list[SeedResults], variants: dict[str, VariantResults]
+) -> PairedDifferences:
+    out: PairedDifferences = {}
     for a, b in PAIRS:
         if a not in variants or b not in variants:
             continue
-        out[f"{a}_minus_{b}"] = {
-            key: {
-                m: paired_difference(
-                    [s["variants"][a][key][m]["mean"] for s in per_seed],
-                    [s["variants"][b][key][m]["mean"] for s in per_seed],
-                )
-                for m in METRICS
-            }
+        va, vb = variants[a], variants[b]
+        diff = {
+            key: _paired(per_seed, a, b, _average(key))
             for key in AVERAGES
-            if key in variants[a] and key in variants[b]
+            if key in va.averages and key in vb.averages
         }
-        if "validation" in variants[a] and "validation" in variants[b]:
-            out[f"{a}_minus_{b}"]["validation"] = {
-                m: paired_difference(
-                    [s["variants"][a]["validation"]["average"][m]["mean"] for s in per_seed],
-                    [s["variants"][b]["validation"]["average"][m]["mean"] for s in per_seed],
-                )
-                for m in METRICS
-            }
+        if va.validation is not None and vb.validation is not None:
+            diff["validation"] = _paired(per_seed, a, b, _validation)
+        out[f"{a}_minus_{b}"] = diff
     return out
 
 
-def _composition(per_seed: list[dict[str, Any]]) -> dict[str, Any] | None:
-    comps = [s["composition"] for s in per_seed if s.get("composition")]
+def _composition(per_seed: list[SeedResults]) -> Composition | None:
+    comps = [s.composition for s in per_seed if s.composition]
     if not comps:
         return None
     return {
         v: {
-            f: {
-                "pool": comps[0][v][f]["pool"],
-                "subset": float(np.mean([c[v][f]["subset"] for c in comps])),
-            }
+            f: FamilyShare(
+                pool=comps[0][v][f].pool,
+                subset=_mean([c[v][f].subset for c in comps]),
+            )
             for f in comps[0][v]
         }
         for v in comps[0]
     }
 
 
-def _resample(per_seed: list[dict[str, Any]]) -> dict[str, Any] | None:
-    res = [s["resample"] for s in per_seed if "resample" in s]
+def _resample(per_seed: list[SeedResults]) -> ResampleSummary | None:
+    res = [s.resample for s in per_seed if s.resample is not None]
     if not res:
         return None
-    return {
-        "draws_per_item": res[0]["draws_per_item"],
-        "never_drawn": float(np.mean([r["never_drawn"] for r in res])),
-        "weight_draws_spearman": float(np.mean([r["weight_draws_spearman"] for r in res])),
-        "weight_by_family": {
-            f: float(np.mean([r["weight_by_family"][f] for r in res]))
-            for f in res[0]["weight_by_family"]
+    return ResampleSummary(
+        draws_per_item=res[0].draws_per_item,
+        never_drawn=_mean([r.never_drawn for r in res]),
+        weight_draws_spearman=_mean([r.weight_draws_spearman for r in res]),
+        weight_by_family={
+            f: _mean([r.weight_by_family[f] for r in res]) for f in res[0].weight_by_family
         },
-    }
+    )
 
 
-def _selection(per_seed: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
-    return {
-        v: {
-            key: float(np.mean([s["variants"][v]["selection"][key] for s in per_seed]))
-            for key in COST_KEYS
-        }
-        | {"refresh": per_seed[0]["variants"][v]["selection"]["refresh"]}
-        for v in names
-    }
+def _selection(per_seed: list[SeedResults], names: list[str]) -> dict[str, SelectionCost]:
+    out = {}
+    for v in names:
+        costs = [s.variants[v].selection for s in per_seed]
+        out[v] = SelectionCost(
+            setup=_mean([c.setup for c in costs]),
+            per_epoch=_mean([c.per_epoch for c in costs]),
+            total=_mean([c.total for c in costs]),
+            id=_mean([c.id for c in costs]),
+            fwd_eq=_mean([c.fwd_eq for c in costs]),
+            seconds=_mean([c.seconds for c in costs]),
+            distinct_items=_mean([c.distinct_items for c in costs]),
+            working_set=_mean([c.working_set for c in costs]),
+            refresh=costs[0].refresh,
+        )
+    return out
 
 
-def aggregate(
-    per_seed: list[dict[str, Any]], convention: str, fpr95: str = "roc"
-) -> dict[str, Any]:
+def aggregate(per_seed: list[SeedResults], convention: str, fpr95: str = "roc") -> RunResults:
     """Mean and std over seeds of the per-seed means (the paper's Tables 2 and 3), per-seed
     values, paired differences, subset composition, resampling diagnostics and the selection
     costs of every variant."""
-    names = list(per_seed[0]["variants"])
-    sets = list(per_seed[0]["variants"][names[0]]["ood"])
+    names = list(per_seed[0].variants)
+    sets = list(per_seed[0].variants[names[0]].evaluation.ood)
     variants = {v: _variant(per_seed, v, sets) for v in names}
-    out: dict[str, Any] = {
-        "variants": variants,
-        "convention": convention,
-        "fpr95": fpr95,
-        "seeds": [s["seed"] for s in per_seed],
-        "paired_differences": _paired_differences(per_seed, variants),
-        "selection": _selection(per_seed, names),
-    }
-    for key, value in (("composition", _composition(per_seed)), ("resample", _resample(per_seed))):
-        if value is not None:
-            out[key] = value
-    return out
+    return RunResults(
+        variants=variants,
+        convention=convention,
+        fpr95=fpr95,
+        seeds=[s.seed for s in per_seed],
+        paired_differences=_paired_differences(per_seed, variants),
+        selection=_selection(per_seed, names),
+        composition=_composition(per_seed),
+        resample=_resample(per_seed),
+    )

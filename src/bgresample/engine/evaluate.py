@@ -16,15 +16,15 @@ from bgresample.data.base import LabeledImages
 from bgresample.data.pools import ImageSource
 from bgresample.errors import UserError
 from bgresample.metrics import accuracy, evaluate_protocol, protocol_indices
+from bgresample.results import ScoreResults, VariantResults
 from bgresample.runtime.accel import Accel
 from bgresample.runtime.forward import predict_logits, predict_odin, predict_outputs
 from bgresample.scores import ScoreSpec, get_score, parse_scores
 
 #: Key suffix, in the saved scores, of the OOD item indices that were scored.
 INDEX_SUFFIX = "__idx"
-#: The per-score entries of ``results["scores"][name]``.
-SCORE_KEYS = (
-    "ood",
+#: The averages of each score of a multi-score evaluation, in ``results.json``'s order.
+SCORE_AVERAGES = (
     "average",
     "average_no_noise",
     "average_unshared",
@@ -81,7 +81,7 @@ def evaluate(
     train: LabeledImages | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     groups: Mapping[str, Sequence[str]] | None = None,
-) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+) -> tuple[VariantResults, dict[str, np.ndarray]]:
     """Accuracy and per-OOD-set FPR95 / AUROC / AUPR (mean, std over repeats), in percent.
 
     ``scores`` names the OOD scores (see :data:`bgresample.scores.SCORES`); the first is the
@@ -94,12 +94,12 @@ def evaluate(
     of OOD sets (``unshared``: made by no generator of a pool family; ``near`` / ``far``); the
     average over each group's sets is ``average_<group>`` (None when none of them is here).
 
-    Returns the results dict (shape of ``results.json`` variants: accuracy, score, ood, average,
-    average_no_noise, convention), whose ood / averages are those of the first score; with more
-    than one score it also holds ``scores = {name: {ood, average, average_no_noise}}`` for every
-    score. Also returns the raw scores for plots: ``id`` (every ID test item), and for each OOD
-    set ``SET`` the first score of its drawn items with their indices in ``SET__idx``; the other
-    scores are under ``NAME:id`` and ``NAME:SET`` (same items, same order).
+    Returns the results (a ``results.json`` variant: accuracy, score, ood, averages, convention),
+    whose ood / averages are those of the first score; with more than one score its ``scores``
+    holds every score's ood and averages. Also returns the raw scores for plots: ``id`` (every
+    ID test item), and for each OOD set ``SET`` the first score of its drawn items with their
+    indices in ``SET__idx``; the other scores are under ``NAME:id`` and ``NAME:SET`` (same
+    items, same order).
     """
     names = parse_scores(scores)
     specs = {n: get_score(n) for n in names}
@@ -167,11 +167,19 @@ def evaluate(
         raw[f"{n}:id"] = id_scores[n]
         for name in ood:
             raw[f"{n}:{name}"] = ood_scores[name][n]
-    res: dict[str, Any] = {
-        "accuracy": accuracy(id_logits.numpy(), test.targets.cpu().numpy()),
-        "score": first,
-        **per_score[first],
-    }
+    by_score = {n: ScoreResults.from_json(per_score[n]) for n in names}
+    res = VariantResults(
+        accuracy=accuracy(id_logits.numpy(), test.targets.cpu().numpy()),
+        score=first,
+        ood=by_score[first].ood,
+        averages=by_score[first].averages,
+        convention=cfg.convention,
+    )
     if len(names) > 1:
-        res["scores"] = {n: {k: per_score[n][k] for k in SCORE_KEYS} for n in names}
+        res.scores = {
+            n: ScoreResults(
+                ood=r.ood, averages={k: r.averages[k] for k in SCORE_AVERAGES if k in r.averages}
+            )
+            for n, r in by_score.items()
+        }
     return res, raw

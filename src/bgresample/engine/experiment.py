@@ -40,9 +40,21 @@ from bgresample.engine.finetune import finetune
 from bgresample.engine.pretrain import pretrain
 from bgresample.engine.resample import resample
 from bgresample.errors import UserError
+from bgresample.losses import BACKGROUND_LOSSES
 from bgresample.metrics import accuracy
 from bgresample.models import build_model as build_architecture
 from bgresample.resampling import BackgroundResampler, composition, write_manifest
+from bgresample.results import (
+    SCHEMA,
+    Budget,
+    FamilyShare,
+    ResampleSummary,
+    RunResults,
+    SeedResults,
+    SeedSelection,
+    SeedValidation,
+    SeedVariant,
+)
 from bgresample.runfolder import write_json
 from bgresample.runtime.accel import Accel
 from bgresample.runtime.env import Env
@@ -56,11 +68,6 @@ from bgresample.selectors import (
 )
 
 log = logging.getLogger("bgresample")
-
-#: Version of the ``results.json`` layout (``docs/results.md``).
-RESULTS_SCHEMA = "bgresample.results/2"
-#: ``selectors.score: auto``: the OOD score that goes with a fine-tuning loss (default msp).
-AUTO_SCORES = {"extra_class": "extra_class", "energy": "energy"}
 
 
 def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
@@ -90,10 +97,10 @@ def load_pretrained(cfg: Config, bench: Benchmark, path: Path) -> torch.nn.Modul
 
 
 def score_name(cfg: Config) -> str:
-    """``selectors.score``; ``auto`` = the score that matches ``finetune.loss``: extra_class,
-    energy, else msp."""
+    """``selectors.score``; ``auto`` = the score that goes with ``finetune.loss`` (its
+    ``LossSpec.score``: extra_class, energy, else msp)."""
     name = cfg.selectors.score
-    return AUTO_SCORES.get(cfg.finetune.loss, "msp") if name == "auto" else name
+    return BACKGROUND_LOSSES[cfg.finetune.loss].score if name == "auto" else name
 
 
 def selection_context(cfg: Config, bench: Benchmark, env: Env, **weights: Any) -> SelectionContext:
@@ -207,7 +214,7 @@ def run_experiment(
     quiet: bool = False,
     resume: bool = False,
     quick: bool = False,
-) -> dict[str, Any]:
+) -> RunResults:
     """Pre-train, then :func:`run_seed` for each of ``run.seeds`` seeds with the variants
     ``names``; write ``results.json`` (marked as a smoke test with ``quick``). Returns the
     results aggregated over seeds."""
@@ -220,26 +227,25 @@ def run_experiment(
         seed = cfg.seed + k
         log.info("== seed %d (%d of %d)", seed, k + 1, cfg.run.seeds)
         seed_env = Env(accel, seed, bench.flip, quiet, bench.background_flip)
-        res = run_seed(cfg, names, bench, pre_path, out / f"seed_{seed}", seed_env, resume)
-        for key, val in res.pop("timing_s").items():
+        res, seed_timing = run_seed(
+            cfg, names, bench, pre_path, out / f"seed_{seed}", seed_env, resume
+        )
+        for key, val in seed_timing.items():
             timing[key] = timing.get(key, 0.0) + val
         per_seed.append(res)
-    results = {
-        "schema": RESULTS_SCHEMA,
-        **aggregate(per_seed, cfg.evaluate.convention, cfg.evaluate.fpr95),
-    }
-    results["budget"] = _budget(cfg, per_seed[0]["variants"])
+    results = aggregate(per_seed, cfg.evaluate.convention, cfg.evaluate.fpr95)
+    results.schema = SCHEMA
+    results.budget = _budget(cfg, next(iter(per_seed[0].variants.values())))
     timing["total"] = time.perf_counter() - t_start
-    results["timing_s"] = timing
-    results["benchmark"] = bench.name
-    results["pool_size"] = len(bench.pool)
-    results["ood_sets"] = list(bench.ood)
-    results["protocol"] = cfg.evaluate.protocol
-    results["groups"] = bench.groups
-    if quick:
-        results["quick"] = True
+    results.timing_s = timing
+    results.benchmark = bench.name
+    results.pool_size = len(bench.pool)
+    results.ood_sets = list(bench.ood)
+    results.protocol = cfg.evaluate.protocol
+    results.groups = bench.groups
+    results.quick = quick or None
     if dist.info().is_main:
-        write_json(out / "results.json", results)
+        write_json(out / "results.json", results.to_json())
     return results
 
 
@@ -251,14 +257,15 @@ def run_seed(
     out: Path,
     env: Env,
     resume: bool = False,
-) -> dict[str, Any]:
+) -> tuple[SeedResults, dict[str, float]]:
     """One seed: Algorithm 1 once if a variant needs the weights, then fine-tune and evaluate
     every variant (:func:`run_variant`). With ``resume``, finished stages are read back and an
-    interrupted one continues from its last state. Writes ``out/results.json``."""
+    interrupted one continues from its last state. Writes ``out/results.json``; returns the
+    seed's results and wall seconds per stage."""
     if dist.info().is_main:
         out.mkdir(parents=True, exist_ok=True)
     timing: dict[str, float] = {}
-    result: dict[str, Any] = {"seed": env.seed}
+    result = SeedResults(seed=env.seed, variants={})
     weights, weights_cost = None, 0
     if weight_selectors(names):
         t0 = time.perf_counter()
@@ -266,7 +273,7 @@ def run_seed(
         timing["resample"] = time.perf_counter() - t0
         weights = resampler.weights().cpu()
         weights_cost = int(hist["steps"]) * cfg.resample.batch_size
-        result["resample"] = _resample_summary(hist, weights, draws, bench.pool.family)
+        result.resample = _resample_summary(hist, weights, draws, bench.pool.family)
     ctx = selection_context(
         cfg,
         bench,
@@ -277,16 +284,15 @@ def run_seed(
         weights_fwd_eq=6 * weights_cost,
         weights_seconds=timing.get("resample", 0.0),
     )
-    variants = {}
     for name in names:
-        variants[name] = run_variant(cfg, name, ctx, bench, pre_path, out, env, resume, timing)
-    result["variants"] = variants
-    comps = {v: r["composition"] for v, r in variants.items() if "composition" in r}
-    if comps:
-        result["composition"] = comps
+        result.variants[name] = run_variant(
+            cfg, name, ctx, bench, pre_path, out, env, resume, timing
+        )
+    comps = {v: r.composition for v, r in result.variants.items() if r.composition is not None}
+    result.composition = comps or None
     if dist.info().is_main:
-        write_json(out / "results.json", result)
-    return {**result, "timing_s": timing}
+        write_json(out / "results.json", result.to_json())
+    return result, timing
 
 
 def run_variant(
@@ -299,13 +305,13 @@ def run_variant(
     env: Env,
     resume: bool,
     timing: dict[str, float],
-) -> dict[str, Any]:
+) -> SeedVariant:
     """Fine-tune the pre-trained model with variant ``name``'s background and evaluate it;
     write its model, scores, results and (for a static subset) manifest into ``out``. With
     ``resume``, a variant that finished is read back."""
     mpath, rpath = out / f"{name}.safetensors", out / f"{name}.json"
     if resume and done(mpath, rpath):
-        return json.loads(rpath.read_text())
+        return SeedVariant.from_json(json.loads(rpath.read_text()))
     t0 = time.perf_counter()
     torch.manual_seed(env.seed)
     model = load_pretrained(cfg, bench, pre_path)
@@ -325,7 +331,7 @@ def run_variant(
     )
     timing["finetune"] = timing.get("finetune", 0.0) + time.perf_counter() - t0
     t0 = time.perf_counter()
-    res, scores = evaluate(
+    evaluation, scores = evaluate(
         model,
         bench.test,
         bench.ood,
@@ -335,35 +341,42 @@ def run_variant(
         scores=ctx.score,
         groups=bench.groups,
     )
+    validation = None
     if bench.val is not None and bench.val_ood:
         # every hold-out item once (the ID validation split is small: a 0.2 x |ID val|
         # subsample would leave too few OOD items for a stable FPR95)
         protocol = whole_sets(cfg.evaluate, len(bench.val), bench.val_ood)
         val, _ = evaluate(model, bench.val, bench.val_ood, protocol, accel=env.accel, seed=env.seed)
-        res["validation"] = {"accuracy": val["accuracy"], "average": val["average"]}
-    if ft.loss == "extra_class":  # accuracy over the K ID classes, not the background class
+        validation = SeedValidation(accuracy=val.accuracy, average=val.average)
+    if BACKGROUND_LOSSES[ft.loss].extra_class:  # accuracy over the K ID classes, not class K
         logits = predict_logits(model, bench.test, env.accel, cfg.evaluate.batch_size)
-        res["accuracy"] = accuracy(
+        evaluation.accuracy = accuracy(
             logits[:, : bench.num_classes].numpy(), bench.test.targets.cpu().numpy()
         )
     timing["evaluate"] = timing.get("evaluate", 0.0) + time.perf_counter() - t0
-    res["selection"] = selection_cost(info.pop("selection", None), ctx, ft.epochs)
-    res["subset_size"] = res["selection"]["working_set"]
-    res["finetune"] = info
+    cost = selection_cost(info.pop("selection", None), ctx, ft.epochs)
+    res = SeedVariant(
+        evaluation=evaluation,
+        validation=validation,
+        selection=cost,
+        subset_size=cost.working_set,
+        finetune=info,
+    )
     trained_on = None if selector is None else _trained_on(selector)
     if trained_on is not None and bench.pool.family is not None and len(trained_on) < len(ctx.pool):
-        res["composition"] = composition(trained_on, bench.pool.family)
+        shares = composition(trained_on, bench.pool.family)
+        res.composition = {f: FamilyShare.from_json(s) for f, s in shares.items()}
     if dist.info().is_main:
         _save_variant(out, name, env.seed, model, res, scores, selector, ctx)
     log.info(
         "seed %d %-11s acc %.2f  avg FPR95 %.2f  AUROC %.2f  AUPR %.2f  pool fwd %d",
         env.seed,
         name,
-        res["accuracy"],
-        res["average"]["fpr95"]["mean"],
-        res["average"]["auroc"]["mean"],
-        res["average"]["aupr"]["mean"],
-        res["selection"]["total"],
+        evaluation.accuracy,
+        evaluation.average["fpr95"].mean,
+        evaluation.average["auroc"].mean,
+        evaluation.average["aupr"].mean,
+        cost.total,
     )
     return res
 
@@ -378,7 +391,7 @@ def _save_variant(
     name: str,
     seed: int,
     model: torch.nn.Module,
-    res: dict[str, Any],
+    res: SeedVariant,
     scores: dict[str, Any],
     selector: Selector | None,
     ctx: SelectionContext,
@@ -396,12 +409,12 @@ def _save_variant(
     save_model(
         out / f"{name}.safetensors", model, {"stage": "finetune", "variant": name, "seed": seed}
     )
-    write_json(out / f"{name}.json", res)
+    write_json(out / f"{name}.json", res.to_json())
 
 
 def selection_cost(
     summary: dict[str, Any] | None, ctx: SelectionContext, epochs: int
-) -> dict[str, Any]:
+) -> SeedSelection:
     """A selector's budget and costs: pool forward passes before fine-tuning (``setup``, e.g.
     Algorithm 1), per fine-tuning epoch and in total, ID forward passes (``id``), all of it in
     forward-pass equivalents (``fwd_eq``: a backward counts as two forwards), the measured wall
@@ -416,48 +429,48 @@ def selection_cost(
             "distinct_items": 0,
         }
     fw = summary["forwards"]
-    return {
-        "refresh": summary["refresh"],
-        "budget": ctx.budget,
-        "background_epoch_steps": ctx.epoch_steps,
-        "working_set": summary["working_set"],
-        "setup": fw["setup"],
-        "per_epoch": fw["during"] / max(epochs, 1),
-        "total": fw["setup"] + fw["during"],
-        "id": fw["id"],
-        "fwd_eq": summary["setup_fwd_eq"] + fw["during"] + fw["id"],
-        "seconds": summary["seconds"],
-        "distinct_items": summary["distinct_items"],
-    }
+    return SeedSelection(
+        refresh=summary["refresh"],
+        budget=ctx.budget,
+        background_epoch_steps=ctx.epoch_steps,
+        working_set=summary["working_set"],
+        setup=fw["setup"],
+        per_epoch=fw["during"] / max(epochs, 1),
+        total=fw["setup"] + fw["during"],
+        id=fw["id"],
+        fwd_eq=summary["setup_fwd_eq"] + fw["during"] + fw["id"],
+        seconds=summary["seconds"],
+        distinct_items=summary["distinct_items"],
+    )
 
 
-def _budget(cfg: Config, variants: dict[str, Any]) -> dict[str, Any]:
-    """The budget every variant shared."""
+def _budget(cfg: Config, first: SeedVariant) -> Budget:
+    """The budget every variant shared (read from the first variant of a seed)."""
     ft = finetune_section(cfg)
-    first = next(iter(variants.values()))
-    return {
-        "gamma": cfg.select.gamma,
-        "k": first["selection"]["budget"],
-        "background_epoch_steps": first["selection"]["background_epoch_steps"],
-        "finetune_epochs": ft.epochs,
-        "background_draws": first["finetune"]["steps"] * ft.background_batch_size,
-        "loss": ft.loss,
-        "alpha": ft.alpha,
-        "score": score_name(cfg),
-    }
+    assert first.selection is not None and first.finetune is not None
+    return Budget(
+        gamma=cfg.select.gamma,
+        k=first.selection.budget,
+        background_epoch_steps=first.selection.background_epoch_steps,
+        finetune_epochs=ft.epochs,
+        background_draws=first.finetune["steps"] * ft.background_batch_size,
+        loss=ft.loss,
+        alpha=ft.alpha,
+        score=score_name(cfg),
+    )
 
 
 def _resample_summary(
     hist: dict[str, Any], w: torch.Tensor, draws: torch.Tensor, family: list[str] | None
-) -> dict[str, Any]:
+) -> ResampleSummary:
     """Algorithm 1's diagnostics for the report."""
-    return {
-        "draws_per_item": hist["draws_per_item"],
-        "never_drawn": hist["never_drawn"],
-        "ess_final": hist["ess"][-1],
-        "weight_draws_spearman": float(stats.spearmanr(w.numpy(), draws.numpy())[0]),
-        "weight_by_family": _weight_by_family(w, family),
-    }
+    return ResampleSummary(
+        draws_per_item=hist["draws_per_item"],
+        never_drawn=hist["never_drawn"],
+        ess_final=hist["ess"][-1],
+        weight_draws_spearman=float(stats.spearmanr(w.numpy(), draws.numpy())[0]),
+        weight_by_family=_weight_by_family(w, family),
+    )
 
 
 def _weight_by_family(w: torch.Tensor, family: list[str] | None) -> dict[str, float]:

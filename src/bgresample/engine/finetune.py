@@ -15,13 +15,7 @@ from bgresample.checkpoint import StageState
 from bgresample.config import EnergyOptions, FinetuneConfig
 from bgresample.data.base import LabeledImages
 from bgresample.errors import UserError
-from bgresample.losses import (
-    EnergyMarginLoss,
-    ExtraClassLoss,
-    MaxEntropyLoss,
-    UniformityLoss,
-    add_background_class,
-)
+from bgresample.losses import BACKGROUND_LOSSES, add_background_class
 from bgresample.progress import progress
 from bgresample.rng import Stream, seed_step
 from bgresample.runtime.batches import (
@@ -46,18 +40,14 @@ def background_objective(name: str, energy: EnergyOptions | None = None) -> Obje
     ``finetune.loss``: ``uniform`` (eq. 4) or ``max_entropy`` on the background logits,
     ``energy`` (Liu et al.'s margins on ID and background energies, from ``energy``) or
     ``extra_class`` (cross entropy to the background class K)."""
-    if name == "energy":
+    spec = BACKGROUND_LOSSES.get(name)
+    if spec is None:
+        raise UserError(f"unknown finetune.loss {name!r}; valid: {', '.join(BACKGROUND_LOSSES)}")
+    if spec.uses_id:
         margins = {} if energy is None else {"m_in": energy.m_in, "m_out": energy.m_out}
-        loss = EnergyMarginLoss(**margins)
+        loss = spec.module(**margins)
         return lambda li, lb: loss(lb, li)
-    losses = {
-        "uniform": UniformityLoss,
-        "max_entropy": MaxEntropyLoss,
-        "extra_class": ExtraClassLoss,
-    }
-    if name not in losses:
-        raise UserError(f"unknown finetune.loss {name!r}; valid: {', '.join([*losses, 'energy'])}")
-    outlier = losses[name]()
+    outlier = spec.module()
     return lambda li, lb: outlier(lb)
 
 
@@ -83,7 +73,7 @@ def finetune(
     batches for the same number of steps. A resumable state (with the selector's) is written
     to ``state_path`` every ``checkpoint_every`` epochs.
     """
-    if cfg.loss == "extra_class":
+    if BACKGROUND_LOSSES[cfg.loss].extra_class:
         try:
             add_background_class(model, train.num_classes)
         except ValueError as e:

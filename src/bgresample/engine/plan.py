@@ -1,8 +1,8 @@
 """``bgresample plan``: the stages of an experiment (``run``), the optimiser steps of each and an
 estimate of their time on this device, from a few timed steps on random data.
 
-Dataset sizes are those of the data when it is there, else the nominal sizes of the dataset kinds
-(:data:`NOMINAL_ID`, :data:`NOMINAL_POOL`, :data:`NOMINAL_OOD`), so that a run can be sized before
+Dataset sizes are those of the data when it is there, else the nominal sizes that each dataset
+kind declares (``Kind.nominal``, :mod:`bgresample.data.kinds`), so that a run can be sized before
 anything is downloaded. Step counts follow the engine exactly: pre-training once
 (:mod:`~bgresample.engine.pretrain`), per seed Algorithm 1 once when a variant needs the weights
 (:mod:`~bgresample.engine.resample`), and fine-tuning and evaluation per variant
@@ -22,17 +22,15 @@ import numpy as np
 import torch
 
 from bgresample.config import Config
-from bgresample.data import datasets as ds
 from bgresample.data import kinds
 from bgresample.data.embedded import EmbeddedConfig, default_data_root, load_embedded
-from bgresample.data.pools import IMAGENET32_CACHE, IMAGENET32_LABELS, TINYIMAGES_RECORDS
 from bgresample.data.transforms import CropFlip
 from bgresample.engine.benchmark import SKIP_INTEGRITY_ENV, _folder_set_name, _unique
 from bgresample.engine.experiment import build_model, finetune_section
 from bgresample.engine.finetune import background_objective
-from bgresample.engine.resample import OUTLIER_LOSSES, algorithm1_step, refresh_period
+from bgresample.engine.resample import algorithm1_step, refresh_period
 from bgresample.errors import UserError
-from bgresample.losses import add_background_class
+from bgresample.losses import BACKGROUND_LOSSES, add_background_class
 from bgresample.metrics import protocol_indices
 from bgresample.resampling import BackgroundResampler
 from bgresample.runtime.accel import Accel
@@ -41,37 +39,7 @@ from bgresample.runtime.forward import ce, joint_forward
 from bgresample.runtime.optim import sgd, sgd_step
 from bgresample.selectors import NONE, SELECTORS, weight_selectors
 
-#: ID kinds: (train, test, classes) of the standard splits.
-NOMINAL_ID = {
-    "cifar10": (50_000, 10_000, 10),
-    "cifar100": (50_000, 10_000, 100),
-    "svhn": (73_257, 26_032, 10),
-    "tiny-imagenet": (100_000, 10_000, 200),
-}
-#: Background kinds: pool items (tinyimages before the 80mn_cifar_idxs.txt exclusions;
-#: places365: torchvision's split train-standard).
-NOMINAL_POOL = {
-    "random300k": 300_000,
-    "imagenet32": 1_281_167,
-    "tinyimages": TINYIMAGES_RECORDS,
-    "places365": 1_803_460,
-}
-#: OOD kinds: test-set sizes (the ID kinds' test splits; all of DTD; ODIN's LSUN / iSUN;
-#: Places365 val).
-NOMINAL_OOD = {
-    "cifar10": 10_000,
-    "cifar100": 10_000,
-    "svhn": 26_032,
-    "tiny-imagenet": 10_000,
-    "textures": 5_640,
-    "lsun": 10_000,
-    "lsun-resize": 10_000,
-    "isun": 8_925,
-    "places365": 36_500,
-}
-#: Background kinds read from image files (decoded by ``data.workers`` processes).
-FOLDER_POOLS = ("folder", "places365")
-#: Assumed size of an OOD set that is missing and of no kind above.
+#: Assumed size of a missing OOD set whose kind declares no nominal size.
 UNKNOWN_OOD = 10_000
 #: Untimed steps before the timed ones (the first steps allocate and pick kernels, on CPUs too).
 WARMUP = 3
@@ -130,54 +98,33 @@ def _held(n: int, fraction: float) -> int:
     return round(fraction * n) if fraction > 0 else 0
 
 
-def _id_counts(kind: str, path: str | None, root: str) -> tuple[list[int], int, int] | None:
-    """(per-class training counts, test size, classes) of ID data on disk, None when missing."""
-    k = kinds.get_kind(kind, "id")
+def _size(kind: str, role: str, path: str | None, root: str, **options: Any) -> Any:
+    """What the kind counts of the data at ``path`` (:meth:`~bgresample.data.kinds.Kind.size`),
+    None where it is missing or unreadable."""
+    k = kinds.get_kind(kind, role)
+    opts = kinds.LoadOptions(check_integrity=_check_integrity(), **options)
     try:
-        p = kinds.resolve_path(k, path, root)
-        if kind == "tiny-imagenet":  # counted from the file lists, without decoding images
-            train, test = ds.TinyImageNet(p, "train"), ds.TinyImageNet(p, "val")
-            targets, n_test, n_cls = train.targets, len(test), len(train.classes)
-        elif kind == "imagefolder":
-            folder = ds.ImageFolderID(p)
-            targets = [y for _, y in folder.samples["train"]]
-            n_test, n_cls = len(folder.samples["test"]), len(folder.classes)
-        else:
-            tr, te, classes = kinds.load_id(kind, p, check_integrity=_check_integrity())
-            targets, n_test, n_cls = tr.targets.tolist(), len(te), len(classes)
+        return k.size(role, kinds.resolve_path(k, path, root), opts)
     except (UserError, OSError, RuntimeError, ValueError):
         return None
+
+
+def _id_counts(kind: str, path: str | None, root: str) -> tuple[list[int], int, int] | None:
+    """(per-class training counts, test size, classes) of ID data on disk, None when missing."""
+    found = _size(kind, "id", path, root)
+    if found is None:
+        return None
+    targets, n_test, n_cls = found
     return np.bincount(np.asarray(targets, dtype=np.int64)).tolist(), n_test, n_cls
 
 
-def _pool_size(kind: str, path: str | None, root: str, allow_overlap: bool) -> int | None:
-    k = kinds.get_kind(kind, "background")
-    try:
-        p = kinds.resolve_path(k, path, root)
-        if kind == "imagenet32" and not (p / IMAGENET32_CACHE).is_file():
-            return None  # reading the batches would convert them: left to the run
-        if kind == "imagenet32":
-            return len(np.load(p / IMAGENET32_LABELS, mmap_mode="r"))
-        return len(
-            kinds.load_background(
-                kind, p, allow_cifar_overlap=allow_overlap, check_integrity=_check_integrity()
-            )
-        )
-    except (UserError, OSError, RuntimeError, ValueError):
-        return None
-
-
 def _ood_size(kind: str, path: str | None, root: str) -> int | None:
-    k = kinds.get_kind(kind, "ood")
-    if not k.needs_path:
+    if not kinds.get_kind(kind, "ood").needs_path:
         return None  # generated: sized by data.embedded.noise_ood_size
-    try:
-        if kind in NOMINAL_ID:  # the test split of an ID kind
-            found = _id_counts(kind, path, root)
-            return None if found is None else found[1]
-        return len(kinds.load_ood(kind, path, data_root=root, check_integrity=_check_integrity()))
-    except (UserError, OSError, RuntimeError, ValueError):
-        return None
+    if "id" in kinds.KINDS[kind].roles:  # the test split of an ID kind
+        found = _id_counts(kind, path, root)
+        return None if found is None else found[1]
+    return _size(kind, "ood", path, root)
 
 
 def data_sizes(cfg: Config) -> tuple[Sizes, list[str]]:
@@ -205,9 +152,10 @@ def data_sizes(cfg: Config) -> tuple[Sizes, list[str]]:
         found = _id_counts(kind, path, root)
         sources["id"] = REAL if found is not None else NOMINAL
         if found is None:
-            if kind not in NOMINAL_ID:
+            nominal = kinds.get_kind(kind, "id").nominal.get("id")
+            if nominal is None:
                 raise UserError(f"ID data {data.id} not found; plan needs it to know its size")
-            n_train, n_test, n_cls = NOMINAL_ID[kind]
+            n_train, n_test, n_cls = nominal
             counts = [n_train // n_cls] * n_cls
             notes.append(f"ID {kind} not found: nominal {n_train:,} train / {n_test:,} test")
         else:
@@ -218,19 +166,20 @@ def data_sizes(cfg: Config) -> tuple[Sizes, list[str]]:
         n_pool, sources["pool"] = len(embedded.pool), GENERATED
     else:
         kind, path = kinds.parse_spec(data.background)
-        got = _pool_size(kind, path, root, data.allow_cifar_overlap)
+        got = _size(kind, "background", path, root, allow_cifar_overlap=data.allow_cifar_overlap)
         sources["pool"] = REAL if got is not None else NOMINAL
         if got is None:
-            if kind not in NOMINAL_POOL:
+            got = kinds.get_kind(kind, "background").nominal.get("background")
+            if got is None:
+                known = [k.name for k in kinds.KINDS.values() if "background" in k.nominal]
                 raise UserError(
                     f"background {data.background} not found; plan needs its size (kinds of known "
-                    f"size: {', '.join(NOMINAL_POOL)})"
+                    f"size: {', '.join(known)})"
                 )
-            got = NOMINAL_POOL[kind]
             extra = " (before the CIFAR exclusions)" if kind == "tinyimages" else ""
             notes.append(f"background {kind} not found: nominal {got:,} items{extra}")
         n_pool = got
-        if kind in FOLDER_POOLS:
+        if kinds.KINDS[kind].decodes:
             notes.append("the pool's images are decoded from files: decoding is not timed")
     holdout = _held(n_pool, data.validation.pool_fraction)
     ood = _ood_sizes(cfg, root, embedded, sources, notes)
@@ -275,8 +224,9 @@ def _ood_sizes(
         elif not kinds.get_kind(kind, "ood").needs_path:
             out[name], sources[f"ood:{name}"] = cfg.data.embedded.noise_ood_size, GENERATED
         else:
-            out[name], sources[f"ood:{name}"] = NOMINAL_OOD.get(kind, UNKNOWN_OOD), NOMINAL
-            what = "nominal" if kind in NOMINAL_OOD else "size unknown, assumed"
+            nominal = kinds.get_kind(kind, "ood").nominal.get("ood")
+            out[name], sources[f"ood:{name}"] = nominal or UNKNOWN_OOD, NOMINAL
+            what = "nominal" if nominal else "size unknown, assumed"
             notes.append(f"OOD {spec} not found: {what} {out[name]:,} images")
     if not out:
         raise UserError("no OOD test set given; pass --ood NAME or KIND:PATH (repeatable)")
@@ -299,7 +249,7 @@ def eval_items(cfg: Config, sizes: Sizes) -> list[int]:
     passes = [sizes.test, *ood]
     if sizes.val and sizes.holdout:
         passes += [sizes.val, sizes.holdout]
-    if finetune_section(cfg).loss == "extra_class":
+    if BACKGROUND_LOSSES[finetune_section(cfg).loss].extra_class:
         passes.append(sizes.test)
     return passes
 
@@ -401,7 +351,7 @@ class _Timer:
 
     def finetune(self, background: bool) -> float:
         ft = finetune_section(self.cfg)
-        model, net = self.model(ft.loss == "extra_class")
+        model, net = self.model(BACKGROUND_LOSSES[ft.loss].extra_class)
         objective = background_objective(ft.loss, self.cfg.selectors.energy)
         opt = sgd(model, ft.lr, ft.momentum, ft.weight_decay)
         model.train(not ft.freeze_bn)
@@ -432,7 +382,7 @@ class _Timer:
             compile=accel.compile_weights,
         )
         opt = sgd(model, rs.lr, rs.momentum, rs.weight_decay)
-        outlier = OUTLIER_LOSSES[rs.loss](reduction="none")
+        outlier = BACKGROUND_LOSSES[rs.loss].module(reduction="none")
         scale = rs.alpha if rs.weight_loss == "scaled" else 1.0
         model.train(not rs.freeze_bn)
         n = rs.batch_size

@@ -18,7 +18,7 @@ from bgresample.config import ResampleConfig
 from bgresample.data.base import LabeledImages
 from bgresample.data.pools import ImageSource
 from bgresample.errors import UserError
-from bgresample.losses import MaxEntropyLoss, UniformityLoss
+from bgresample.losses import BACKGROUND_LOSSES
 from bgresample.progress import progress
 from bgresample.resampling import BackgroundResampler
 from bgresample.rng import Stream, generator, seed_step, trace_generator
@@ -35,9 +35,6 @@ from bgresample.runtime.forward import ce, check_finite, joint_forward
 from bgresample.runtime.optim import sgd, sgd_step
 
 log = logging.getLogger("bgresample")
-
-#: ``resample.loss`` -> the per-example outlier loss of Algorithm 1.
-OUTLIER_LOSSES = {"uniform": UniformityLoss, "max_entropy": MaxEntropyLoss}
 
 
 def algorithm1_step(
@@ -121,7 +118,7 @@ def resample(
     )
     net = accel.model(model)
     opt = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
-    outlier = OUTLIER_LOSSES[cfg.loss](reduction="none")
+    outlier = BACKGROUND_LOSSES[cfg.loss].module(reduction="none")
     weight_scale = cfg.alpha if cfg.weight_loss == "scaled" else 1.0
     save_gap = resampler.period(n) if cfg.refresh_every else math.ceil(n_pool / n)
     trace = _Trace(resampler, env.seed)

@@ -14,6 +14,12 @@ from bgresample.losses.modules import (
     MaxEntropyLoss,
     UniformityLoss,
 )
+from bgresample.losses.registry import (
+    BACKGROUND_LOSSES,
+    LossSpec,
+    algorithm1_losses,
+    register_loss,
+)
 from bgresample.losses.uniformity import (
     OUTLIER_LOSSES,
     Reduction,
@@ -25,10 +31,12 @@ from bgresample.losses.uniformity import (
 
 #: Background losses of fine-tuning (``finetune.loss``): the per-example losses of eq. 4, the
 #: energy margins (which also take the ID logits) and the extra (K+1)-th background class.
-FINETUNE_LOSSES = (*OUTLIER_LOSSES, "energy", "extra_class")
+FINETUNE_LOSSES = tuple(BACKGROUND_LOSSES)
 
 __all__ = [
+    "BACKGROUND_LOSSES",
     "FINETUNE_LOSSES",
+    "LossSpec",
     "OUTLIER_LOSSES",
     "EnergyMarginLoss",
     "ExtraClassLoss",
@@ -36,6 +44,7 @@ __all__ = [
     "Reduction",
     "UniformityLoss",
     "add_background_class",
+    "algorithm1_losses",
     "classification_loss",
     "energy_in_term",
     "energy_margin_loss",
@@ -44,5 +53,6 @@ __all__ = [
     "free_energy",
     "get_outlier_loss",
     "max_entropy_loss",
+    "register_loss",
     "uniformity_loss",
 ]

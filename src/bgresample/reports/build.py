@@ -29,11 +29,12 @@ from bgresample.reports.figures import (
 from bgresample.reports.galleries import missed_ood_gallery, weight_gallery
 from bgresample.reports.markdown import Artifacts, blocks
 from bgresample.reports.selectors import pareto_figure, report_section
+from bgresample.results import RunResults
 
 log = logging.getLogger("bgresample")
 
 
-def read_results(run_dir: Path) -> dict[str, Any]:
+def read_results(run_dir: Path) -> RunResults:
     """``results.json`` of a run folder, or a :class:`UserError` that says what to pass."""
     res_path = run_dir / "results.json"
     if not res_path.is_file():
@@ -43,28 +44,34 @@ def read_results(run_dir: Path) -> dict[str, Any]:
         )
     how = "re-run the command that wrote it (or pass a folder written by `bgresample run`)"
     try:
-        results = json.loads(res_path.read_bytes())
+        data = json.loads(res_path.read_bytes())
     except (ValueError, UnicodeDecodeError) as e:
         raise UserError(f"{res_path} is not JSON ({shorten(str(e))}); {how}") from None
-    variants = results.get("variants") if isinstance(results, dict) else None
+    variants = data.get("variants") if isinstance(data, dict) else None
     if (
         not isinstance(variants, dict)
         or not variants
         or not all(_is_variant(r) for r in variants.values())
     ):
-        what = "an object without variants" if isinstance(results, dict) else "no JSON object"
+        what = "an object without variants" if isinstance(data, dict) else "no JSON object"
         raise UserError(
             f"{res_path} holds {what}, expected the results object bgresample writes "
             f'({{"variants": {{NAME: metrics, ...}}, ...}}); {how}'
         )
-    return results
+    try:
+        return RunResults.from_json(data)
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        raise UserError(
+            f"{res_path} is not a results file bgresample wrote ({type(e).__name__}: "
+            f"{shorten(str(e))}); {how}"
+        ) from None
 
 
 def _is_variant(r: Any) -> bool:
     return isinstance(r, dict) and isinstance(r.get("ood"), dict) and "accuracy" in r
 
 
-def read_run(run_dir: Path) -> tuple[dict[str, Any], Config, dict[str, Any]]:
+def read_run(run_dir: Path) -> tuple[RunResults, Config, dict[str, Any]]:
     """``results.json``, ``config.yaml`` and ``meta.json`` (empty where absent) of a run folder."""
     results = read_results(run_dir)
     cfg_path, meta_path = run_dir / "config.yaml", run_dir / "meta.json"
@@ -91,7 +98,7 @@ def _load_benchmark(cfg: Config, art: Artifacts) -> Benchmark | None:
         return None
 
 
-def _write_tables(run: Path, results: dict[str, Any]) -> None:
+def _write_tables(run: Path, results: RunResults) -> None:
     for name, text in (
         ("table2.csv", tables.table2_csv(results)),
         ("table2.tex", tables.table2_latex(results)),
@@ -114,13 +121,13 @@ def build_report(run_dir: str | Path, data_root: str | Path | None = None) -> Pa
     if data_root is not None:
         cfg.data.root = str(data_root)
     art = Artifacts(tables=True)
-    if "budget" in results:  # compare-selectors, with the score of its selectors
+    if results.budget is not None:  # compare-selectors, with the score of its selectors
         pareto = pareto_figure(results, run / "figures" / "pareto")
         art.extra = report_section(results, pareto.relative_to(run))
-        art.score = results["budget"]["score"]
+        art.score = results.budget.score
     _write_tables(run, results)
     bench_name = benchmark_title(benchmark_name(results, cfg))
-    seeds = results.get("seeds") or []
+    seeds = results.seeds or []
     if not seeds:
         art.notes.append("figures and galleries: no per-seed folders (not a `run` folder)")
         return _write(run, results, cfg, meta, art)
@@ -128,11 +135,11 @@ def build_report(run_dir: str | Path, data_root: str | Path | None = None) -> Pa
     seed_dir = run / f"seed_{seed}"
     figs = run / "figures"
 
-    scores = load_scores(run, seed, list(results["variants"]))
-    missing = [v for v in results["variants"] if v not in scores]
+    scores = load_scores(run, seed, list(results.variants))
+    missing = [v for v in results.variants if v not in scores]
     if missing:
         art.notes.append(f"score figures: no scores of {', '.join(missing)} for seed {seed}")
-    ood_sets = results.get("ood_sets") or list(next(iter(results["variants"].values()))["ood"])
+    ood_sets = results.ood_sets or list(next(iter(results.variants.values())).ood)
     for s in ood_sets:
         if any(s in sc for sc in scores.values()):
             short = score_names(art.score)[0]
@@ -150,15 +157,15 @@ def build_report(run_dir: str | Path, data_root: str | Path | None = None) -> Pa
             f"{len(weights)}; pass the run's --data-root"
         )
         bench = None
-    pool_size = int(results.get("pool_size") or (len(weights) if weights is not None else 1))
-    if weights is not None or history is not None or results.get("composition"):
+    pool_size = int(results.pool_size or (len(weights) if weights is not None else 1))
+    if weights is not None or history is not None or results.composition:
         family = bench.pool.family if bench is not None else None
         title = f"{bench_name}: adversarial background resampling"
         fig = resampling_figure(
             history,
             weights,
             family,
-            results.get("composition"),
+            results.composition,
             pool_size,
             seed,
             title,
@@ -191,7 +198,7 @@ def _rel(run: Path, path: Path) -> str:
 
 def _write(
     run: Path,
-    results: dict[str, Any],
+    results: RunResults,
     cfg: Config,
     meta: dict[str, Any],
     art: Artifacts,

@@ -16,6 +16,7 @@ from bgresample.files import atomic_write_text
 from bgresample.metrics import paired_difference
 from bgresample.reports.build import read_results
 from bgresample.reports.tables import METRIC_LABELS, METRICS, Table, csv_text
+from bgresample.results import PairedDifference, SeedResults, SeedVariant
 
 CSV_HEADER = [
     "run",
@@ -42,21 +43,21 @@ def compare_records(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     records = []
     for label, d in zip(_labels(dirs), dirs, strict=True):
         results = read_results(d)
-        n_seeds = len(results.get("seeds", [])) or 1
-        for v, r in results["variants"].items():
-            avg = r.get("average") or {}
+        n_seeds = len(results.seeds or []) or 1
+        for v, r in results.variants.items():
             rec: dict[str, Any] = {
                 "run": label,
                 "path": str(d),
                 "variant": v,
                 "seeds": n_seeds,
-                "ood_sets": len(r.get("ood", {})),
+                "ood_sets": len(r.ood),
             }
             for m in METRICS:
-                rec[f"{m}_mean"] = avg.get(m, {}).get("mean", "")
-                rec[f"{m}_std"] = avg.get(m, {}).get("std", "")
-            rec["accuracy_mean"] = r["accuracy"]
-            rec["accuracy_std"] = r.get("accuracy_std", "")
+                avg = r.average.get(m)
+                rec[f"{m}_mean"] = "" if avg is None else avg.mean
+                rec[f"{m}_std"] = "" if avg is None else avg.std
+            rec["accuracy_mean"] = r.accuracy
+            rec["accuracy_std"] = "" if r.accuracy_std is None else r.accuracy_std
             records.append(rec)
     return records
 
@@ -95,23 +96,15 @@ PAIRED_NOTE = (
 )
 
 
-def _per_seed(run_dir: Path) -> dict[int, dict[str, Any]]:
-    """seed -> {variant: {"average": {metric: mean}, "validation": {...}}} from a run folder's
-    ``seed_*/results.json`` (empty for an ``evaluate`` folder)."""
-    out: dict[int, dict[str, Any]] = {}
+def _per_seed(run_dir: Path) -> dict[int, dict[str, SeedVariant]]:
+    """seed -> {variant: its results} from a run folder's ``seed_*/results.json`` (empty for an
+    ``evaluate`` folder)."""
+    out: dict[int, dict[str, SeedVariant]] = {}
     for path in sorted(run_dir.glob("seed_*/results.json")):
         try:
-            res = json.loads(path.read_text())
-            out[int(res["seed"])] = {
-                v: {
-                    "average": {m: r["average"][m]["mean"] for m in METRICS},
-                    "validation": {m: r["validation"]["average"][m]["mean"] for m in METRICS}
-                    if r.get("validation")
-                    else {},
-                }
-                for v, r in res["variants"].items()
-            }
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            res = SeedResults.from_json(json.loads(path.read_text()))
+            out[int(res.seed)] = res.variants
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise UserError(
                 f"{path} is not a per-seed results file of bgresample run ({type(e).__name__}: "
                 f"{e}); re-run the command that wrote {run_dir}, or leave it out of the comparison"
@@ -119,9 +112,20 @@ def _per_seed(run_dir: Path) -> dict[int, dict[str, Any]]:
     return out
 
 
+def _paired_value(r: SeedVariant, key: str, metric: str) -> float | None:
+    """One seed's ``average`` or ``validation`` (pool hold-out) average of ``metric``; None
+    where the seed has none."""
+    if key == "validation":
+        metrics = r.validation.average if r.validation is not None else {}
+    else:
+        metrics = r.evaluation.average
+    value = metrics.get(metric)
+    return None if value is None else value.mean
+
+
 def paired_records(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     """One record per (later run, variant it shares with the first run) with seeds in common:
-    ``{run, variant, seeds, <key>.<metric>: paired_difference(...)}``, later minus first."""
+    ``{run, variant, seeds, <key>.<metric>: PairedDifference}``, later minus first."""
     dirs = [Path(d) for d in run_dirs]
     if len(dirs) < 2:
         return []
@@ -135,19 +139,19 @@ def paired_records(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
         for v in variants:
             rec: dict[str, Any] = {"run": label, "variant": v, "seeds": seeds}
             for _, key, m in PAIRED_COLUMNS:
-                a = [other[s][v][key].get(m) for s in seeds]
-                b = [base[s][v][key].get(m) for s in seeds]
+                a = [_paired_value(other[s][v], key, m) for s in seeds]
+                b = [_paired_value(base[s][v], key, m) for s in seeds]
                 if None not in a and None not in b:
-                    rec[f"{key}.{m}"] = paired_difference(a, b)
+                    rec[f"{key}.{m}"] = PairedDifference.from_json(paired_difference(a, b))
             records.append(rec)
     return records
 
 
-def _ci(d: dict[str, Any] | None) -> str:
+def _ci(d: PairedDifference | None) -> str:
     if d is None:
         return "n/a"
-    lo_hi = d.get("ci95")
-    return f"{d['mean']:+.2f}" + (f" [{lo_hi[0]:+.2f}, {lo_hi[1]:+.2f}]" if lo_hi else "")
+    lo_hi = d.ci95
+    return f"{d.mean:+.2f}" + (f" [{lo_hi[0]:+.2f}, {lo_hi[1]:+.2f}]" if lo_hi else "")
 
 
 def paired_table(records: list[dict[str, Any]], first: str) -> Table:
@@ -171,8 +175,8 @@ def _paired_csv(records: list[dict[str, Any]]) -> str:
         row = [r["run"], r["variant"], " ".join(map(str, r["seeds"]))]
         for k in keys:
             d = r.get(k)
-            ci = d.get("ci95", ["", ""]) if d else ["", ""]
-            row += [d["mean"] if d else "", *ci]
+            ci = d.ci95 if d is not None and d.ci95 is not None else ["", ""]
+            row += [d.mean if d is not None else "", *ci]
         rows.append(row)
     return csv_text(header, rows)
 

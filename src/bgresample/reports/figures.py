@@ -20,6 +20,7 @@ from bgresample.metrics import ood_metrics
 
 if TYPE_CHECKING:
     from bgresample.config import Config
+    from bgresample.results import Composition, RunResults
 
 DPI = 100
 SCORES_INCHES = (16.0, 10.0)
@@ -42,9 +43,9 @@ STYLE = {
 }
 
 
-def benchmark_name(results: dict[str, Any], cfg: Config) -> str:
+def benchmark_name(results: RunResults, cfg: Config) -> str:
     """The benchmark a run used: ``results.json``'s, else the config's ID data spec."""
-    return results.get("benchmark") or cfg.data.id or "embedded"
+    return results.benchmark or cfg.data.id or "embedded"
 
 
 def benchmark_title(name: str) -> str:
@@ -269,12 +270,12 @@ def _ess_panel(ax: Axes, hist: dict[str, Any], pool_size: int) -> None:
     ax.set_title("Effective sample size of the sampling distribution (100% = uniform)")
 
 
-def _composition_panel(ax: Axes, comp: dict[str, dict[str, dict[str, float]]]) -> None:
+def _composition_panel(ax: Axes, comp: Composition) -> None:
     variants = list(comp)
     fams = sorted(comp[variants[0]])
-    series = [("pool", [comp[variants[0]][f]["pool"] for f in fams], "#bbbbbb")]
+    series = [("pool", [comp[variants[0]][f].pool for f in fams], "#bbbbbb")]
     series += [
-        (f"{v} subset", [comp[v][f]["subset"] for f in fams], variant_color(v, i))
+        (f"{v} subset", [comp[v][f].subset for f in fams], variant_color(v, i))
         for i, v in enumerate(variants)
     ]
     width = 0.8 / len(series)
@@ -298,7 +299,7 @@ def resampling_figure(
     history: dict[str, Any] | None,
     weights: np.ndarray | None,
     family: list[str] | None,
-    composition: dict[str, Any] | None,
+    composition: Composition | None,
     pool_size: int,
     seed: int,
     title: str,

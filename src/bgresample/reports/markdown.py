@@ -14,6 +14,7 @@ from bgresample.config import Config, dump
 from bgresample.reports import tables
 from bgresample.reports.document import Block, Bullets, Code, Heading, Image, Text
 from bgresample.reports.figures import benchmark_name, benchmark_title, score_names
+from bgresample.results import RunResults
 
 VARIANT_NOTES = {
     "none": (
@@ -59,18 +60,18 @@ def _score_note(score: str) -> str:
 
 
 def _header(
-    results: dict[str, Any], cfg: Config, meta: dict[str, Any], score: str = "msp"
+    results: RunResults, cfg: Config, meta: dict[str, Any], score: str = "msp"
 ) -> list[Block]:
     bench = benchmark_name(results, cfg)
-    variants = list(results["variants"])
-    seeds = results.get("seeds", [meta.get("seed", cfg.seed)])
-    seeds = len(results.get("seeds", [])) or 1
-    banner = [Text(f"**{tables.quick_banner(seeds)}**")] if results.get("quick") else []
+    variants = list(results.variants)
+    seeds = len(results.seeds or []) or 1
+    banner = [Text(f"**{tables.quick_banner(seeds)}**")] if results.quick else []
+    pool_size = "?" if results.pool_size is None else results.pool_size
     return [
         Heading(f"bgresample {meta.get('command', 'run')} report: {benchmark_title(bench)}", 1),
         *banner,
         Text(
-            f"Benchmark **{bench}**, background pool of {results.get('pool_size', '?')} items, "
+            f"Benchmark **{bench}**, background pool of {pool_size} items, "
             f"model `{cfg.model.name}`, seeds {seeds}, γ = {cfg.select.gamma} "
             f"(selection `{cfg.select.method}`), code version "
             f"`{meta.get('code_version', 'unknown')}`, started {meta.get('started', 'unknown')}."
@@ -80,7 +81,7 @@ def _header(
             [VARIANT_NOTES.get(v, f"**{v}**") for v in variants]
             + [
                 _score_note(score),
-                tables.CONVENTION_NOTE[results["convention"]],
+                tables.CONVENTION_NOTE[results.convention or "ood-positive"],
                 "**FPR95** (lower is better): share of ID test images wrongly flagged as OOD when "
                 "the threshold catches 95% of the OOD images. **AUROC** and **AUPR** (higher is "
                 "better): threshold-free separation of ID and OOD; 100 is perfect. All in %.",
@@ -92,7 +93,7 @@ def _header(
     ]
 
 
-def _tables(results: dict[str, Any], art: Artifacts) -> list[Block]:
+def _tables(results: RunResults, art: Artifacts) -> list[Block]:
     out: list[Block] = [
         Heading("OOD detection (Table 2 analogue)"),
         Text(
@@ -106,7 +107,7 @@ def _tables(results: dict[str, Any], art: Artifacts) -> list[Block]:
     out += [Heading("ID accuracy (Table 3 analogue)"), tables.table3(results)]
     if art.tables:
         out.append(Text("Also as [CSV](tables/table3.csv) and [LaTeX](tables/table3.tex)."))
-    if results.get("paired_differences"):
+    if results.paired_differences:
         out += [
             Heading("Paired differences"),
             Text(
@@ -120,7 +121,7 @@ def _tables(results: dict[str, Any], art: Artifacts) -> list[Block]:
     return out
 
 
-def _figure1(results: dict[str, Any], art: Artifacts) -> list[Block]:
+def _figure1(results: RunResults, art: Artifacts) -> list[Block]:
     if not art.scores:
         return []
     short = score_names(art.score)[0]
@@ -150,21 +151,21 @@ def _figure1(results: dict[str, Any], art: Artifacts) -> list[Block]:
     return out
 
 
-def _resampling(results: dict[str, Any], art: Artifacts) -> list[Block]:
-    r = results.get("resample")
+def _resampling(results: RunResults, art: Artifacts) -> list[Block]:
+    r = results.resample
     comp = tables.composition(results)
     if not (r or comp or art.resampling):
         return []
     out: list[Block] = [Heading("Background resampling")]
     if r:
-        fam = ", ".join(f"{f} {v:.2f}" for f, v in r["weight_by_family"].items())
+        fam = ", ".join(f"{f} {v:.2f}" for f, v in r.weight_by_family.items())
         out.append(
             Bullets(
                 [
-                    f"draws per pool item: {r['draws_per_item']:.2f}; never drawn: "
-                    f"{100 * r['never_drawn']:.1f}% of the pool",
+                    f"draws per pool item: {r.draws_per_item:.2f}; never drawn: "
+                    f"{100 * r.never_drawn:.1f}% of the pool",
                     "Spearman correlation of learned weight with draw count: "
-                    f"{r['weight_draws_spearman']:.2f}",
+                    f"{r.weight_draws_spearman:.2f}",
                 ]
                 + ([f"mean weight per family (pool mean = 1): {fam}"] if fam else [])
             )
@@ -220,12 +221,13 @@ def _galleries(art: Artifacts) -> list[Block]:
 
 
 def _run_info(
-    results: dict[str, Any], cfg: Config, meta: dict[str, Any], art: Artifacts
+    results: RunResults, cfg: Config, meta: dict[str, Any], art: Artifacts
 ) -> list[Block]:
     info = [f"{k}: `{meta[k]}`" for k in ("code_version", "command", "started") if k in meta]
-    info.append(f"seeds: {results.get('seeds', [meta.get('seed', cfg.seed)])}")
+    seeds = results.seeds if results.seeds is not None else [meta.get("seed", cfg.seed)]
+    info.append(f"seeds: {seeds}")
     out: list[Block] = [Heading("Run information"), Bullets(info)]
-    timing = results.get("timing_s")
+    timing = results.timing_s
     if timing:
         total = timing.get("total") or sum(timing.values())
         out += [
@@ -241,7 +243,7 @@ def _run_info(
 
 
 def blocks(
-    results: dict[str, Any],
+    results: RunResults,
     cfg: Config,
     meta: dict[str, Any] | None = None,
     artifacts: Artifacts | None = None,

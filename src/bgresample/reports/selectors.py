@@ -5,39 +5,44 @@ report of a run folder whose ``results.json`` has a selection ``budget``."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from bgresample.reports import tables
 from bgresample.reports.document import Block, Heading, Image, Text
 from bgresample.reports.figures import new_figure, save_figure, variant_color
+from bgresample.results import MetricSummary, RunResults, SelectionCost
 from bgresample.selectors import NONE
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
-def _pm(m: dict[str, float]) -> str:
-    return f"{m['mean']:.2f} ± {m['std']:.2f}"
+def _pm(m: MetricSummary) -> str:
+    return f"{m.mean:.2f} ± {m.std:.2f}"
 
 
 def _count(x: float) -> str:
     return f"{x:,.0f}"
 
 
-def _seconds(cost: dict[str, Any]) -> str:
-    return f"{cost['seconds']:.1f}" if "seconds" in cost else "n/a"
+def _seconds(cost: SelectionCost) -> str:
+    return f"{cost.seconds:.1f}" if cost.seconds is not None else "n/a"
 
 
-def summary_table(results: dict[str, Any]) -> tables.Table:
+def _fwd_eq(cost: SelectionCost) -> float:
+    """The cost in forward-pass equivalents; the forward passes for files that predate it."""
+    return cost.fwd_eq if cost.fwd_eq is not None else cost.total
+
+
+def summary_table(results: RunResults) -> tables.Table:
     """Selector -> average FPR95 / AUROC / AUPR, ID accuracy and selection cost."""
     rows = []
-    for v, r in results["variants"].items():
-        c = results["selection"][v]
+    for v, r in results.variants.items():
+        c = results.selection[v]
         rows.append(
-            [v, c["refresh"]]
-            + [_pm(r["average"][m]) for m in tables.METRICS]
-            + [f"{r['accuracy']:.2f} ± {r['accuracy_std']:.2f}"]
-            + [_count(c[k]) for k in ("working_set", "distinct_items", "setup", "per_epoch")]
-            + [_count(c["total"]), _count(c.get("fwd_eq", c["total"])), _seconds(c)]
+            [v, c.refresh]
+            + [_pm(r.average[m]) for m in tables.METRICS]
+            + [f"{r.accuracy:.2f} ± {r.accuracy_std:.2f}"]
+            + [_count(x) for x in (c.working_set, c.distinct_items, c.setup, c.per_epoch)]
+            + [_count(c.total), _count(_fwd_eq(c)), _seconds(c)]
         )
     header = ["selector", "refresh"] + [f"avg {tables.METRIC_LABELS[m]}" for m in tables.METRICS]
     header += ["ID acc.", "working set", "distinct used", "fwd setup", "fwd / epoch", "fwd total"]
@@ -45,16 +50,16 @@ def summary_table(results: dict[str, Any]) -> tables.Table:
     return tables.Table(header, rows)
 
 
-def ood_table(results: dict[str, Any]) -> tables.Table:
+def ood_table(results: RunResults) -> tables.Table:
     """Selector x OOD set; cells FPR95 / AUROC / AUPR as mean ± std over seeds."""
-    variants = results["variants"]
-    sets = list(next(iter(variants.values()))["ood"])
+    variants = results.variants
+    sets = list(next(iter(variants.values())).ood)
     return tables.Table(
         ["selector", *sets, "Average"],
         [
             [v]
-            + [" / ".join(_pm(r["ood"][s][m]) for m in tables.METRICS) for s in sets]
-            + [" / ".join(_pm(r["average"][m]) for m in tables.METRICS)]
+            + [" / ".join(_pm(r.ood[s][m]) for m in tables.METRICS) for s in sets]
+            + [" / ".join(_pm(r.average[m]) for m in tables.METRICS)]
             for v, r in variants.items()
         ],
     )
@@ -70,17 +75,17 @@ def pareto_front(costs: list[float], fprs: list[float]) -> list[int]:
     return front
 
 
-def pareto_figure(results: dict[str, Any], stem: Path) -> Path:
+def pareto_figure(results: RunResults, stem: Path) -> Path:
     """Average FPR95 (mean ± std over seeds) against total selection cost in forward-pass
     equivalents over the pool size (a backward counted as two forwards), one point per selector
     with background data labelled with its measured selection time, the Pareto front as a
     dashed line; ``none`` is quoted in the title. Returns the PNG's path."""
-    names = [v for v in results["variants"] if v != NONE]
-    n_pool = max(1, int(results["pool_size"]))
-    sel = results["selection"]
-    costs = [sel[v].get("fwd_eq", sel[v]["total"]) / n_pool for v in names]
-    fprs = [results["variants"][v]["average"]["fpr95"]["mean"] for v in names]
-    stds = [results["variants"][v]["average"]["fpr95"]["std"] for v in names]
+    variants = results.variants
+    names = [v for v in variants if v != NONE]
+    n_pool = max(1, int(results.pool_size))
+    costs = [_fwd_eq(results.selection[v]) / n_pool for v in names]
+    fpr95 = [variants[v].average["fpr95"] for v in names]
+    fprs, stds = [m.mean for m in fpr95], [m.std for m in fpr95]
     fig = new_figure((8.0, 5.5))
     ax = fig.add_subplot()
     for i, v in enumerate(names):
@@ -89,10 +94,10 @@ def pareto_figure(results: dict[str, Any], stem: Path) -> Path:
             fprs[i],
             yerr=stds[i],
             fmt=MARKERS[i % len(MARKERS)],
-            color=variant_color(v, list(results["variants"]).index(v)),
+            color=variant_color(v, list(variants).index(v)),
             capsize=3,
             markersize=8,
-            label=f"{v} ({_seconds(sel[v])} s)",
+            label=f"{v} ({_seconds(results.selection[v])} s)",
         )
     front = pareto_front(costs, fprs)
     ax.plot([costs[i] for i in front], [fprs[i] for i in front], "--", color="#555", lw=1)
@@ -101,24 +106,25 @@ def pareto_figure(results: dict[str, Any], stem: Path) -> Path:
         "legend: wall seconds)"
     )
     ax.set_ylabel("average FPR95 (%) ↓")
-    title = f"Selectors at γ = {results['budget']['gamma']}: detection vs selection cost"
-    if NONE in results["variants"]:
-        none_fpr = results["variants"][NONE]["average"]["fpr95"]["mean"]
+    title = f"Selectors at γ = {results.budget.gamma}: detection vs selection cost"
+    if NONE in variants:
+        none_fpr = variants[NONE].average["fpr95"].mean
         title += f"\n(none, no background data: {none_fpr:.2f})"
     ax.set_title(title)
     ax.legend(loc="best")
     return save_figure(fig, stem, svg=False)
 
 
-def report_section(results: dict[str, Any], pareto: Path) -> list[Block]:
-    """The selector section of the report; ``pareto`` is the plot's path in the run folder."""
-    b = results["budget"]
+def report_section(results: RunResults, pareto: Path) -> list[Block]:
+    """The selector section of the report (for results with a ``budget``); ``pareto`` is the
+    plot's path in the run folder."""
+    b = results.budget
     notes = (
-        f"Every selector fine-tunes the same pre-trained model for {b['finetune_epochs']} epochs "
-        f"on the same ID batches with {b['background_draws']:,} background draws, loss "
-        f"`{b['loss']}` (alpha {b['alpha']}), score `{b['score']}`. Budget: at most "
-        f"k = round(γN) = {b['k']:,} distinct pool items are eligible per background epoch "
-        f"({b['background_epoch_steps']} steps, one pass over k items): `random`, `resampled` "
+        f"Every selector fine-tunes the same pre-trained model for {b.finetune_epochs} epochs "
+        f"on the same ID batches with {b.background_draws:,} background draws, loss "
+        f"`{b.loss}` (alpha {b.alpha}), score `{b.score}`. Budget: at most "
+        f"k = round(γN) = {b.k:,} distinct pool items are eligible per background epoch "
+        f"({b.background_epoch_steps} steps, one pass over k items): `random`, `resampled` "
         "and `topk-weight` fix one subset (`resampled`'s rule keeps about k), `ntom` and `poem` "
         "choose k items anew every background epoch, `dos` picks each batch from a random "
         "k-subset drawn anew every background epoch; `full` (every item) and `none` (no "
@@ -132,7 +138,8 @@ def report_section(results: dict[str, Any], pareto: Path) -> list[Block]:
         "scoring during fine-tuning)."
     )
     for name, why in (("poem", "its posterior"), ("hopfield", "its stored ID patterns")):
-        n_id = results["selection"].get(name, {}).get("id")
+        cost = (results.selection or {}).get(name)
+        n_id = cost.id if cost else None
         if n_id:
             notes += (
                 f" `{name}` also passes {n_id:,.0f} ID images for {why} (counted in fwd-eq "

@@ -12,6 +12,8 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
+from bgresample.results import MetricSet, MetricSummary, RunResults, VariantResults
+
 METRICS = ("fpr95", "auroc", "aupr")
 METRIC_LABELS = {"fpr95": "FPR95 ↓", "auroc": "AUROC ↑", "aupr": "AUPR ↑"}
 CONVENTION_NOTE = {
@@ -80,8 +82,8 @@ def csv_text(header: list[str], rows: list[list[Any]]) -> str:
     return buf.getvalue()
 
 
-def _pm(m: dict[str, float]) -> str:
-    return f"{m['mean']:.2f} ± {m['std']:.2f}"
+def _pm(m: MetricSummary) -> str:
+    return f"{m.mean:.2f} ± {m.std:.2f}"
 
 
 #: Printed, and put at the top of the report, for a ``--quick`` run.
@@ -93,6 +95,7 @@ def quick_banner(seeds: int) -> str:
         "end to end; its numbers say nothing about the method. Run without --quick for results."
     )
 
+
 #: The averages over OOD sets, and their row labels.
 AVERAGE_LABELS = {
     "average": "Average",
@@ -103,17 +106,17 @@ AVERAGE_LABELS = {
 }
 
 
-def ood_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, dict[str, Any]]]]:
-    """(row label, {variant: metrics}) for every OOD set and the two averages."""
-    variants = results["variants"]
+def ood_rows(results: RunResults) -> list[tuple[str, dict[str, MetricSet]]]:
+    """(row label, {variant: metrics}) for every OOD set, the averages and the validation."""
+    variants = results.variants
     first = next(iter(variants.values()))
-    rows = [(s, {v: variants[v]["ood"][s] for v in variants}) for s in first["ood"]]
+    rows = [(s, {v: r.ood[s] for v, r in variants.items()}) for s in first.ood]
     for key, label in AVERAGE_LABELS.items():
-        if all(variants[v].get(key) for v in variants):
-            rows.append((label, {v: variants[v][key] for v in variants}))
-    if all(variants[v].get("validation") for v in variants):
+        if all(r.averages.get(key) for r in variants.values()):
+            rows.append((label, {v: r.averages[key] for v, r in variants.items()}))
+    if all(r.validation for r in variants.values()):
         label = "Validation (pool hold-out)"
-        rows.append((label, {v: variants[v]["validation"]["average"] for v in variants}))
+        rows.append((label, {v: r.validation.average for v, r in variants.items()}))
     return rows
 
 
@@ -121,22 +124,22 @@ def ood_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, dict[str, Any
 LOWER_IS_BETTER = {"fpr95": True, "auroc": False, "aupr": False}
 
 
-def table2(results: dict[str, Any]) -> Table:
+def table2(results: RunResults) -> Table:
     """OOD set x (variant, metric): one column per metric of each variant, mean ± std over
     seeds, the best mean of each metric in a row in bold (ties all bold)."""
-    variants = list(results["variants"])
+    variants = list(results.variants)
     header = ["OOD set"] + [f"{v}: {METRIC_LABELS[m]}" for v in variants for m in METRICS]
     rows = []
     for label, cells in ood_rows(results):
         best = {}
         for m in METRICS:
-            means = [round(cells[v][m]["mean"], 2) for v in variants]
+            means = [round(cells[v][m].mean, 2) for v in variants]
             best[m] = min(means) if LOWER_IS_BETTER[m] else max(means)
         row = [label]
         for v in variants:
             for m in METRICS:
                 text = _pm(cells[v][m])
-                bold = len(variants) > 1 and round(cells[v][m]["mean"], 2) == best[m]
+                bold = len(variants) > 1 and round(cells[v][m].mean, 2) == best[m]
                 row.append(f"**{text}**" if bold else text)
         rows.append(row)
     return Table(header, rows, groups=[("", 1)] + [(v, len(METRICS)) for v in variants])
@@ -151,29 +154,32 @@ OPENOOD_COLUMNS = {
 }
 
 
-def openood_csv(results: dict[str, Any]) -> str:
+def openood_csv(results: RunResults) -> str:
     """One row per (variant, OOD set or average) in OpenOOD's column naming (``dataset``,
     ``FPR@95``, ``AUROC``, ``AUPR_IN``, ``AUPR_OUT``, ``ACC``), means over seeds in percent;
     FPR@95 is in the run's convention (see ``convention`` in results.json)."""
     header = ["variant", "dataset", *OPENOOD_COLUMNS.values(), "ACC"]
     rows = []
-    for v, entry in results["variants"].items():
-        parts = [*entry["ood"].items()]
-        parts += [(key, entry[key]) for key in AVERAGE_LABELS if entry.get(key)]
+    for v, entry in results.variants.items():
+        parts = [*entry.ood.items()]
+        parts += [(key, m) for key in AVERAGE_LABELS if (m := entry.averages.get(key))]
         for name, metrics in parts:
-            cells = [metrics[k]["mean"] if k in metrics else "" for k in OPENOOD_COLUMNS]
-            rows.append([v, name, *cells, entry["accuracy"]])
+            cells = [metrics[k].mean if k in metrics else "" for k in OPENOOD_COLUMNS]
+            rows.append([v, name, *cells, entry.accuracy])
     return csv_text(header, rows)
 
 
-def table2_csv(results: dict[str, Any]) -> str:
+def _mean_std(m: MetricSummary | None) -> tuple[float, float] | tuple[str, str]:
+    return ("", "") if m is None else (m.mean, m.std)
+
+
+def table2_csv(results: RunResults) -> str:
     """One row per (OOD set, variant): mean and std of each metric (with AUPR-In and AUPR-Out
     under their own names where the results hold them; empty where not), in percent."""
     keys = [*METRICS, "aupr_in", "aupr_out"]
     header = ["ood_set", "variant"] + [f"{m}_{s}" for m in keys for s in ("mean", "std")]
     rows = [
-        [label, v]
-        + [cells[v][m][s] if m in cells[v] else "" for m in keys for s in ("mean", "std")]
+        [label, v] + [x for m in keys for x in _mean_std(cells[v].get(m))]
         for label, cells in ood_rows(results)
         for v in cells
     ]
@@ -186,13 +192,13 @@ def _tex(s: str) -> str:
     return s
 
 
-def _tex_ms(m: dict[str, float]) -> str:
-    return f"${m['mean']:.2f}_{{{m['std']:.2f}}}$"
+def _tex_ms(m: MetricSummary) -> str:
+    return f"${m.mean:.2f}_{{{m.std:.2f}}}$"
 
 
-def table2_latex(results: dict[str, Any]) -> str:
+def table2_latex(results: RunResults) -> str:
     """The paper's Table 2 layout (booktabs): cells ``FPR95 / AUROC / AUPR``, mean with std."""
-    variants = list(results["variants"])
+    variants = list(results.variants)
     lines = [
         r"\begin{tabular}{l" + "c" * len(variants) + "}",
         r"\toprule",
@@ -214,30 +220,36 @@ def table2_latex(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _accuracy(r: dict[str, Any]) -> str:
-    return f"{r['accuracy']:.2f}" + (f" ± {r['accuracy_std']:.2f}" if "accuracy_std" in r else "")
+def _accuracy(r: VariantResults) -> str:
+    std = r.accuracy_std
+    return f"{r.accuracy:.2f}" + (f" ± {std:.2f}" if std is not None else "")
 
 
-def table3(results: dict[str, Any]) -> Table:
-    variants = results["variants"]
+def _subset_size(r: VariantResults) -> float:
+    """Background items the variant fine-tuned on; 0 where the results do not say."""
+    return r.subset_size if r.subset_size is not None else 0
+
+
+def table3(results: RunResults) -> Table:
+    variants = results.variants
     return Table(
         ["", *variants],
         [
-            ["ID accuracy (%)"] + [_accuracy(variants[v]) for v in variants],
-            ["background items"] + [f"{variants[v].get('subset_size', 0):.0f}" for v in variants],
+            ["ID accuracy (%)"] + [_accuracy(r) for r in variants.values()],
+            ["background items"] + [f"{_subset_size(r):.0f}" for r in variants.values()],
         ],
     )
 
 
-def table3_csv(results: dict[str, Any]) -> str:
+def table3_csv(results: RunResults) -> str:
     rows = [
-        [v, r["accuracy"], r.get("accuracy_std", ""), r.get("subset_size", 0)]
-        for v, r in results["variants"].items()
+        [v, r.accuracy, "" if r.accuracy_std is None else r.accuracy_std, _subset_size(r)]
+        for v, r in results.variants.items()
     ]
     return csv_text(["variant", "accuracy_mean", "accuracy_std", "subset_size"], rows)
 
 
-def table3_latex(results: dict[str, Any]) -> str:
+def table3_latex(results: RunResults) -> str:
     """Table 3 layout: one row per variant, ID accuracy in % (mean with std)."""
     lines = [
         r"\begin{tabular}{lcr}",
@@ -245,30 +257,30 @@ def table3_latex(results: dict[str, Any]) -> str:
         r"Background data & ID accuracy (\%) & background items \\",
         r"\midrule",
     ]
-    for v, r in results["variants"].items():
+    for v, r in results.variants.items():
         acc = (
-            _tex_ms({"mean": r["accuracy"], "std": r["accuracy_std"]})
-            if "accuracy_std" in r
-            else f"${r['accuracy']:.2f}$"
+            _tex_ms(MetricSummary(mean=r.accuracy, std=r.accuracy_std))
+            if r.accuracy_std is not None
+            else f"${r.accuracy:.2f}$"
         )
-        lines.append(f"{_tex(v)} & {acc} & {r.get('subset_size', 0):.0f} \\\\")
+        lines.append(f"{_tex(v)} & {acc} & {_subset_size(r):.0f} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}", ""]
     return "\n".join(lines)
 
 
-def paired(results: dict[str, Any]) -> Table:
+def paired(results: RunResults) -> Table:
     """One row per (pair of variants, average): the mean paired difference of each metric with
     its 95% CI and how many seeds are below zero (the per-seed values are in results.json)."""
     labels = {**AVERAGE_LABELS, "validation": "Validation (pool hold-out)"}
     rows = []
-    for pair, by_avg in results.get("paired_differences", {}).items():
+    for pair, by_avg in (results.paired_differences or {}).items():
         for avg, metrics in by_avg.items():
             row = [pair.replace("_minus_", " − "), labels.get(avg, avg)]
             for m in METRICS:
                 d = metrics[m]
-                ci = " [{:+.2f}, {:+.2f}]".format(*d["ci95"]) if "ci95" in d else ""
-                row.append(f"{d['mean']:+.2f}{ci}")
-            first = metrics[METRICS[0]]["per_seed"]
+                ci = " [{:+.2f}, {:+.2f}]".format(*d.ci95) if d.ci95 is not None else ""
+                row.append(f"{d.mean:+.2f}{ci}")
+            first = metrics[METRICS[0]].per_seed
             row.append(f"{sum(x < 0 for x in first)} of {len(first)}")
             rows.append(row)
     header = ["difference (paired per seed)", "average"]
@@ -276,10 +288,10 @@ def paired(results: dict[str, Any]) -> Table:
     return Table(header, rows)
 
 
-def composition(results: dict[str, Any]) -> Table | None:
+def composition(results: RunResults) -> Table | None:
     """Share of each family in the pool and in each subset (mean over seeds); None without
     provenance."""
-    comp = results.get("composition")
+    comp = results.composition
     if not comp:
         return None
     variants = list(comp)
@@ -287,26 +299,26 @@ def composition(results: dict[str, Any]) -> Table | None:
     return Table(
         ["family", "pool", *(f"{v} subset" for v in variants)],
         [
-            [f, f"{100 * first[f]['pool']:.1f}%"]
-            + [f"{100 * comp[v][f]['subset']:.1f}%" for v in variants]
+            [f, f"{100 * first[f].pool:.1f}%"]
+            + [f"{100 * comp[v][f].subset:.1f}%" for v in variants]
             for f in sorted(first)
         ],
     )
 
 
-def table2_text(results: dict[str, Any]) -> str:
+def table2_text(results: RunResults) -> str:
     """A console table (means only) of FPR95 / AUROC / AUPR per set and variant; ID accuracy
     with its std over seeds where there are seeds (none for a single evaluated model)."""
-    variants = list(results["variants"])
+    variants = list(results.variants)
     rows = ood_rows(results)
     w, lw = 24, max(20, *(len(label) + 2 for label, _ in rows))
     out = [f"{'OOD set':<{lw}}" + "".join(f"{v:>{w}}" for v in variants)]
     out.append(f"{'':<{lw}}" + "".join(f"{'FPR95/AUROC/AUPR':>{w}}" for _ in variants))
     for label, cells in rows:
         row = "".join(
-            "/".join(f"{cells[v][m]['mean']:6.2f}" for m in METRICS).rjust(w) for v in variants
+            "/".join(f"{cells[v][m].mean:6.2f}" for m in METRICS).rjust(w) for v in variants
         )
         out.append(f"{label:<{lw}}{row}")
-    accs = results["variants"]
-    out.append(f"{'ID accuracy':<{lw}}" + "".join(_accuracy(accs[v]).rjust(w) for v in variants))
+    accs = "".join(_accuracy(r).rjust(w) for r in results.variants.values())
+    out.append(f"{'ID accuracy':<{lw}}" + accs)
     return "\n".join(out)

@@ -9,8 +9,8 @@ score needs:
   ``state = fit(train_features, train_labels)`` is fitted once on the ID training set
   (mahalanobis, knn).
 
-A plain callable of logits may also be registered (``SCORES["name"] = fn``): :func:`get_score`
-treats it as a logits score.
+:func:`register_score` adds one (a plain callable of logits counts as a logits score; so does one
+put into ``SCORES`` directly, which :func:`get_score` wraps).
 """
 
 from __future__ import annotations
@@ -52,15 +52,26 @@ class ScoreSpec:
         return self.fn(*args, **kwargs)
 
 
-SCORES: dict[str, ScoreSpec | Callable[[Tensor], Tensor]] = {
-    "msp": ScoreSpec(msp),
-    "extra_class": ScoreSpec(extra_class),
-    "maxlogit": ScoreSpec(max_logit),
-    "energy": ScoreSpec(energy),
-    "odin": ScoreSpec(odin, needs="model"),
-    "mahalanobis": ScoreSpec(mahalanobis, needs="features", fit=fit_mahalanobis),
-    "knn": ScoreSpec(knn, needs="features", fit=fit_knn),
-}
+SCORES: dict[str, ScoreSpec | Callable[[Tensor], Tensor]] = {}
+
+
+def register_score(name: str, spec: ScoreSpec | Callable[[Tensor], Tensor]) -> ScoreSpec:
+    """Add a score under ``name`` (a :class:`ScoreSpec`, or a plain function of logits);
+    ValueError for a taken name. ``--scores NAME`` and ``selectors.score`` find it."""
+    spec = spec if isinstance(spec, ScoreSpec) else ScoreSpec(spec)
+    if name in SCORES and SCORES[name] != spec:
+        raise ValueError(f"score {name!r} is registered already")
+    SCORES[name] = spec
+    return spec
+
+
+register_score("msp", ScoreSpec(msp))
+register_score("extra_class", ScoreSpec(extra_class))
+register_score("maxlogit", ScoreSpec(max_logit))
+register_score("energy", ScoreSpec(energy))
+register_score("odin", ScoreSpec(odin, needs="model"))
+register_score("mahalanobis", ScoreSpec(mahalanobis, needs="features", fit=fit_mahalanobis))
+register_score("knn", ScoreSpec(knn, needs="features", fit=fit_knn))
 
 
 def get_score(name: str) -> ScoreSpec:
@@ -104,4 +115,5 @@ __all__ = [
     "odin",
     "odin_perturb",
     "parse_scores",
+    "register_score",
 ]

@@ -1,0 +1,138 @@
+"""Typed results (bgresample.results): every results file a run writes reads back and writes
+again byte for byte, and the reports built from typed results are those of the dict-based code
+they replaced."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bgresample.config import default_config
+from bgresample.reports import selectors, tables
+from bgresample.reports.build import read_results
+from bgresample.reports.document import to_markdown
+from bgresample.reports.markdown import Artifacts, blocks
+from bgresample.results import (
+    SCHEMA,
+    Budget,
+    EvalProtocol,
+    RunResults,
+    SeedResults,
+    SeedVariant,
+    SelectionCost,
+)
+from bgresample.runfolder import write_json
+
+DATA = Path(__file__).parent / "data"
+
+
+def _rewritten(obj: Any, tmp_path: Path) -> bytes:
+    """``obj`` as the engine writes it."""
+    out = tmp_path / "again.json"
+    write_json(out, obj.to_json())
+    return out.read_bytes()
+
+
+def test_every_results_file_round_trips(
+    full_run: Path, two_variant_run: Path, eval_dir: Path, tmp_path: Path
+):
+    paths = {}
+    for run in (full_run, two_variant_run, eval_dir):
+        paths[run / "results.json"] = RunResults
+        for seed_dir in run.glob("seed_*"):
+            paths[seed_dir / "results.json"] = SeedResults
+            variants = json.loads((seed_dir / "results.json").read_text())["variants"]
+            paths.update({seed_dir / f"{v}.json": SeedVariant for v in variants})
+    # 3 results.json, 2 + 1 per-seed results.json, 2 x 4 + 1 x 2 per-seed variants
+    assert len(paths) == 3 + 3 + 10
+    for path, cls in paths.items():
+        obj = cls.from_json(json.loads(path.read_text()))
+        assert _rewritten(obj, tmp_path) == path.read_bytes(), path
+
+
+def test_typed_attributes_hold_the_files_values(full_run: Path, eval_dir: Path):
+    raw = json.loads((full_run / "results.json").read_text())
+    res = read_results(full_run)
+    assert res.schema == SCHEMA and res.quick and res.seeds == [0, 1]
+    assert isinstance(res.budget, Budget) and res.budget.k == raw["budget"]["k"]
+    assert isinstance(res.selection["resampled"], SelectionCost)
+    assert res.selection["resampled"].fwd_eq == raw["selection"]["resampled"]["fwd_eq"]
+    r, d = res.variants["resampled"], raw["variants"]["resampled"]
+    assert r.average["fpr95"].mean == d["average"]["fpr95"]["mean"]
+    assert r.ood["glyphs"]["aupr_in"].std == d["ood"]["glyphs"]["aupr_in"]["std"]
+    assert r.validation.accuracy.mean == d["validation"]["accuracy"]["mean"]
+    assert [p.seed for p in r.per_seed] == [0, 1]
+    pair = res.paired_differences["resampled_minus_random"]["average"]["fpr95"]
+    assert (
+        pair.ci95 == raw["paired_differences"]["resampled_minus_random"]["average"]["fpr95"]["ci95"]
+    )
+    assert res.resample.weight_by_family == raw["resample"]["weight_by_family"]
+    seed = SeedResults.from_json(json.loads((full_run / "seed_0/results.json").read_text()))
+    assert seed.variants["resampled"].selection.budget == res.budget.k
+    assert seed.variants["resampled"].evaluation.score == "msp"
+    ev = read_results(eval_dir)
+    assert ev.scores == ["msp", "energy"] and isinstance(ev.protocol, EvalProtocol)
+    model = ev.variants["model"]
+    assert list(model.scores) == ["msp", "energy"]
+    assert model.scores["msp"].ood == model.ood and model.accuracy_std is None
+
+
+def _older(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` as a results file before schema 2 and the near/far averages, validation, AUPR-In/Out
+    and the selection costs in forward-pass equivalents and seconds."""
+    d = copy.deepcopy(d)
+    for key in ("schema", "budget", "fpr95", "protocol", "groups", "quick"):
+        d.pop(key)
+    for cost in d["selection"].values():
+        del cost["fwd_eq"], cost["seconds"]
+    for r in d["variants"].values():
+        for key in ("validation", "average_near", "average_far", "average_unshared"):
+            del r[key]
+        for metrics in [*r["ood"].values(), r["average"], r["average_no_noise"]]:
+            del metrics["aupr_in"], metrics["aupr_out"]
+    for by_avg in d["paired_differences"].values():
+        for key in ("validation", "average_near", "average_far", "average_unshared"):
+            del by_avg[key]
+    return d
+
+
+def _report_pieces(results: RunResults) -> dict[str, str]:
+    cfg = default_config()
+    cfg.model.name, cfg.select.gamma, cfg.select.method = "resnet", 0.1, "sample"
+    cfg.evaluate.repeats, cfg.evaluate.ratio = 5, 0.2
+    meta = {"code_version": "v0", "command": "run", "started": "2020-06-14T00:00:00"}
+    out = {
+        # without the last block, the config dump
+        "report.md": to_markdown(blocks(results, cfg, meta, Artifacts(tables=True))[:-1]),
+        "table2.csv": tables.table2_csv(results),
+        "table2.tex": tables.table2_latex(results),
+        "openood.csv": tables.openood_csv(results),
+        "table3.csv": tables.table3_csv(results),
+        "table3.tex": tables.table3_latex(results),
+        "table2.html": tables.table2(results).html(),
+        "table2.txt": tables.table2_text(results),
+        "selectors.md": selectors.summary_table(results).markdown(),
+        "selectors_ood.md": selectors.ood_table(results).markdown(),
+    }
+    if results.budget is not None:
+        section = selectors.report_section(results, Path("figures/pareto.png"))
+        out["selectors_section.md"] = to_markdown(section)
+    return out
+
+
+@pytest.mark.parametrize("schema", ["current", "older"])
+def test_reports_from_typed_results_are_unchanged(schema: str):
+    """``results_run.expected.json`` holds these report pieces as the dict-based reports (before
+    bgresample.results) wrote them for ``results_run.json`` (a 2-seed run --quick cut to 3 OOD
+    sets) and for an older file without the keys later versions added."""
+    data = json.loads((DATA / "results_run.json").read_text())
+    if schema == "older":
+        data = _older(data)
+    results = RunResults.from_json(data)
+    assert results.to_json() == data
+    expected = json.loads((DATA / "results_run.expected.json").read_text())[schema]
+    assert _report_pieces(results) == expected
