@@ -68,8 +68,8 @@ class EmbeddedSizes:
 
 @dataclass
 class ValidationConfig:
-    id_fraction: float = _f(check(lambda v: 0 <= v < 1, "a number in [0, 1)"))
-    pool_fraction: float = _f(check(lambda v: 0 <= v < 1, "a number in [0, 1)"))
+    id_fraction: float = _f(UNIT_RIGHT_OPEN)
+    pool_fraction: float = _f(UNIT_RIGHT_OPEN)
     seed: int = _f(NON_NEGATIVE_INT)
 
 

@@ -160,9 +160,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     created = False
     try:
-        check_path(path)
+        check_path(path)  # before mkdir: it would create folders through a link
         path.parent.mkdir(parents=True, exist_ok=True)
-        check_path(path)  # a folder made just now cannot be a link, one found may be
         if _describe(str(tmp)) is None and os.path.lexists(tmp):
             os.unlink(tmp)  # left by an earlier process with this pid that died mid-write
         with open_new(tmp) as handle:

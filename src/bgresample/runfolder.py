@@ -151,11 +151,20 @@ def lock_run_folder(folder: str | Path) -> RunLock:
     return RunLock(folder, fd)
 
 
-def _describe_holder(fd: int) -> str:
+def _lock_info(fd: int) -> dict[str, Any]:
+    """The JSON a lock file holds (``{}`` where it is empty, unreadable or not an object)."""
     try:
         info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _describe_holder(fd: int) -> str:
+    info = _lock_info(fd)
+    try:
         return f"pid {int(info['pid'])} on host {info['host']}, started {info['started']}"
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (KeyError, TypeError, ValueError):
         return "a process that has not yet written its pid"
 
 
@@ -180,12 +189,10 @@ def _our_lock(folder: Path) -> bool:
     except OSError:
         return False
     try:
-        info = json.loads(os.read(fd, 4096).decode() or "{}")
-    except (OSError, ValueError):
-        return False
+        info = _lock_info(fd)
     finally:
         os.close(fd)
-    return isinstance(info, dict) and all(info.get(k) == v for k, v in LOCK_MARK.items())
+    return all(info.get(k) == v for k, v in LOCK_MARK.items())
 
 
 def read_run_meta(folder: Path) -> dict[str, Any] | None:

@@ -135,6 +135,19 @@ def _cifar(role: str, p: Path, o: LoadOptions, name: str) -> Any:
     return ImageArray(test.data, name=name)
 
 
+def _cifar_kind(name: str, classes: int) -> Kind:
+    return Kind(
+        name,
+        ("id", "ood"),
+        ds.CIFAR_LAYOUT[name],
+        ds.CIFAR_SOURCE,
+        "",
+        lambda role, p, o: _cifar(role, p, o, name),
+        EXPECTED_FILES[name],
+        nominal={"id": (50_000, 10_000, classes), "ood": 10_000},
+    )
+
+
 def _svhn(role: str, p: Path, o: LoadOptions) -> Any:
     if role == "id":
         return ds.load_svhn(p, download=o.download, check_integrity=o.check_integrity)
@@ -205,26 +218,8 @@ def _folder_kind(name: str, what: str, source: str, sub: str, items: int) -> Kin
 
 
 for _kind in (
-    Kind(
-        "cifar10",
-        ("id", "ood"),
-        ds.CIFAR_LAYOUT["cifar10"],
-        ds.CIFAR_SOURCE,
-        "",
-        lambda role, p, o: _cifar(role, p, o, "cifar10"),
-        EXPECTED_FILES["cifar10"],
-        nominal={"id": (50_000, 10_000, 10), "ood": 10_000},
-    ),
-    Kind(
-        "cifar100",
-        ("id", "ood"),
-        ds.CIFAR_LAYOUT["cifar100"],
-        ds.CIFAR_SOURCE,
-        "",
-        lambda role, p, o: _cifar(role, p, o, "cifar100"),
-        EXPECTED_FILES["cifar100"],
-        nominal={"id": (50_000, 10_000, 100), "ood": 10_000},
-    ),
+    _cifar_kind("cifar10", 10),
+    _cifar_kind("cifar100", 100),
     Kind(
         "svhn",
         ("id", "ood"),
