@@ -8,9 +8,8 @@ continued from other inputs.
 
 A fingerprint identifies content, not location (a dataset moved to another ``--data-root`` is
 the same input): a file's size and SHA-256 (of 16 chunks of 64 KiB spread over the file when it
-is larger than 64 MiB); a folder's image count, byte count and one SHA-256 over its sorted
-``(relative path, size)`` listing (:func:`bgresample.data.images.list_images`, as folder
-datasets list it) and the fingerprints of 16 of its files spread over that
+is larger than 64 MiB); a folder's file count, byte count and one SHA-256 over its sorted
+``(relative path, size)`` listing and the fingerprints of 16 of its files spread over that
 listing.
 """
 
@@ -20,8 +19,6 @@ import hashlib
 import os
 from pathlib import Path
 from typing import Any
-
-from bgresample.data.images import list_images
 
 FULL_HASH_LIMIT = 64 << 20
 CHUNK = 64 << 10
@@ -43,6 +40,31 @@ def _file_digest(path: Path, size: int) -> tuple[str, bool]:
     return h.hexdigest(), True
 
 
+def _walk(folder: Path) -> list[tuple[str, int]]:
+    """(relative path, size) of every regular file under ``folder`` (links to files and folders
+    followed once per real folder), sorted."""
+    out: list[tuple[str, int]] = []
+    seen: set[tuple[int, int]] = set()
+    stack = [(folder, "")]
+    while stack:
+        here, rel = stack.pop()
+        st = here.stat()
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        with os.scandir(here) as entries:
+            for e in entries:
+                name = f"{rel}{e.name}"
+                try:
+                    if e.is_dir():
+                        stack.append((Path(e.path), name + "/"))
+                    elif e.is_file():
+                        out.append((name, e.stat().st_size))
+                except OSError:
+                    continue
+    return sorted(out)
+
+
 def fingerprint(path: str | os.PathLike) -> dict[str, Any] | None:
     """The identity of a file or folder (module docstring), or None where nothing is there."""
     path = Path(path)
@@ -52,10 +74,8 @@ def fingerprint(path: str | os.PathLike) -> dict[str, Any] | None:
             digest, sampled = _file_digest(path, size)
             out: dict[str, Any] = {"type": "file", "bytes": size, "sha256": digest}
             return {**out, "sampled": True} if sampled else out
-        if path.is_dir():  # the files a folder dataset reads, as it lists them
-            listing = [
-                (f.relative_to(path).as_posix(), f.stat().st_size) for f in list_images(path)
-            ]
+        if path.is_dir():
+            listing = _walk(path)
             h = hashlib.sha256()
             for name, size in listing:
                 h.update(f"{name}\0{size}\n".encode("utf-8", "surrogateescape"))
