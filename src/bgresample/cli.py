@@ -14,7 +14,7 @@ from bgresample import dist, scalars
 from bgresample.errors import UserError
 from bgresample.files import WriteError
 from bgresample.runfolder import release_locks
-from bgresample.scores import parse_scores
+from bgresample.scores import SCORES, parse_scores
 
 log = logging.getLogger("bgresample")
 
@@ -126,8 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--scores",
         default="msp",
         metavar="NAMES",
-        help="comma-separated OOD scores, the first one the main one: msp, maxlogit, energy, "
-        "odin, mahalanobis, knn (default: msp)",
+        help="comma-separated OOD scores, the first one the main one: "
+        f"{', '.join(SCORES)} (default: msp)",
     )
 
     p = sub.add_parser("resample", help="learn background weights (Algorithm 1)")

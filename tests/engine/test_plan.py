@@ -102,3 +102,32 @@ def test_plan_refuses_what_it_cannot_size(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
     assert main(["plan", *root, "--steps", "0"]) == 2
     assert "--steps" in capsys.readouterr().err
+
+
+def test_plan_refuses_what_the_engine_refuses_in_the_same_words(tmp_path, capsys):
+    """plan sizes a run with the engine's own checks: no pool for a named ID set, a pool smaller
+    than one resampling batch."""
+    from bgresample.engine.benchmark import check_pool_given
+    from bgresample.engine.resample import resample_steps
+    from bgresample.errors import UserError
+
+    cfg = C.load_config(None, ["data.id=cifar10:/nonexistent"])
+    try:
+        check_pool_given(cfg.data)
+    except UserError as e:
+        engine_words = str(e)
+    else:
+        raise AssertionError("check_pool_given accepted an ID set without a pool")
+    assert main(["plan", "--id", "cifar10:/nonexistent"]) == 2
+    assert engine_words in capsys.readouterr().err
+
+    small = ["--set", "resample.batch_size=1000", "--set", "data.embedded.pool_size=600"]
+    cfg = C.load_config(None, small[1::2])
+    try:
+        resample_steps(cfg.resample, data_sizes(cfg)[0].pool)
+    except UserError as e:
+        engine_words = str(e)
+    else:
+        raise AssertionError("resample_steps accepted a pool smaller than a batch")
+    assert main(["plan", "--data-root", str(tmp_path), *small]) == 2
+    assert engine_words in capsys.readouterr().err

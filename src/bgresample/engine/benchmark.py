@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bgresample.config import Config
+from bgresample.config import Config, DataConfig
 from bgresample.data import kinds
 from bgresample.data.base import LabeledImages
 from bgresample.data.embedded import (
@@ -112,9 +112,20 @@ def _groups(cfg: Config, names: list[str], embedded: bool) -> dict[str, list[str
     return groups
 
 
+def check_pool_given(data: DataConfig) -> None:
+    """Refuse a config that names its own ID data but no background pool (the embedded pool
+    goes only with the embedded ID data)."""
+    if data.id is not None and data.background is None:
+        raise UserError(
+            "no background pool: with --id KIND:PATH also give --background KIND:PATH "
+            "(e.g. random300k:/data/300K_random_images.npy)"
+        )
+
+
 def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark:
     """Load ID data, the background pool and the OOD sets that the config names."""
     data = cfg.data
+    check_pool_given(data)
     root = data.root if data.root is not None else str(default_data_root())
     log.info("data root: %s", root)
     check = os.environ.get(SKIP_INTEGRITY_ENV) != "1"
@@ -144,13 +155,9 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
             download=download,
             check_integrity=check,
         )
-    elif embedded is not None:
-        pool = embedded.pool
     else:
-        raise UserError(
-            "no background pool: with --id KIND:PATH also give --background KIND:PATH "
-            "(e.g. random300k:/data/300K_random_images.npy)"
-        )
+        assert embedded is not None
+        pool = embedded.pool
     ood: dict[str, ImageSource] = {}
     # Set names (lower-cased) -> where each set came from, to refuse two sets of one name where
     # a folder set is involved; the same built-in set named twice is simply kept once.

@@ -25,10 +25,15 @@ from bgresample.config import Config
 from bgresample.data import kinds
 from bgresample.data.embedded import EmbeddedConfig, default_data_root, load_embedded
 from bgresample.data.transforms import CropFlip
-from bgresample.engine.benchmark import SKIP_INTEGRITY_ENV, _folder_set_name, _unique
+from bgresample.engine.benchmark import (
+    SKIP_INTEGRITY_ENV,
+    _folder_set_name,
+    _unique,
+    check_pool_given,
+)
 from bgresample.engine.experiment import build_model, finetune_section
 from bgresample.engine.finetune import background_objective
-from bgresample.engine.resample import algorithm1_step, refresh_period
+from bgresample.engine.resample import algorithm1_step, refresh_period, resample_steps
 from bgresample.errors import UserError
 from bgresample.losses import BACKGROUND_LOSSES, add_background_class
 from bgresample.metrics import protocol_indices
@@ -133,12 +138,8 @@ def data_sizes(cfg: Config) -> tuple[Sizes, list[str]]:
     root = data.root if data.root is not None else str(default_data_root())
     sources: dict[str, str] = {}
     embedded = None
+    check_pool_given(data)
     if data.id is None or data.background is None:
-        if data.id is not None:
-            raise UserError(
-                "no background pool: with --id KIND:PATH also give --background KIND:PATH "
-                "(e.g. random300k:/data/300K_random_images.npy)"
-            )
         emb = asdict(data.embedded)
         seed = emb.pop("seed")
         embedded = load_embedded(root, seed=seed, config=EmbeddedConfig(**emb))
@@ -268,12 +269,7 @@ def stages(cfg: Config, sizes: Sizes) -> list[Stage]:
         )
     ]
     if weight_selectors(variants):
-        if sizes.pool < rs.batch_size:
-            raise UserError(
-                f"the background pool has {sizes.pool} items, fewer than one batch "
-                f"({rs.batch_size}); use a larger pool or --set resample.batch_size=..."
-            )
-        steps = math.ceil(rs.draws_per_item * sizes.pool / rs.batch_size)
+        steps = resample_steps(rs, sizes.pool)
         out.append(Stage("resample", "resample", seeds, steps, rs.batch_size))
     ft_steps = ft.epochs * steps_per_epoch(sizes.train, ft.batch_size)
     for v in variants:

@@ -37,6 +37,17 @@ from bgresample.runtime.optim import sgd, sgd_step
 log = logging.getLogger("bgresample")
 
 
+def resample_steps(cfg: ResampleConfig, n_pool: int) -> int:
+    """Steps of Algorithm 1 for a pool of ``n_pool`` items: each item drawn
+    ``draws_per_item`` times in expectation, in batches of ``cfg.batch_size``."""
+    if n_pool < cfg.batch_size:
+        raise UserError(
+            f"the background pool has {n_pool} items, fewer than one batch ({cfg.batch_size}); "
+            "use a larger pool or --set resample.batch_size=..."
+        )
+    return math.ceil(cfg.draws_per_item * n_pool / cfg.batch_size)
+
+
 def algorithm1_step(
     net: nn.Module,
     resampler: BackgroundResampler,
@@ -100,12 +111,7 @@ def resample(
     (weight statistics over time, weight trajectories, draws per item).
     """
     n_pool, n = len(pool), cfg.batch_size
-    if n_pool < n:
-        raise UserError(
-            f"the background pool has {n_pool} items, fewer than one batch ({n}); "
-            "use a larger pool or --set resample.batch_size=..."
-        )
-    steps = math.ceil(cfg.draws_per_item * n_pool / n)
+    steps = resample_steps(cfg, n_pool)
     accel = env.accel
     resampler = BackgroundResampler(
         n_pool,
