@@ -30,7 +30,7 @@ def test_precedence_preset_file_recipe_set(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("finetune:\n  lr: 0.5\n  epochs: 7\n")
     cfg = load_config(f, ["finetune.epochs=3"], preset="cifar10")
-    assert cfg.model.name == "wrn40_4"  # preset
+    assert cfg.model.name == "wrn40_4_authors"  # preset
     assert cfg.finetune.lr == 0.1  # the preset's recipe (authors) over the file
     assert cfg.finetune.epochs == 3  # --set over everything
     assert "cifar10" in presets() and "tiny-imagenet" in presets()
@@ -75,7 +75,7 @@ def test_values_are_typed():
         ("resample.eps=abc", "resample.eps='abc' is invalid: expected a number in [0, 1]"),
         ("resample.eps=null", "resample.eps=null is invalid"),
         ("resample.eps=1.5", "expected a number in [0, 1]"),
-        ("resample=5", "resample must be a mapping with the keys draws_per_item"),
+        ("resample=5", "resample must be a mapping with the keys epochs, draws_per_item"),
         ("resample.batch_size=abc", "expected a positive integer"),
         ("resample.batch_size=1.5", "resample.batch_size=1.5 is invalid"),
         ("finetune.batch_size=0", "expected a positive integer"),

@@ -38,7 +38,13 @@ from bgresample.options import (
 
 #: Recipes for fine-tuning with background data (docs/method.md).
 FINETUNE_RECIPES: dict[str, dict[str, Any]] = {
-    "authors": {"epochs": 50, "lr": 0.1, "schedule": "step30", "background_batch_size": 128},
+    "authors": {
+        "epochs": 50,
+        "lr": 0.1,
+        "schedule": "step30",
+        "background_batch_size": 128,
+        "background_order": "shuffle",
+    },
     "oe": {"epochs": 10, "lr": 0.001, "schedule": "cosine", "background_batch_size": 256},
 }
 
@@ -79,7 +85,7 @@ class DataConfig:
     id: str | None = _f()
     background: str | None = _f()
     download: bool = _f()
-    flip: bool = _f()
+    flip: Auto = _f()
     background_flip: bool | None = _f()
     allow_cifar_overlap: bool = _f()
     workers: int = _f(NON_NEGATIVE_INT)
@@ -118,15 +124,18 @@ class PretrainConfig:
     momentum: float = _f(NON_NEGATIVE)
     weight_decay: float = _f(NON_NEGATIVE)
     schedule: Schedule = _f()
+    drop_last: bool = _f()
     checkpoint_every: int = _f(NON_NEGATIVE_INT)
 
 
 @dataclass
 class ResampleConfig:
+    epochs: int = _f(NON_NEGATIVE_INT)
     draws_per_item: float = _f(POSITIVE)
     batch_size: int = _f(POSITIVE_INT)
     eps: float = _f(UNIT_CLOSED)
     lr: float = _f(POSITIVE)
+    schedule: Schedule = _f()
     momentum: float = _f(NON_NEGATIVE)
     weight_decay: float = _f(NON_NEGATIVE)
     lr_w: float = _f(POSITIVE)
@@ -152,6 +161,7 @@ class FinetuneConfig:
     epochs: int = _f(NON_NEGATIVE_INT)
     batch_size: int = _f(POSITIVE_INT)
     background_batch_size: int = _f(POSITIVE_INT)
+    background_order: Literal["replacement", "shuffle"] = _f()
     lr: float = _f(POSITIVE)
     momentum: float = _f(NON_NEGATIVE)
     weight_decay: float = _f(NON_NEGATIVE)
@@ -169,6 +179,7 @@ class EvaluateConfig:
     repeats: int = _f(POSITIVE_INT)
     convention: Convention = _f()
     fpr95: Literal["roc", "authors"] = _f()
+    std_ddof: int = _f(check(lambda v: v in (0, 1), "0 or 1"))
     protocol: Literal["paper", "full"] = _f()
     near_ood: list[str] | None = _f()
     batch_size: int = _f(POSITIVE_INT)

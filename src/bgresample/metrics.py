@@ -177,13 +177,15 @@ def ood_metrics(
     }
 
 
-def summarize(values: Sequence[float] | np.ndarray) -> dict[str, float]:
-    """Mean and sample standard deviation (ddof=1; 0 for a single value) of a non-empty
-    sequence."""
+def summarize(values: Sequence[float] | np.ndarray, ddof: int = 1) -> dict[str, float]:
+    """Mean and standard deviation of a non-empty sequence: the sample std (``ddof=1``; 0 for
+    a single value) or the population std (``ddof=0``, numpy's default: the authors' code)."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.size == 0:
         raise ValueError("cannot summarize an empty sequence of values")
-    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=1)) if arr.size > 1 else 0.0}
+    if ddof not in (0, 1):
+        raise ValueError(f"ddof must be 0 or 1, got {ddof!r}")
+    return {"mean": float(arr.mean()), "std": float(arr.std(ddof=ddof)) if arr.size > 1 else 0.0}
 
 
 def paired_difference(
@@ -236,8 +238,8 @@ def protocol_indices(
     return draws
 
 
-def _aggregate(runs: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
-    return {key: summarize([run[key] for run in runs]) for key in METRIC_KEYS}
+def _aggregate(runs: Sequence[Mapping[str, float]], ddof: int) -> dict[str, dict[str, float]]:
+    return {key: summarize([run[key] for run in runs], ddof) for key in METRIC_KEYS}
 
 
 def evaluate_protocol(
@@ -249,12 +251,14 @@ def evaluate_protocol(
     convention: Convention = "ood-positive",
     draws: Mapping[str, Sequence[np.ndarray]] | None = None,
     fpr95: FPR95Definition = "roc",
+    ddof: int = 1,
 ) -> dict:
     """The paper's protocol: per OOD set, metrics on ``repeats`` subsamples (see protocol_indices).
 
     ``draws`` (optional) gives the subsample indices into each set's scores; by default they are
     ``protocol_indices(...)``. Callers that score only the drawn items pass remapped draws.
-    ``fpr95`` picks the FPR95 definition, ``"roc"`` or ``"authors"`` (see :func:`fpr_at_tpr`).
+    ``fpr95`` picks the FPR95 definition, ``"roc"`` or ``"authors"`` (see :func:`fpr_at_tpr`);
+    ``ddof`` the std over the repeats (1: sample std; 0: numpy's default, the authors' code).
 
     Returns ``{"ood": {set: {metric: {"mean", "std"}}}, "average": ..., "average_no_noise": ...,
     "convention": convention}``, in percent. "average" is over all repeats of all sets;
@@ -282,9 +286,9 @@ def evaluate_protocol(
         run for name, set_runs in runs.items() if name.lower() not in NOISE_SETS for run in set_runs
     ]
     return {
-        "ood": {name: _aggregate(set_runs) for name, set_runs in runs.items()},
-        "average": _aggregate([run for set_runs in runs.values() for run in set_runs]),
-        "average_no_noise": _aggregate(clean) if clean else None,
+        "ood": {name: _aggregate(set_runs, ddof) for name, set_runs in runs.items()},
+        "average": _aggregate([run for set_runs in runs.values() for run in set_runs], ddof),
+        "average_no_noise": _aggregate(clean, ddof) if clean else None,
         "convention": convention,
     }
 

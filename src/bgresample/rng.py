@@ -30,6 +30,9 @@ class Stream(IntEnum):
     """Crop offsets and flips of each background batch."""
     SELECT = 5
     """The subset chosen from learned weights (``select``, the ``resampled`` selector)."""
+    BACKGROUND_ORDER = 6
+    """The shuffled order of a background subset, one permutation per pass over it, keyed by
+    the pass's first step (``finetune.background_order=shuffle``)."""
     DROPOUT = 97
     """torch's global generator, re-seeded each step (dropout)."""
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 from pathlib import Path
 
+import lmdb
 import numpy as np
 import pytest
 import scipy.io
@@ -50,6 +52,19 @@ def _png_folder(root: Path, n: int, seed: int, size: int = 32) -> None:
     root.mkdir(parents=True, exist_ok=True)
     for i, img in enumerate(_rng_images(n, seed)):
         Image.fromarray(img).resize((size, size)).save(root / f"{i:03d}.png")
+
+
+def _lsun_lmdb(root: Path, n: int, seed: int) -> None:
+    """``root/test_lmdb`` as LSUN's test_lmdb.zip unzips (torchvision's LSUN layout): keys image
+    ids, values JPEG-encoded images (here 64 x 48)."""
+    root.mkdir(parents=True, exist_ok=True)
+    env = lmdb.open(str(root / "test_lmdb"), map_size=1 << 24)
+    with env.begin(write=True) as txn:
+        for i, img in enumerate(_rng_images(n, seed)):
+            buf = io.BytesIO()
+            Image.fromarray(img).resize((64, 48)).save(buf, format="JPEG")
+            txn.put(f"{i:040x}".encode(), buf.getvalue())
+    env.close()
 
 
 def _tiny_images_bin(path: Path, n: int) -> None:
@@ -209,7 +224,7 @@ def test_preset_cifar10_quick_on_fixtures(tmp_path, monkeypatch):
     root = tmp_path / "data"
     _cifar10(root)
     _dtd(root / "dtd" / "dtd")
-    _png_folder(root / "LSUN" / "test", 20, 2)
+    _lsun_lmdb(root / "lsun", 20, 2)  # the authors' LSUN (torchvision's test_lmdb)
     _places365_val(root / "places365")
     (root / "svhn").mkdir()
     y = np.arange(20) % 10 + 1

@@ -51,7 +51,7 @@ def test_registry_covers_the_paper_kinds():
     expected = {
         "cifar10", "cifar100", "svhn", "tiny-imagenet", "imagefolder", "folder", "npy",
         "tinyimages", "imagenet32", "random300k", "gaussian", "uniform", "textures", "lsun",
-        "lsun-resize", "places365", "isun",
+        "lsun-crop", "lsun-resize", "places365", "isun",
     }  # fmt: skip
     assert set(KINDS) == expected
     for k in KINDS.values():
@@ -135,9 +135,12 @@ def test_loaders_at_default_locations_and_status(tmp_path):
     npy = load_ood("npy", str(tmp_path / "300K_random_images.npy"))
     assert len(npy) == 4 and npy.name == "npy"
 
-    with pytest.raises(UserError, match="lsun") as e:
-        load_ood("lsun", data_root=tmp_path)
+    with pytest.raises(UserError, match="lsun-crop") as e:
+        load_ood("lsun-crop", data_root=tmp_path)
     assert str(tmp_path / "LSUN") in str(e.value) and "odin" in str(e.value)
+    with pytest.raises(UserError, match="lsun: folder not found") as e:  # the authors' LSUN
+        load_ood("lsun", data_root=tmp_path)
+    assert str(tmp_path / "lsun") in str(e.value) and "test_lmdb/data.mdb" in str(e.value)
 
 
 def test_imagefolder_kind(tmp_path):

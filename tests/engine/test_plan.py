@@ -19,11 +19,17 @@ NO_DATA = ["--background", "random300k:/nonexistent.npy", "--set", "model.name=s
 def expected_steps(cfg: C.Config, sizes: Sizes) -> dict[str, tuple[int, int]]:
     """(runs, steps) of each stage, from the config and the engine's formulas."""
     seeds, variants = cfg.run.seeds, cfg.run.variants
-    spe = lambda bs: max(sizes.train // bs, 1)  # noqa: E731  runtime.batches.steps_per_epoch
-    out = {"pretrain": (1, cfg.pretrain.epochs * spe(cfg.pretrain.batch_size))}
+    def spe(bs: int, drop_last: bool = True) -> int:  # runtime.batches.steps_per_epoch
+        return max(sizes.train // bs if drop_last else math.ceil(sizes.train / bs), 1)
+
+    pre = cfg.pretrain
+    out = {"pretrain": (1, pre.epochs * spe(pre.batch_size, pre.drop_last))}
     if {"resampled", "topk-weight"} & set(variants):
         rs = cfg.resample
-        out["resample"] = (seeds, math.ceil(rs.draws_per_item * sizes.pool / rs.batch_size))
+        if rs.epochs:
+            out["resample"] = (seeds, rs.epochs * spe(rs.batch_size))
+        else:
+            out["resample"] = (seeds, math.ceil(rs.draws_per_item * sizes.pool / rs.batch_size))
     for v in variants:
         out[f"finetune[{v}]"] = (seeds, cfg.finetune.epochs * spe(cfg.finetune.batch_size))
     ev = cfg.evaluate
@@ -53,16 +59,18 @@ def test_preset_without_data_uses_nominal_sizes_and_the_recipe(tmp_path):
         preset="cifar10",
     )
     sizes, notes = data_sizes(cfg)
-    assert (sizes.train, sizes.val, sizes.test, sizes.classes) == (45_000, 5_000, 10_000, 10)
-    assert (sizes.pool, sizes.holdout) == (285_000, 15_000)
+    # the authors' protocol: no validation split
+    assert (sizes.train, sizes.val, sizes.test, sizes.classes) == (50_000, 0, 10_000, 10)
+    assert (sizes.pool, sizes.holdout) == (300_000, 0)
     assert sizes.sources["id"] == sizes.sources["pool"] == "nominal"
     assert sizes.ood["svhn"] == 26_032 and sizes.ood["gaussian"] == 10_000
     assert any("random300k" in n for n in notes)
     got = {s.name: (s.runs, s.steps) for s in stages(cfg, sizes)}
     assert got == expected_steps(cfg, sizes)
-    # finetune.recipe=authors: 50 epochs of 45,000 // 128 = 351 steps
-    assert got["pretrain"] == (1, 35_100) and got["finetune[resampled]"] == (5, 17_550)
-    assert got["resample"] == (5, 11_133)
+    # pre-training: 100 epochs of ceil(50,000 / 128) = 391 steps (no drop_last); Algorithm 1
+    # and finetune.recipe=authors: 50 epochs of 50,000 // 128 = 390 steps
+    assert got["pretrain"] == (1, 39_100) and got["finetune[resampled]"] == (5, 19_500)
+    assert got["resample"] == (5, 19_500)
 
 
 def test_plan_json_has_every_stage_with_positive_estimates(tiny, capsys, tmp_path, monkeypatch):
@@ -92,7 +100,7 @@ def test_plan_preset_without_data_prints_estimates(tmp_path, capsys):
     assert p["sizes"]["sources"]["pool"] == "nominal" and p["total_seconds"] > 0
     assert all(s["seconds"] > 0 for s in p["stages"])
     text = plan_text(p)
-    assert "45,000 train" in text and "285,000 items" in text and "[nominal]" in text
+    assert "50,000 train" in text and "300,000 items" in text and "[nominal]" in text
     assert "finetune[resampled]" in text and "total" in text
 
 
@@ -124,7 +132,8 @@ def test_plan_refuses_what_the_engine_refuses_in_the_same_words(tmp_path, capsys
     small = ["--set", "resample.batch_size=1000", "--set", "data.embedded.pool_size=600"]
     cfg = C.load_config(None, small[1::2])
     try:
-        resample_steps(cfg.resample, data_sizes(cfg)[0].pool)
+        sizes = data_sizes(cfg)[0]
+        resample_steps(cfg.resample, sizes.pool, sizes.train)
     except UserError as e:
         engine_words = str(e)
     else:

@@ -7,6 +7,9 @@ its ``default_subpath`` under ``--data-root``; :func:`status` lists what is foun
 itself, as for CIFAR): all 5,640 images, the union of partition 1's train, val and test splits.
 ``places365`` is torchvision's Places365 (256 x 256 images) under ``places365/``: split ``val``
 as OOD set, ``train-standard`` as background pool (``status`` looks for the val files).
+``lsun`` is LSUN's test split as the paper's authors load it (torchvision's LSUN layout, the LMDB
+database ``lsun/test_lmdb``; :mod:`bgresample.data.lsun`); ``lsun-crop`` and ``lsun-resize`` are
+ODIN's LSUN (crop) and LSUN (resize) folders of 32 x 32 images, other sets.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from bgresample.data import datasets as ds
-from bgresample.data import pools
+from bgresample.data import lsun, pools
 from bgresample.data.base import ImageArray
 from bgresample.data.embedded import noise_ood
 from bgresample.errors import UserError
@@ -63,7 +66,8 @@ class Kind:
     standard sizes ``bgresample plan`` assumes where the data is missing, per role: ``id``:
     (train, test, classes), ``background`` / ``ood``: items; ``count`` sizes the data that is
     there without decoding it (default: :func:`count_by_loading`). ``decodes``: its images are
-    decoded from files (by ``data.workers`` processes).
+    decoded from files (by ``data.workers`` processes). ``mirror``: a horizontal flip keeps its
+    images' labels (False for digits), what ``data.flip: auto`` follows as ID data.
     """
 
     name: str
@@ -77,6 +81,7 @@ class Kind:
     nominal: dict[str, Any] = field(default_factory=dict)
     decodes: bool = False
     count: Counter | None = None
+    mirror: bool = True
 
     def size(self, role: str, path: Any, options: LoadOptions) -> Any:
         """What :data:`Counter` gives for the data at ``path`` in ``role``."""
@@ -229,6 +234,7 @@ for _kind in (
         _svhn,
         EXPECTED_FILES["svhn"],
         nominal={"id": (73_257, 26_032, 10), "ood": 26_032},
+        mirror=False,  # digits: the authors turn the flip off for SVHN and MNIST
     ),
     Kind(
         "tiny-imagenet",
@@ -329,7 +335,20 @@ for _kind in (
         nominal={"ood": 5_640},
         decodes=True,
     ),
-    _folder_kind("lsun", "LSUN (crop) test images", f"LSUN.tar.gz from {_ODIN}", "LSUN", 10_000),
+    Kind(
+        "lsun",
+        ("ood",),
+        lsun.LSUN_LAYOUT,
+        lsun.LSUN_SOURCE,
+        "lsun",
+        lambda role, p, o: lsun.LsunImages(p, name="lsun"),
+        lsun.LSUN_FILES,
+        nominal={"ood": lsun.LSUN_ITEMS},
+        decodes=True,
+    ),
+    _folder_kind(
+        "lsun-crop", "LSUN (crop) test images", f"LSUN.tar.gz from {_ODIN}", "LSUN", 10_000
+    ),
     _folder_kind(
         "lsun-resize",
         "LSUN (resize) test images",

@@ -112,10 +112,19 @@ def _groups(cfg: Config, names: list[str], embedded: bool) -> dict[str, list[str
     return groups
 
 
+def resolve_flip(flip: bool | str, id_kind: str | None) -> bool:
+    """``data.flip``: ``auto`` flips unless the ID data are digits (the embedded digits, or a kind
+    declared with ``mirror=False``: SVHN, MNIST), as the authors' code does."""
+    if flip != "auto":
+        return bool(flip)
+    return id_kind is not None and kinds.get_kind(id_kind, "id").mirror
+
+
 def check_pool_given(data: DataConfig) -> None:
     """Refuse a config that names its own ID data but no background pool (the embedded pool
-    goes only with the embedded ID data)."""
+    goes only with the embedded ID data). An unknown ID kind is named first."""
     if data.id is not None and data.background is None:
+        kinds.get_kind(kinds.parse_spec(data.id)[0], "id")
         raise UserError(
             "no background pool: with --id KIND:PATH also give --background KIND:PATH "
             "(e.g. random300k:/data/300K_random_images.npy)"
@@ -125,7 +134,6 @@ def check_pool_given(data: DataConfig) -> None:
 def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark:
     """Load ID data, the background pool and the OOD sets that the config names."""
     data = cfg.data
-    check_pool_given(data)
     root = data.root if data.root is not None else str(default_data_root())
     log.info("data root: %s", root)
     check = os.environ.get(SKIP_INTEGRITY_ENV) != "1"
@@ -145,6 +153,7 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
             kind, path, data_root=root, download=download, check_integrity=check
         )
         name = kind
+    check_pool_given(data)
     if data.background is not None:
         kind, path = kinds.parse_spec(data.background)
         pool = kinds.load_background(
@@ -236,7 +245,7 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
         pool=pool,
         ood=ood,
         num_classes=num_classes,
-        flip=data.flip,
+        flip=resolve_flip(data.flip, None if embedded is not None else name),
         background_flip=data.background_flip,
         val=val,
         val_ood={} if holdout is None else {HOLDOUT: holdout},

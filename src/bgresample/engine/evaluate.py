@@ -151,6 +151,7 @@ def evaluate(
             convention=cfg.convention,
             draws={k: local_draws[k] for k in sets},
             fpr95=cfg.fpr95,
+            ddof=cfg.std_ddof,
         )
 
     per_score = {n: protocol(n, list(ood)) for n in names}

@@ -113,6 +113,7 @@ def selection_context(cfg: Config, bench: Benchmark, env: Env, **weights: Any) -
         seed=env.seed,
         gamma=cfg.select.gamma,
         batch_size=finetune_section(cfg).background_batch_size,
+        order=finetune_section(cfg).background_order,
         score=score_name(cfg),
         score_batch_size=cfg.evaluate.batch_size,
         **weights,

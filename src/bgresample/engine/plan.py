@@ -30,6 +30,7 @@ from bgresample.engine.benchmark import (
     _folder_set_name,
     _unique,
     check_pool_given,
+    resolve_flip,
 )
 from bgresample.engine.experiment import build_model, finetune_section
 from bgresample.engine.finetune import background_objective
@@ -264,12 +265,12 @@ def stages(cfg: Config, sizes: Sizes) -> list[Stage]:
             "pretrain",
             "pretrain",
             1,
-            pre.epochs * steps_per_epoch(sizes.train, pre.batch_size),
+            pre.epochs * steps_per_epoch(sizes.train, pre.batch_size, pre.drop_last),
             pre.batch_size,
         )
     ]
     if weight_selectors(variants):
-        steps = resample_steps(rs, sizes.pool)
+        steps = resample_steps(rs, sizes.pool, sizes.train)
         out.append(Stage("resample", "resample", seeds, steps, rs.batch_size))
     ft_steps = ft.epochs * steps_per_epoch(sizes.train, ft.batch_size)
     for v in variants:
@@ -310,7 +311,9 @@ class _Timer:
 
     def images(self, n: int, aug: bool = True) -> torch.Tensor:
         raw = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=self.gen)
-        crop = CropFlip.draw(n, self.gen, flip=self.cfg.data.flip) if aug else None
+        data = self.cfg.data
+        kind = None if data.id is None else kinds.parse_spec(data.id)[0]
+        crop = CropFlip.draw(n, self.gen, flip=resolve_flip(data.flip, kind)) if aug else None
         return self.accel.ready(raw, crop)
 
     def labels(self, n: int) -> torch.Tensor:

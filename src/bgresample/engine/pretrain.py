@@ -39,7 +39,7 @@ def pretrain(
     ``checkpoint_every`` epochs. Returns the per-epoch history (loss, train accuracy).
     """
     net = env.accel.model(model)
-    spe = steps_per_epoch(len(train), cfg.batch_size)
+    spe = steps_per_epoch(len(train), cfg.batch_size, cfg.drop_last)
     total = cfg.epochs * spe
     opt = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
     sched = schedule(opt, cfg.schedule, total, spe)
@@ -47,7 +47,7 @@ def pretrain(
     parts = {"model": model, "opt": opt, "sched": sched}
     start, extra = state.load(parts) if resume else (0, {})
     history: list[dict[str, float]] = extra.get("history", [])
-    batches = EpochBatches(len(train), cfg.batch_size, env.seed)
+    batches = EpochBatches(len(train), cfg.batch_size, env.seed, cfg.drop_last)
     model.train()
     bar = progress(range(start, total), "pretrain", "step", env.quiet or not dist.info().is_main)
     tot = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count over the epoch

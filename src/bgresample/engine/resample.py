@@ -32,19 +32,22 @@ from bgresample.runtime.batches import (
 )
 from bgresample.runtime.env import Env
 from bgresample.runtime.forward import ce, check_finite, joint_forward
-from bgresample.runtime.optim import sgd, sgd_step
+from bgresample.runtime.optim import schedule, sgd, sgd_step
 
 log = logging.getLogger("bgresample")
 
 
-def resample_steps(cfg: ResampleConfig, n_pool: int) -> int:
-    """Steps of Algorithm 1 for a pool of ``n_pool`` items: each item drawn
+def resample_steps(cfg: ResampleConfig, n_pool: int, id_size: int) -> int:
+    """Steps of Algorithm 1: ``cfg.epochs`` ID epochs of ``floor(id_size / batch_size)`` steps
+    when set (the authors' code), else each of the ``n_pool`` pool items drawn
     ``draws_per_item`` times in expectation, in batches of ``cfg.batch_size``."""
     if n_pool < cfg.batch_size:
         raise UserError(
             f"the background pool has {n_pool} items, fewer than one batch ({cfg.batch_size}); "
             "use a larger pool or --set resample.batch_size=..."
         )
+    if cfg.epochs:
+        return cfg.epochs * steps_per_epoch(id_size, cfg.batch_size)
     return math.ceil(cfg.draws_per_item * n_pool / cfg.batch_size)
 
 
@@ -111,7 +114,7 @@ def resample(
     (weight statistics over time, weight trajectories, draws per item).
     """
     n_pool, n = len(pool), cfg.batch_size
-    steps = resample_steps(cfg, n_pool)
+    steps = resample_steps(cfg, n_pool, len(train))
     accel = env.accel
     resampler = BackgroundResampler(
         n_pool,
@@ -124,12 +127,13 @@ def resample(
     )
     net = accel.model(model)
     opt = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
+    sched = schedule(opt, cfg.schedule, steps, steps_per_epoch(len(train), n))
     outlier = BACKGROUND_LOSSES[cfg.loss].module(reduction="none")
     weight_scale = cfg.alpha if cfg.weight_loss == "scaled" else 1.0
     save_gap = resampler.period(n) if cfg.refresh_every else math.ceil(n_pool / n)
     trace = _Trace(resampler, env.seed)
     state = StageState(state_path)
-    parts = {"model": model, "opt": opt, "resampler": resampler, "draws": trace}
+    parts = {"model": model, "opt": opt, "sched": sched, "resampler": resampler, "draws": trace}
     start, extra = state.load(parts) if resume else (0, {})
     last_save = start
     trace.history.update(extra.get("history", {}))
@@ -174,6 +178,7 @@ def resample(
             step,
             weight_scale,
         )
+        sched.step()
         if cfg.check_every and step % cfg.check_every == 0:
             _check_identical(resampler, step)
         if step % max(steps // 100, 1) == 0 or step == steps - 1:

@@ -45,7 +45,7 @@ from bgresample.options import check_options
 from bgresample.resampling.selection import subset_size
 from bgresample.rng import Stream, generator
 from bgresample.runtime.accel import Accel
-from bgresample.runtime.batches import uniform_batch
+from bgresample.runtime.batches import ShuffledPasses, uniform_batch
 from bgresample.runtime.forward import predict_outputs
 from bgresample.scores import get_score
 
@@ -69,6 +69,7 @@ class SelectionContext:
     batch_size: int
     score: str = "msp"
     score_batch_size: int = 1000
+    order: Literal["replacement", "shuffle"] = "replacement"
     weights: Tensor | None = None
     weights_cost: int = 0
     weights_fwd_eq: int = 0
@@ -126,6 +127,7 @@ class Selector:
         self.seconds = 0.0
         self.working = torch.empty(0, dtype=torch.long)
         self.epoch = -1
+        self._shuffled = ShuffledPasses(ctx.batch_size, ctx.seed)
 
     @classmethod
     def make_options(cls, **options: Any) -> Any:
@@ -186,9 +188,13 @@ class Selector:
                 self.epoch = epoch
                 if len(self.working) == 0:
                     raise UserError(f"selector {self.name} chose no background items")
-            pick = uniform_batch(
-                len(self.working), self.ctx.batch_size, self.ctx.seed, Stream.BACKGROUND, step
-            )
+            if self.ctx.order == "shuffle":
+                first = 0 if self.refresh == "once" else epoch * self.ctx.epoch_steps
+                pick = self._shuffled.at(len(self.working), first, step)
+            else:
+                pick = uniform_batch(
+                    len(self.working), self.ctx.batch_size, self.ctx.seed, Stream.BACKGROUND, step
+                )
             idx = self.working[pick]
         self.used[idx] = True
         return idx
