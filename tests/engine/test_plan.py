@@ -19,6 +19,7 @@ NO_DATA = ["--background", "random300k:/nonexistent.npy", "--set", "model.name=s
 def expected_steps(cfg: C.Config, sizes: Sizes) -> dict[str, tuple[int, int]]:
     """(runs, steps) of each stage, from the config and the engine's formulas."""
     seeds, variants = cfg.run.seeds, cfg.run.variants
+
     def spe(bs: int, drop_last: bool = True) -> int:  # runtime.batches.steps_per_epoch
         return max(sizes.train // bs if drop_last else math.ceil(sizes.train / bs), 1)
 
