@@ -22,8 +22,15 @@ The method, for your own model, ID data and background pool::
 The weight step's lr = 100 (Table 1) suits per-item losses of order 1, as eq. 4's; for losses of
 another scale (e.g. the energy margins) pass ``BackgroundResampler(..., step_scale="mean")``.
 ``Detector`` wraps a model and a score; ``OODMetrics.pytorch_ood()`` takes pytorch-ood's
-conventions. See ``examples/own_training_loop.py`` and ``docs/api.md``.
+conventions. ``load_checkpoint(path)`` gives the model a bgresample checkpoint holds (one that
+``bgresample convert --authors`` made from the authors' weights included). See
+``examples/own_training_loop.py`` and ``docs/api.md``.
 """
+
+import os
+from typing import Any
+
+from torch import nn
 
 from bgresample.detector import Detector
 from bgresample.losses import (
@@ -60,6 +67,18 @@ from bgresample.scores import SCORES, energy, extra_class, get_score, max_logit,
 
 __version__ = "0.2.0"
 
+
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, Any]]:
+    """The model a bgresample ``.safetensors`` checkpoint holds, in eval mode, and its metadata
+    (``model_name``, ``num_classes``, ``normalization``, ...): the model named in the metadata
+    is built and the weights loaded (:func:`bgresample.checkpoint.load_checkpoint`).
+    ``FileNotFoundError`` for a missing file, ``ValueError`` for one that is not a bgresample
+    model checkpoint."""
+    from bgresample.checkpoint import load_checkpoint as load  # not at import: safetensors, models
+
+    return load(path)
+
+
 __all__ = [
     "SCORES",
     "BackgroundPool",
@@ -86,6 +105,7 @@ __all__ = [
     "extra_class_loss",
     "fpr_at_tpr",
     "get_score",
+    "load_checkpoint",
     "max_entropy_loss",
     "max_logit",
     "msp",

@@ -7,6 +7,7 @@ is whole. Nothing is ever unpickled: tensors live in safetensors files, everythi
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
@@ -209,6 +210,65 @@ def load_model_state(
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The metadata of a checkpoint without loading its tensors."""
     return load_tensors(path)[1]
+
+
+def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The model a bgresample checkpoint holds, in eval mode, and the checkpoint's metadata.
+
+    The model is the one named in the metadata (``model_name``, ``num_classes``), built with its
+    factory's default keyword arguments (checkpoints do not record ``model.kwargs``; options
+    such as dropout do not change the weights), with the recorded ``normalization`` (inputs
+    reach it as ``(x / 255 - mean) / std`` at ``size`` x ``size``) as its ``normalization``
+    attribute. A model of one's own code (``package.module:factory``) is not imported because a
+    file names it: build it and call :func:`load_model_state`. Raises ``FileNotFoundError`` for
+    a missing file and ``ValueError`` for a file that is not such a checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            errno.ENOENT,
+            "checkpoint not found; pass a .safetensors file that bgresample wrote",
+            str(path),
+        )
+    if path.suffix in (".pt", ".pth"):
+        raise ValueError(
+            f"{path} is a PyTorch pickle, which names no model; convert it first "
+            "(`bgresample convert --authors FILE.pth --num-classes K --out FILE.safetensors` for "
+            "the authors' checkpoints), or build the model and load it with "
+            "bgresample.checkpoint.load_model_state(path, model)"
+        )
+    try:
+        return _load_checkpoint(path)
+    except UserError as e:
+        raise ValueError(str(e)) from None
+
+
+def _load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    from bgresample.models import DEFAULT_SIZE, build_model
+    from bgresample.models.foreign import LIBRARIES, is_foreign
+
+    meta = read_meta(path)
+    name, k = meta.get("model_name"), meta.get("num_classes")
+    if not isinstance(name, str) or not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise UserError(
+            f"checkpoint {path} records no model (model_name {name!r}, num_classes {k!r}); "
+            "expected a model checkpoint written by bgresample (pretrain, finetune, run or "
+            "convert)"
+        )
+    if is_foreign(name) and name.partition(":")[0] not in LIBRARIES:
+        raise UserError(
+            f"checkpoint {path} holds the model {name}, a factory of your own code, which "
+            "load_checkpoint does not import because a file names it; build it with "
+            f"bgresample.models.create_model({name!r}, {k}) and load the weights with "
+            "bgresample.checkpoint.load_model_state(path, model)"
+        )
+    norm = meta.get("normalization")
+    size = norm.get("size") if isinstance(norm, dict) else None
+    model = build_model(name, k, {}, size if isinstance(size, int) else DEFAULT_SIZE)
+    if isinstance(norm, dict):
+        model.normalization = dict(norm)
+    load_model_state(path, model, expect="a model checkpoint")
+    return model.eval(), meta
 
 
 # -- resumable stage state ----------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The ``bgresample`` command line: pretrain, resample, select, finetune, evaluate, run."""
+"""The ``bgresample`` command line: pretrain, resample, select, finetune, evaluate, run, and
+helpers (convert, report, compare, ...)."""
 
 from __future__ import annotations
 
@@ -193,6 +194,37 @@ def build_parser() -> argparse.ArgumentParser:
         f"weights ({', '.join(weight_selectors())})",
     )
 
+    p = sub.add_parser(
+        "convert",
+        help="turn the authors' released .pth weights into a bgresample checkpoint",
+        description="Load a state dict saved by the authors' code (JerryYLi/bg-resample-ood "
+        "train.py: torch.save(model.state_dict()), `module.` prefixes of DataParallel removed) "
+        "with torch.load(weights_only=True), which never runs code from the file, into --model "
+        "with strict key and shape checks, and write it as a .safetensors checkpoint recording "
+        "the authors' input normalisation (size 32, mean 0.5, std 0.25), which evaluate, "
+        "resample and finetune take as --checkpoint (with --set model.name=MODEL).",
+    )
+    p.add_argument(
+        "--authors",
+        metavar="IN.pth",
+        help="a state dict saved by the authors' train.py (the only source format for now)",
+    )
+    p.add_argument(
+        "--model",
+        default="wrn40_4_authors",
+        help="the architecture the weights belong to (default: wrn40_4_authors, the authors' "
+        "wrn40)",
+    )
+    p.add_argument(
+        "--num-classes",
+        type=int,
+        required=True,
+        metavar="K",
+        help="classes of the ID data the weights were trained on (10 for CIFAR-10)",
+    )
+    p.add_argument("--out", required=True, metavar="OUT.safetensors", help="the file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
+
     p = sub.add_parser("report", help="rebuild a run's report (figures, tables, HTML)")
     p.add_argument("run_dir", help="a run folder written by `bgresample run` (or evaluate)")
     p.add_argument("--data-root", help="data directory, for the image galleries")
@@ -339,7 +371,7 @@ def _os_error(e: OSError) -> str:
 
 def _interrupted(command: str) -> str:
     """How to go on after Ctrl-C: commands with run folders resume, the others just re-run."""
-    if command in ("datasets", "report", "compare", "plan", "config"):
+    if command in ("datasets", "report", "compare", "plan", "config", "convert"):
         return "interrupted; run the same command again"
     return "interrupted; continue with the same command and --resume"
 
@@ -347,7 +379,7 @@ def _interrupted(command: str) -> str:
 def _dispatch(args: argparse.Namespace) -> int:
     from bgresample import commands
 
-    if args.command in ("datasets", "report", "compare"):
+    if args.command in ("datasets", "report", "compare", "convert"):
         getattr(commands, f"cmd_{args.command}")(args)
         return 0
     cfg = resolve_config(args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -269,6 +270,113 @@ def cmd_datasets(args: argparse.Namespace) -> None:
         where = "(generated)" if generated else (row.path or "(give KIND:PATH)")
         print(f"  [{mark}] {row.kind:<14} {'/'.join(row.roles):<18} {where}")
         print(f"            layout: {row.layout}")
+
+
+#: The input of the authors' train.py: 32 x 32 images, ToTensor, then
+#: Normalize(mean=[0.5] * 3, std=[0.25] * 3): what their checkpoints expect.
+AUTHORS_DATA = {"size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+
+
+def cmd_convert(args: argparse.Namespace) -> None:
+    """Turn a state dict saved by the authors' code (``--authors IN.pth``) into a bgresample
+    checkpoint of ``--model`` with ``--num-classes`` classes: loaded without unpickling code
+    (:func:`bgresample.checkpoint.load_foreign`), checked key by key and shape by shape, and
+    saved with the authors' input normalisation (:data:`AUTHORS_DATA`) and the source file's
+    fingerprint."""
+    from bgresample.checkpoint import load_foreign
+    from bgresample.config import ModelConfig, default_config
+    from bgresample.models import list_models
+    from bgresample.models.foreign import is_foreign
+    from bgresample.provenance import fingerprint
+
+    if args.authors is None:
+        raise UserError(
+            "convert needs --authors IN.pth: it names the source format, and the only one for "
+            "now is a state dict saved by the authors' code (JerryYLi/bg-resample-ood "
+            "train.py); a bgresample checkpoint needs no conversion"
+        )
+    src, out = Path(args.authors), Path(args.out)
+    if not src.is_file():
+        raise UserError(f"--authors {src} not found; pass the .pth file the authors' code saved")
+    if out.suffix != ".safetensors":
+        raise UserError(f"--out {out} must end in .safetensors, the format bgresample reads")
+    if os.path.lexists(out) and not args.overwrite:
+        raise UserError(f"--out {out} exists; pass --overwrite to replace it (or another --out)")
+    if not is_foreign(args.model) and args.model not in list_models():
+        raise UserError(
+            f"--model {args.model!r} is not a registered model; pass one of "
+            f"{', '.join(list_models())} (the authors' wrn40 is wrn40_4_authors, the default)"
+        )
+    cfg = default_config()
+    cfg.model = ModelConfig(name=args.model, kwargs={})
+    cfg.data.size = AUTHORS_DATA["size"]
+    cfg.data.mean, cfg.data.std = list(AUTHORS_DATA["mean"]), list(AUTHORS_DATA["std"])
+    model = build_model(cfg, args.num_classes)
+    tensors = _authors_state(src, load_foreign(src), model)
+    model.load_state_dict(tensors)
+    meta = {"stage": "convert", "source": {"format": "authors", "file": src.name}}
+    meta["source"].update(fingerprint(src) or {})
+    save_model(out, model, meta)
+    n = sum(p.numel() for p in model.parameters())
+    print(
+        f"converted {src} -> {out} ({args.model}, {args.num_classes} classes, {n:,} "
+        f"parameters); use it with --checkpoint {out} --set model.name={args.model}"
+    )
+
+
+def _authors_state(
+    src: Path, tensors: dict[str, torch.Tensor], model: torch.nn.Module
+) -> dict[str, torch.Tensor]:
+    """``tensors`` checked against ``model``'s state dict: the same keys (a BatchNorm's
+    ``num_batches_tracked``, absent from checkpoints of PyTorch < 0.4.1, is filled with 0), the
+    same shapes, finite values; a :class:`UserError` naming what differs and the fix."""
+    own = model.state_dict()
+    name, k = model.model_name, model.num_classes
+    fix = (
+        "pass the --model the weights were trained as (the authors' wrn40 is wrn40_4_authors, "
+        "the default)"
+    )
+    missing = [n for n in own if n not in tensors and not n.endswith(".num_batches_tracked")]
+    unexpected = [n for n in tensors if n not in own]
+    if missing or unexpected:
+        raise UserError(
+            f"{src} does not hold a {name} state dict: {_keys(missing, 'missing')}, "
+            f"{_keys(unexpected, 'unexpected')}; {fix}"
+        )
+    tensors = dict(tensors)
+    for n in own:
+        if n not in tensors:  # only num_batches_tracked, after the check above
+            tensors[n] = torch.zeros_like(own[n])
+    bad = [n for n, t in tensors.items() if t.shape != own[n].shape]
+    if bad:
+        head = getattr(model, "fc", None)
+        in_head = {id(p) for p in head.parameters()} if isinstance(head, torch.nn.Module) else ()
+        head_keys = {n for n, p in model.named_parameters() if id(p) in in_head}
+        held = list(tensors[bad[0]].shape)
+        if set(bad) <= head_keys:
+            raise UserError(
+                f"{src} has a classifier of {held[0]} classes, not {k}: pass --num-classes "
+                f"{held[0]}"
+            )
+        raise UserError(
+            f"{src} does not fit {name} with {k} classes ({len(bad)} shape mismatch(es), first "
+            f"{bad[0]}: {held} in the file, {list(own[bad[0]].shape)} expected); {fix}"
+        )
+    broken = [n for n, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()]
+    if broken:
+        raise UserError(
+            f"{src} holds NaN or infinite values in {len(broken)} tensor(s) "
+            f"({', '.join(broken[:3])}): it was saved after training diverged"
+        )
+    return tensors
+
+
+def _keys(names: list[str], what: str, shown: int = 3) -> str:
+    """``N what keys (a, b, c, ...)``, or ``no what keys``."""
+    if not names:
+        return f"no {what} keys"
+    more = ", ..." if len(names) > shown else ""
+    return f"{len(names)} {what} key(s) ({', '.join(names[:shown])}{more})"
 
 
 def cmd_report(args: argparse.Namespace) -> None:
