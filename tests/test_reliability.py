@@ -309,7 +309,7 @@ def test_a_binary_config_file_is_one_line(tmp_path, tiny, capsys):
         (["--set", "resample.lr_w=0"], "resample.lr_w=0 is invalid"),
         (["--set", "model.name=vgg"], "unknown model 'vgg'; valid names: densenet100, resnet18"),
         (["--preset", "imagenet"], "unknown preset 'imagenet'; valid presets: cifar10"),
-        (["--id", "mnist:/data"], "unknown dataset kind 'mnist'; valid id kinds: cifar10"),
+        (["--id", "emnist:/data"], "unknown dataset kind 'emnist'; valid id kinds: cifar10"),
         (["--ood", "nope"], "unknown OOD set 'nope'"),
         (["--set", "evaluate.ood=[]"], "no OOD test set given"),
         (

@@ -76,11 +76,11 @@ def test_evaluate_missing_checkpoint(tiny, tmp_path, capsys):
 def test_evaluate_unknown_ood_set(pretrained, tiny, tmp_path, capsys):
     ckpt = str(pretrained / "pretrain.safetensors")
     code = main(
-        ["evaluate", "--checkpoint", ckpt, "--ood", "mnist", "--out", str(tmp_path / "o"), *tiny]
+        ["evaluate", "--checkpoint", ckpt, "--ood", "emnist", "--out", str(tmp_path / "o"), *tiny]
     )
     assert code == 2
     err = _err(capsys)
-    assert "unknown OOD set 'mnist'" in err and "digits89" in err
+    assert "unknown OOD set 'emnist'" in err and "digits89" in err
 
 
 def test_evaluate_wrong_architecture(pretrained, tiny, tmp_path, capsys):

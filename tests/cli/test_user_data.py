@@ -267,7 +267,7 @@ def test_preset_refuses_corrupt_cifar_without_override(tmp_path, capsys):
     "argv, fragment",
     [
         (["--preset", "cifar11"], "unknown preset 'cifar11'; valid presets: cifar10, cifar100"),
-        (["--id", "mnist:/x"], "unknown dataset kind 'mnist'"),
+        (["--id", "emnist:/x"], "unknown dataset kind 'emnist'"),
         (["--id", "cifar10:/nonexistent"], "/nonexistent"),
     ],
 )

@@ -51,7 +51,7 @@ def test_registry_covers_the_paper_kinds():
     expected = {
         "cifar10", "cifar100", "svhn", "tiny-imagenet", "imagefolder", "folder", "npy",
         "tinyimages", "imagenet32", "random300k", "gaussian", "uniform", "textures", "lsun",
-        "lsun-crop", "lsun-resize", "places365", "isun",
+        "lsun-crop", "lsun-resize", "places365", "isun", "mnist",
     }  # fmt: skip
     assert set(KINDS) == expected
     for k in KINDS.values():
@@ -62,8 +62,8 @@ def test_registry_covers_the_paper_kinds():
 
 
 def test_unknown_or_wrong_role_lists_valid_kinds():
-    with pytest.raises(UserError, match="unknown dataset kind 'mnist'") as e:
-        get_kind("mnist", "id")
+    with pytest.raises(UserError, match="unknown dataset kind 'emnist'") as e:
+        get_kind("emnist", "id")
     assert "cifar10, cifar100, svhn, tiny-imagenet, imagefolder" in str(e.value)
     with pytest.raises(UserError, match="cannot be background") as e:
         get_kind("gaussian", "background")

@@ -2,5 +2,15 @@
 
 from bgresample.data.base import ImageArray, LabeledImages
 from bgresample.data.embedded import EmbeddedBenchmark, EmbeddedConfig, load_embedded
+from bgresample.data.mnist_bench import MnistBenchConfig, MnistBenchmark, load_mnist_bench
 
-__all__ = ["EmbeddedBenchmark", "EmbeddedConfig", "ImageArray", "LabeledImages", "load_embedded"]
+__all__ = [
+    "EmbeddedBenchmark",
+    "EmbeddedConfig",
+    "ImageArray",
+    "LabeledImages",
+    "MnistBenchConfig",
+    "MnistBenchmark",
+    "load_embedded",
+    "load_mnist_bench",
+]

@@ -10,6 +10,8 @@ as OOD set, ``train-standard`` as background pool (``status`` looks for the val 
 ``lsun`` is LSUN's test split as the paper's authors load it (torchvision's LSUN layout, the LMDB
 database ``lsun/test_lmdb``; :mod:`bgresample.data.lsun`); ``lsun-crop`` and ``lsun-resize`` are
 ODIN's LSUN (crop) and LSUN (resize) folders of 32 x 32 images, other sets.
+``mnist`` is MNIST in torchvision's layout (``PATH/MNIST/raw/``, :mod:`bgresample.data.mnist_idx`),
+padded to 32 x 32.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from bgresample.data import datasets as ds
-from bgresample.data import lsun, pools
+from bgresample.data import lsun, mnist_idx, pools
 from bgresample.data.base import ImageArray
 from bgresample.data.embedded import noise_ood
 from bgresample.errors import UserError
@@ -371,6 +373,29 @@ for _kind in (
     ),
 ):
     register_kind(_kind)
+
+
+def _mnist(role: str, p: Path, o: LoadOptions) -> Any:
+    if role == "id":
+        return mnist_idx.load_mnist(p, download=o.download)
+    if o.download:
+        mnist_idx.load_mnist(p, download=True)
+    return ImageArray(mnist_idx.load_mnist_split(p, "test").data, name="mnist")
+
+
+register_kind(
+    Kind(
+        "mnist",
+        ("id", "ood"),
+        mnist_idx.MNIST_LAYOUT,
+        mnist_idx.MNIST_SOURCE,
+        "",  # torchvision's root, as for CIFAR: PATH/MNIST/raw/
+        _mnist,
+        mnist_idx.MNIST_EXPECTED,
+        nominal={"id": (60_000, 10_000, 10), "ood": 10_000},
+        mirror=False,  # digits: no flips
+    )
+)
 
 
 class StatusRow(NamedTuple):
