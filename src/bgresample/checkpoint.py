@@ -147,6 +147,17 @@ def load_foreign(path: str | Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 
+def check_finite_weights(tensors: dict[str, torch.Tensor], what: str, fix: str) -> None:
+    """Refuse weights holding NaN or infinite values (saved after training diverged)."""
+    broken = [n for n, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()]
+    if broken:
+        raise UserError(
+            f"{what} holds NaN or infinite values in {len(broken)} tensor(s) "
+            f"({', '.join(broken[:3])}), expected finite weights: it was saved after training "
+            f"diverged; {fix}"
+        )
+
+
 def load_model_state(
     path: str | Path, model: torch.nn.Module, expect: str = "a pre-trained checkpoint"
 ) -> dict[str, Any]:
@@ -192,13 +203,9 @@ def load_model_state(
             f"checkpoint {path} does not match {model.model_name}: missing {missing[:3]}, "
             f"unexpected {unexpected[:3]}"
         )
-    broken = [n for n, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()]
-    if broken:
-        raise UserError(
-            f"checkpoint {path} holds NaN or infinite values in {len(broken)} tensor(s) "
-            f"({', '.join(broken[:3])}), expected finite weights: it was saved after training "
-            f"diverged; pass {expect} from a run that trained normally"
-        )
+    check_finite_weights(
+        tensors, f"checkpoint {path}", f"pass {expect} from a run that trained normally"
+    )
     try:
         model.load_state_dict(tensors)
     except RuntimeError as e:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from bgresample import dist, scalars
-from bgresample.checkpoint import save_model, save_npz
+from bgresample.checkpoint import check_finite_weights, save_model, save_npz
 from bgresample.config import Config
 from bgresample.engine.benchmark import Benchmark, load_benchmark
 from bgresample.engine.evaluate import evaluate, protocol_for
@@ -362,12 +362,7 @@ def _authors_state(
             f"{src} does not fit {name} with {k} classes ({len(bad)} shape mismatch(es), first "
             f"{bad[0]}: {held} in the file, {list(own[bad[0]].shape)} expected); {fix}"
         )
-    broken = [n for n, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()]
-    if broken:
-        raise UserError(
-            f"{src} holds NaN or infinite values in {len(broken)} tensor(s) "
-            f"({', '.join(broken[:3])}): it was saved after training diverged"
-        )
+    check_finite_weights(tensors, str(src), "convert a checkpoint of a normal run")
     return tensors
 
 

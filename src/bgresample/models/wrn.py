@@ -18,6 +18,13 @@ from torch import Tensor, nn
 from bgresample.models.base import Classifier, init_weights, register_model
 
 
+def wrn_shape(depth: int, widen: int) -> tuple[int, list[int]]:
+    """Blocks per group and the widths (stem, three groups) of a WRN-``depth``-``widen``."""
+    if (depth - 4) % 6 != 0:
+        raise ValueError(f"WRN depth must be 6n + 4, got {depth}")
+    return (depth - 4) // 6, [16, 16 * widen, 32 * widen, 64 * widen]
+
+
 class _WideBlock(nn.Module):
     """BN-ReLU-conv3x3-BN-ReLU-dropout-conv3x3 with an identity or 1x1-conv shortcut."""
 
@@ -53,10 +60,7 @@ class WideResNet(Classifier):
 
     def __init__(self, num_classes: int, depth: int, widen: int, dropout: float = 0.3) -> None:
         super().__init__()
-        if (depth - 4) % 6 != 0:
-            raise ValueError(f"WRN depth must be 6n + 4, got {depth}")
-        n = (depth - 4) // 6
-        widths = [16, 16 * widen, 32 * widen, 64 * widen]
+        n, widths = wrn_shape(depth, widen)
         self.conv = nn.Conv2d(3, widths[0], 3, padding=1, bias=False)
         blocks = []
         for group, stride in enumerate((1, 2, 2)):
@@ -132,10 +136,7 @@ class AuthorsWideResNet(Classifier):
 
     def __init__(self, num_classes: int, depth: int, widen: int, dropout: float = 0.3) -> None:
         super().__init__()
-        if (depth - 4) % 6 != 0:
-            raise ValueError(f"WRN depth must be 6n + 4, got {depth}")
-        n = (depth - 4) // 6
-        widths = [16, 16 * widen, 32 * widen, 64 * widen]
+        n, widths = wrn_shape(depth, widen)
         self.conv1 = nn.Conv2d(3, widths[0], 3, padding=1, bias=True)
         self.layer1 = self._group(widths[0], widths[1], n, 1, dropout)
         self.layer2 = self._group(widths[1], widths[2], n, 2, dropout)
