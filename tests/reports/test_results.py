@@ -136,3 +136,19 @@ def test_reports_from_typed_results_are_unchanged(schema: str):
     assert results.to_json() == data
     expected = json.loads((DATA / "results_run.expected.json").read_text())[schema]
     assert _report_pieces(results) == expected
+
+
+def test_one_seed_shows_means_without_a_spread():
+    """A single seed has no std over seeds: the tables print the mean alone, never "± 0.00"."""
+    from dataclasses import replace
+
+    from bgresample.reports.tables import table2, table3
+
+    data = json.loads((DATA / "results_run.json").read_text())
+    results = RunResults.from_json(data)
+    assert "±" in table2(results).markdown()
+    one = replace(results, seeds=results.seeds[:1])
+    one.variants = {
+        k: replace(v, per_seed=(v.per_seed or [])[:1]) for k, v in results.variants.items()
+    }
+    assert "±" not in table2(one).markdown() and "±" not in table3(one).markdown()

@@ -1,8 +1,10 @@
 """Resolve a config's data section into ID train/test, a background pool and OOD test sets.
 
-Two sources: the embedded benchmark (default; no files needed) and user data given as dataset
-specs ``KIND:PATH`` (``data.id``, ``data.background``, ``evaluate.ood``; see
-:mod:`bgresample.data.kinds`). They can be mixed: e.g. embedded ID with a folder of OOD images.
+Two sources: a built-in benchmark (``data.benchmark``: ``embedded``, the default, needs no files;
+``mnist``, full MNIST with a pool and OOD sets built from pip-packaged data,
+:mod:`bgresample.data.mnist_bench`) and user data given as dataset specs ``KIND:PATH``
+(``data.id``, ``data.background``, ``evaluate.ood``; see :mod:`bgresample.data.kinds`). They
+can be mixed: e.g. the built-in ID data with a folder of OOD images.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from bgresample.data.embedded import (
     default_data_root,
     load_embedded,
 )
+from bgresample.data.mnist_bench import OOD_SETS as MNIST_OOD_SETS
+from bgresample.data.mnist_bench import MnistBenchConfig, load_mnist_bench
 from bgresample.data.pools import ImageSource
 from bgresample.data.validation import HOLDOUT, split_id, split_pool
 from bgresample.errors import UserError
@@ -40,9 +44,11 @@ class Benchmark:
     """Everything one experiment reads: ID train and test, the background pool (without the
     validation hold-out), the test OOD sets, and the validation data (``val``: ID images carved
     from the training data; ``val_ood``: the pool hold-out), None / empty when disabled.
-    ``groups`` names groups of OOD sets averaged apart: ``near`` and ``far`` (the embedded
+    ``groups`` names groups of OOD sets averaged apart: ``near`` and ``far`` (the built-in
     benchmark's tags or ``evaluate.near_ood``; far = the others) and, for the embedded benchmark,
-    ``unshared`` (made by no generator of a pool family)."""
+    ``unshared`` (made by no generator of a pool family). ``shifted``: labelled covariate-shifted
+    ID sets (the MNIST benchmark's), evaluated apart from the OOD sets: a detector should accept
+    them."""
 
     name: str
     train: LabeledImages
@@ -55,6 +61,74 @@ class Benchmark:
     val: LabeledImages | None = None
     val_ood: dict[str, ImageSource] = field(default_factory=dict)
     groups: dict[str, list[str]] = field(default_factory=dict)
+    shifted: dict[str, LabeledImages] = field(default_factory=dict)
+
+
+#: ``results.json``'s ``benchmark`` for ``data.benchmark=mnist`` (``mnist`` alone would read as
+#: the torchvision ``mnist`` kind given as ``data.id``).
+MNIST_BENCHMARK = "mnist-bench"
+
+
+@dataclass
+class BuiltIn:
+    """A built-in benchmark as :func:`load_benchmark` uses it: ID data, pool, OOD sets, the
+    near-OOD tags, the sets of the ``unshared`` group (None: no such group) and shifted ID sets."""
+
+    name: str
+    train: LabeledImages
+    test: LabeledImages
+    pool: ImageSource
+    ood: dict[str, ImageSource]
+    classes: list[str]
+    near: tuple[str, ...]
+    unshared: tuple[str, ...] | None = None
+    shifted: dict[str, LabeledImages] = field(default_factory=dict)
+
+
+def mnist_config(data: DataConfig) -> tuple[int, MnistBenchConfig]:
+    """The MNIST benchmark's seed and :class:`MnistBenchConfig` of ``data.mnist``."""
+    sizes = asdict(data.mnist)
+    seed = sizes.pop("seed")
+    return seed, MnistBenchConfig(**sizes)
+
+
+def load_builtin(data: DataConfig, root: str) -> BuiltIn:
+    """The built-in benchmark ``data.benchmark``; the MNIST one's sources are fetched with
+    ``data.download``, else a missing source is one error naming the command that fetches it."""
+    if data.benchmark == "mnist":
+        seed, config = mnist_config(data)
+        m = load_mnist_bench(root, seed, config, download=data.download, log=log.info)
+        return BuiltIn(
+            name=MNIST_BENCHMARK,
+            train=m.train,
+            test=m.test,
+            pool=m.pool,
+            ood=dict(m.ood),
+            classes=list(m.classes),
+            near=tuple(m.near_ood),
+            shifted=dict(m.shifted),
+        )
+    emb = asdict(data.embedded)
+    seed = emb.pop("seed")
+    embedded = load_embedded(root, seed=seed, config=EmbeddedConfig(**emb))
+    return BuiltIn(
+        name="embedded",
+        train=embedded.train,
+        test=embedded.test,
+        pool=embedded.pool,
+        ood=embedded.ood,
+        classes=list(embedded.classes),
+        near=NEAR_OOD_SETS,
+        unshared=UNSHARED_OOD_SETS,
+    )
+
+
+def noise_size(data: DataConfig) -> int:
+    """Items of a generated OOD set (``gaussian``, ``uniform``) named as a dataset kind: the
+    size of the built-in benchmark's noise sets."""
+    if data.id is None and data.benchmark == "mnist":
+        return data.mnist.noise_ood_size
+    return data.embedded.noise_ood_size
 
 
 def _unique(name: str, taken: dict[str, Any]) -> str:
@@ -64,15 +138,17 @@ def _unique(name: str, taken: dict[str, Any]) -> str:
     return out
 
 
-def _builtin_ood_names() -> set[str]:
-    """Names that ``--ood NAME`` resolves to a built-in set (an embedded set or a dataset kind
-    with a default location or generated), which a folder set may not take."""
+def _builtin_ood_names(benchmark: str = "embedded") -> set[str]:
+    """Names that ``--ood NAME`` resolves to a built-in set (a set of the embedded benchmark or
+    of ``benchmark``, or a dataset kind with a default location or generated), which a folder
+    set may not take."""
     named = {
         k.name
         for k in kinds.KINDS.values()
         if "ood" in k.roles and (not k.needs_path or k.default_subpath is not None)
     }
-    return named | set(OOD_SETS) | {"all"}
+    extra = set(MNIST_OOD_SETS) if benchmark == "mnist" else set()
+    return named | set(OOD_SETS) | extra | {"all"}
 
 
 def _folder_set_name(path: str) -> str:
@@ -94,11 +170,12 @@ def _same_name(name: str, first: str, second: str) -> UserError:
     )
 
 
-def _groups(cfg: Config, names: list[str], embedded: bool) -> dict[str, list[str]]:
-    """The OOD set groups averaged apart: near / far, and unshared for the embedded benchmark."""
+def _groups(cfg: Config, names: list[str], builtin: BuiltIn | None) -> dict[str, list[str]]:
+    """The OOD set groups averaged apart: near / far (``evaluate.near_ood``, else the built-in
+    benchmark's tags), and unshared for the embedded benchmark."""
     near_names = cfg.evaluate.near_ood
     if near_names is None:
-        near_names = list(NEAR_OOD_SETS) if embedded else []
+        near_names = list(builtin.near) if builtin is not None else []
     unknown = [n for n in near_names if n not in names]
     if cfg.evaluate.near_ood is not None and unknown:
         raise UserError(
@@ -107,9 +184,13 @@ def _groups(cfg: Config, names: list[str], embedded: bool) -> dict[str, list[str
         )
     near = [n for n in names if n in near_names]
     groups = {"near": near, "far": [n for n in names if n not in near]} if near else {}
-    if embedded:
-        groups["unshared"] = [n for n in names if n in UNSHARED_OOD_SETS]
+    if builtin is not None and builtin.unshared is not None:
+        groups["unshared"] = [n for n in names if n in builtin.unshared]
     return groups
+
+
+#: Data roots already named in the log.
+_LOGGED_ROOTS: set[str] = set()
 
 
 def resolve_flip(flip: bool | str, id_kind: str | None) -> bool:
@@ -121,8 +202,8 @@ def resolve_flip(flip: bool | str, id_kind: str | None) -> bool:
 
 
 def check_pool_given(data: DataConfig) -> None:
-    """Refuse a config that names its own ID data but no background pool (the embedded pool
-    goes only with the embedded ID data). An unknown ID kind is named first."""
+    """Refuse a config that names its own ID data but no background pool (a built-in pool goes
+    only with its benchmark's ID data). An unknown ID kind is named first."""
     if data.id is not None and data.background is None:
         kinds.get_kind(kinds.parse_spec(data.id)[0], "id")
         raise UserError(
@@ -135,18 +216,17 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
     """Load ID data, the background pool and the OOD sets that the config names."""
     data = cfg.data
     root = data.root if data.root is not None else str(default_data_root())
-    log.info("data root: %s", root)
+    if root not in _LOGGED_ROOTS:  # once per process (the report loads the data again)
+        log.info("data root: %s", root)
+        _LOGGED_ROOTS.add(root)
     check = os.environ.get(SKIP_INTEGRITY_ENV) != "1"
     download = data.download
     wanted = ood_names if ood_names is not None else cfg.evaluate.ood
     wanted = [wanted] if isinstance(wanted, str) else list(wanted)
-    embedded = None
+    builtin = None
     if data.id is None:
-        emb = asdict(data.embedded)
-        seed = emb.pop("seed")
-        embedded = load_embedded(root, seed=seed, config=EmbeddedConfig(**emb))
-        train, test, classes = embedded.train, embedded.test, list(embedded.classes)
-        name = "embedded"
+        builtin = load_builtin(data, root)
+        train, test, classes, name = builtin.train, builtin.test, builtin.classes, builtin.name
     else:
         kind, path = kinds.parse_spec(data.id)
         train, test, classes = kinds.load_id(
@@ -165,8 +245,8 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
             check_integrity=check,
         )
     else:
-        assert embedded is not None
-        pool = embedded.pool
+        assert builtin is not None
+        pool = builtin.pool
     ood: dict[str, ImageSource] = {}
     # Set names (lower-cased) -> where each set came from, to refuse two sets of one name where
     # a folder set is involved; the same built-in set named twice is simply kept once.
@@ -182,21 +262,21 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
             folder_sets.add(key)
         ood[set_name] = images
 
-    noise_n = data.embedded.noise_ood_size
-    builtin = _builtin_ood_names()
+    noise_n = noise_size(data)
+    reserved = _builtin_ood_names(data.benchmark if builtin is not None else "embedded")
     for i, spec in enumerate(wanted):
-        if embedded is not None and spec == "all":
-            for set_name, images in embedded.ood.items():
-                add(set_name, images, f"the embedded set {set_name}")
-        elif embedded is not None and spec in embedded.ood:
-            add(spec, embedded.ood[spec], f"the embedded set {spec}")
+        if builtin is not None and spec == "all":
+            for set_name, images in builtin.ood.items():
+                add(set_name, images, f"the {builtin.name} set {set_name}")
+        elif builtin is not None and spec in builtin.ood:
+            add(spec, builtin.ood[spec], f"the {builtin.name} set {spec}")
         elif spec == "all":
             raise UserError(
                 "evaluate.ood=all needs the embedded ID data; name the OOD sets with --ood"
             )
         else:
-            if embedded is not None and ":" not in spec and spec not in kinds.KINDS:
-                valid = ", ".join([*embedded.ood, "all"])
+            if builtin is not None and ":" not in spec and spec not in kinds.KINDS:
+                valid = ", ".join([*builtin.ood, "all"])
                 raise UserError(
                     f"unknown OOD set '{spec}'; valid: {valid}, or a dataset KIND[:PATH] "
                     f"({', '.join(k for k, v in kinds.KINDS.items() if 'ood' in v.roles)})"
@@ -205,7 +285,7 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
             if kind == "folder" and path is not None:
                 set_name, folder = _folder_set_name(path), True
                 key = set_name.lower()
-                if key in builtin:
+                if key in reserved:
                     raise UserError(
                         f"OOD set {spec} would be named '{set_name}' after its folder, the name "
                         f"of the built-in OOD set '{key}' (--ood {key}), so the results could "
@@ -245,9 +325,10 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
         pool=pool,
         ood=ood,
         num_classes=num_classes,
-        flip=resolve_flip(data.flip, None if embedded is not None else name),
+        flip=resolve_flip(data.flip, None if builtin is not None else name),
         background_flip=data.background_flip,
         val=val,
         val_ood={} if holdout is None else {HOLDOUT: holdout},
-        groups=_groups(cfg, list(ood), embedded is not None),
+        groups=_groups(cfg, list(ood), builtin),
+        shifted={} if builtin is None else builtin.shifted,
     )
