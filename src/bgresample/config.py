@@ -52,6 +52,8 @@ Auto = bool | Literal["auto"]
 Schedule = Literal["cosine", "step", "step30", "constant"]
 SelectMethod = Literal["authors", "weighted", "topk", "random", "full"]
 Convention = Literal["ood-positive", "id-positive"]
+#: The built-in benchmarks (``data.benchmark``), used where ``data.id`` is null.
+BenchmarkName = Literal["embedded", "mnist"]
 
 
 def _f(rule: dict[str, Any] | None = None) -> Any:
@@ -69,6 +71,21 @@ class EmbeddedSizes:
     test_fraction: float = _f(check(lambda v: 0 < v < 1, "a number in (0, 1)"))
     ood_size: int = _f(POSITIVE_INT)
     noise_ood_size: int = _f(POSITIVE_INT)
+    family_shares: dict[str, float] = _f()
+
+
+@dataclass
+class MnistSizes:
+    """``data.mnist``: the MNIST benchmark (:class:`bgresample.data.mnist_bench.MnistBenchConfig`
+    and the benchmark's own seed)."""
+
+    seed: int = _f(NON_NEGATIVE_INT)
+    id_source: Literal["mnist", "mnist5k"] = _f()
+    test_fraction: float = _f(check(lambda v: 0 < v < 1, "a number in (0, 1)"))
+    pool_size: int = _f(POSITIVE_INT)
+    ood_size: int = _f(POSITIVE_INT)
+    noise_ood_size: int = _f(POSITIVE_INT)
+    min_crop_std: float = _f(NON_NEGATIVE)
     family_shares: dict[str, float] = _f()
 
 
@@ -98,7 +115,9 @@ class DataConfig:
         )
     )
     validation: ValidationConfig = _f()
+    benchmark: BenchmarkName = _f()
     embedded: EmbeddedSizes = _f()
+    mnist: MnistSizes = _f()
 
 
 @dataclass
@@ -456,20 +475,27 @@ def validate(cfg: Config) -> None:
     score = cfg.selectors.score
     if score != "auto" and score not in SCORES:
         raise _invalid("selectors.score", score, f"auto or one of {', '.join(sorted(SCORES))}")
-    shares = cfg.data.embedded.family_shares
-    families = ("glyph", "noise", "pattern", "photo")
-    bad = [k for k in shares if k not in families]
-    if bad or any(not isinstance(v, int | float) or v < 0 for v in shares.values()):
-        raise _invalid(
-            "data.embedded.family_shares",
-            shares,
-            f"non-negative shares of the families {', '.join(families)}",
-        )
-    if sum(shares.values()) <= 0:
-        raise _invalid("data.embedded.family_shares", shares, "at least one positive share")
+    _check_shares("data.embedded.family_shares", cfg.data.embedded.family_shares, EMBEDDED_FAMILIES)
+    _check_shares("data.mnist.family_shares", cfg.data.mnist.family_shares, MNIST_FAMILIES)
     e = cfg.selectors.energy
     if not e.m_in < e.m_out:
         raise _invalid("selectors.energy.m_in", e.m_in, f"below selectors.energy.m_out={e.m_out}")
+
+
+#: The pool families of each built-in benchmark (``data.<benchmark>.family_shares``' keys).
+EMBEDDED_FAMILIES = ("glyph", "noise", "pattern", "photo")
+MNIST_FAMILIES = ("emoji", "glyph", "photo", "sprite")
+
+
+def _check_shares(key: str, shares: dict[str, Any], families: tuple[str, ...]) -> None:
+    """Family shares: keys among ``families``, non-negative numbers, at least one positive."""
+    bad = [k for k in shares if k not in families]
+    if bad or any(
+        not isinstance(v, int | float) or isinstance(v, bool) or not v >= 0 for v in shares.values()
+    ):
+        raise _invalid(key, shares, f"non-negative shares of the families {', '.join(families)}")
+    if sum(shares.values()) <= 0:
+        raise _invalid(key, shares, "at least one positive share")
 
 
 # -- loading ------------------------------------------------------------------------------------

@@ -130,6 +130,52 @@ def fpr_at_tpr(
     return float(fprs[np.argmax(tprs >= tpr)])
 
 
+def fpr95_threshold(
+    id_scores: ArrayLike,
+    ood_scores: ArrayLike,
+    tpr: float = 0.95,
+    convention: Convention = "ood-positive",
+    fpr95: FPR95Definition = "roc",
+) -> float:
+    """The score threshold at which :func:`fpr_at_tpr` reads its FPR, for flagging other images
+    with :func:`flagged_as_ood` (e.g. covariate-shifted ID sets).
+
+    ood-positive: an image is flagged as OOD when its score is <= the threshold, which is set by
+    ``ood_scores`` so that at least ``tpr`` of them are flagged: the ``k``-th smallest OOD score
+    with ``k`` the fewest OOD images that make up ``tpr`` of them (``fpr95="roc"``, the first ROC
+    point), or ``np.quantile(ood_scores, tpr)`` (``"authors"``). id-positive: an image is
+    accepted as ID when its score is >= the threshold, set by ``id_scores`` so that at least
+    ``tpr`` of them are accepted (the ``k``-th largest ID score, or ``np.quantile(id_scores,
+    1 - tpr)``). Then ``flagged_as_ood(id_scores, t) == fpr_at_tpr(...)`` with OOD positive, and
+    ``1 - flagged_as_ood(ood_scores, t) == fpr_at_tpr(...)`` with ID positive.
+    """
+    if not 0.0 < tpr <= 1.0:
+        raise ValueError(f"tpr must be in (0, 1], got {tpr}")
+    _check_convention(convention)
+    _check_fpr95(fpr95)
+    id_arr = _as_scores(id_scores, "id_scores")
+    ood_arr = _as_scores(ood_scores, "ood_scores")
+    if fpr95 == "authors":
+        if convention == "ood-positive":
+            return float(np.quantile(ood_arr, tpr))
+        return float(np.quantile(id_arr, 1.0 - tpr))
+    positives = np.sort(ood_arr) if convention == "ood-positive" else -np.sort(-id_arr)
+    n = positives.size
+    k = int(np.argmax(np.arange(1, n + 1) / n >= tpr))  # as roc_curve's tps / tps[-1]
+    return float(positives[k])
+
+
+def flagged_as_ood(
+    scores: ArrayLike, threshold: float, convention: Convention = "ood-positive"
+) -> float:
+    """The share of ``scores`` flagged as OOD at a :func:`fpr95_threshold` of the same
+    ``convention``: score <= threshold (ood-positive), score < threshold (id-positive)."""
+    _check_convention(convention)
+    arr = _as_scores(scores, "scores")
+    flagged = arr <= threshold if convention == "ood-positive" else arr < threshold
+    return float(np.mean(flagged))
+
+
 def auroc(id_scores: ArrayLike, ood_scores: ArrayLike) -> float:
     """Area under the ROC curve; ties count 1/2. Identical under both conventions."""
     from sklearn.metrics import roc_auc_score

@@ -143,6 +143,23 @@ class ScoreResults(_Record):
 
 
 @dataclass(kw_only=True)
+class ShiftedResults(_Record):
+    """``variants.<name>.shifted.<set>``: a covariate-shifted ID set (labelled digits of another
+    source; a detector should accept them, so they are not averaged with the OOD sets), in %:
+    the classifier's ``accuracy`` on it and the share of it ``flagged`` as OOD at the FPR95
+    threshold of the evaluation (:func:`bgresample.metrics.fpr95_threshold`: with OOD
+    positive, the threshold that flags 95% of the pooled scores of every OOD test item scored;
+    with ID positive, the one that accepts 95% of the ID test set). Over seeds the means, with
+    their std over seeds in ``accuracy_std`` / ``flagged_std``; ``items``: the set's size."""
+
+    accuracy: float
+    accuracy_std: float | None = None
+    flagged: float
+    flagged_std: float | None = None
+    items: int
+
+
+@dataclass(kw_only=True)
 class VariantResults(_Record):
     """``variants.<name>`` of ``results.json``: a variant over seeds (``run``,
     ``compare-selectors``) or one evaluated model (``evaluate``, and each seed's evaluation).
@@ -163,6 +180,8 @@ class VariantResults(_Record):
     per_seed: list[SeedValues] | None = None
     #: Every score of a multi-score ``evaluate``.
     scores: dict[str, ScoreResults] | None = None
+    #: The covariate-shifted ID sets (the MNIST benchmark's; absent otherwise, and in older files).
+    shifted: dict[str, ShiftedResults] | None = None
 
     @property
     def average(self) -> MetricSet:
@@ -177,7 +196,7 @@ class VariantResults(_Record):
             **_json(own),
             **_present(self, ("convention",)),
             **_json(groups),
-            **_present(self, ("validation", "per_seed", "scores")),
+            **_present(self, ("validation", "per_seed", "scores", "shifted")),
         }
 
     @classmethod
@@ -193,6 +212,7 @@ class VariantResults(_Record):
             validation=_optional(Validation.from_json, d.get("validation")),
             per_seed=_optional(lambda ps: [SeedValues.from_json(p) for p in ps], d.get("per_seed")),
             scores=_optional(_dict_of(ScoreResults.from_json), d.get("scores")),
+            shifted=_optional(_dict_of(ShiftedResults.from_json), d.get("shifted")),
         )
 
 

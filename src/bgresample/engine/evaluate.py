@@ -15,8 +15,14 @@ from bgresample.config import EvaluateConfig
 from bgresample.data.base import LabeledImages
 from bgresample.data.pools import ImageSource
 from bgresample.errors import UserError
-from bgresample.metrics import accuracy, evaluate_protocol, protocol_indices
-from bgresample.results import ScoreResults, VariantResults
+from bgresample.metrics import (
+    accuracy,
+    evaluate_protocol,
+    flagged_as_ood,
+    fpr95_threshold,
+    protocol_indices,
+)
+from bgresample.results import ScoreResults, ShiftedResults, VariantResults
 from bgresample.runtime.accel import Accel
 from bgresample.runtime.forward import predict_logits, predict_odin, predict_outputs
 from bgresample.scores import ScoreSpec, get_score, parse_scores
@@ -81,6 +87,8 @@ def evaluate(
     train: LabeledImages | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
     groups: Mapping[str, Sequence[str]] | None = None,
+    shifted: Mapping[str, LabeledImages] | None = None,
+    num_classes: int | None = None,
 ) -> tuple[VariantResults, dict[str, np.ndarray]]:
     """Accuracy and per-OOD-set FPR95 / AUROC / AUPR (mean, std over repeats), in percent.
 
@@ -93,6 +101,12 @@ def evaluate(
     e.g. ``{"odin": {"T": 1000, "eps": 0.0014}, "knn": {"k": 50}}``. ``groups`` names groups
     of OOD sets (``unshared``: made by no generator of a pool family; ``near`` / ``far``); the
     average over each group's sets is ``average_<group>`` (None when none of them is here).
+    ``shifted`` names labelled covariate-shifted ID sets, reported apart in ``res.shifted``
+    (:class:`~bgresample.results.ShiftedResults`, first score): the accuracy on each (over the
+    first ``num_classes`` logits when given) and the share flagged as OOD at the FPR95
+    threshold (:func:`~bgresample.metrics.fpr95_threshold`), set by the pooled first-score
+    scores of every OOD test item scored (each set's drawn items, once each) with OOD positive,
+    by the ID test scores with ID positive.
 
     Returns the results (a ``results.json`` variant: accuracy, score, ood, averages, convention),
     whose ood / averages are those of the first score; with more than one score its ``scores``
@@ -176,6 +190,18 @@ def evaluate(
         averages=by_score[first].averages,
         convention=cfg.convention,
     )
+    if shifted:
+        pooled = np.concatenate([ood_scores[k][first] for k in ood])
+        t = fpr95_threshold(id_scores[first], pooled, 0.95, cfg.convention, cfg.fpr95)
+        res.shifted = {}
+        for name, images in shifted.items():
+            logits, sc = score_items(images, None)
+            logits = logits if num_classes is None else logits[:, :num_classes]
+            res.shifted[name] = ShiftedResults(
+                accuracy=accuracy(logits.numpy(), images.targets.cpu().numpy()),
+                flagged=100.0 * flagged_as_ood(sc[first], t, cfg.convention),
+                items=len(images),
+            )
     if len(names) > 1:
         res.scores = {
             n: ScoreResults(

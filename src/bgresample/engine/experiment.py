@@ -129,8 +129,14 @@ def finetune_section(cfg: Config) -> FinetuneConfig:
 
 
 def pretrain_key(cfg: Config) -> str:
-    """What a pre-trained checkpoint depends on; a cached one is reused only if this matches."""
-    parts = [asdict(cfg.data), asdict(cfg.model), asdict(cfg.pretrain), cfg.seed]
+    """What a pre-trained checkpoint depends on; a cached one is reused only if this matches.
+    The keys of the MNIST benchmark (``data.benchmark``, ``data.mnist``) count only where it
+    is used, so the embedded benchmark's keys are those from before they existed."""
+    data = asdict(cfg.data)
+    if cfg.data.benchmark == "embedded" or cfg.data.id is not None:
+        data.pop("benchmark")
+        data.pop("mnist")
+    parts = [data, asdict(cfg.model), asdict(cfg.pretrain), cfg.seed]
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -341,6 +347,8 @@ def run_variant(
         seed=env.seed,
         scores=ctx.score,
         groups=bench.groups,
+        shifted=bench.shifted,
+        num_classes=bench.num_classes,
     )
     validation = None
     if bench.val is not None and bench.val_ood:

@@ -11,6 +11,7 @@ anything is downloaded. Step counts follow the engine exactly: pre-training once
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -30,6 +31,8 @@ from bgresample.engine.benchmark import (
     _folder_set_name,
     _unique,
     check_pool_given,
+    mnist_config,
+    noise_size,
     resolve_flip,
 )
 from bgresample.engine.experiment import build_model, finetune_section
@@ -70,6 +73,8 @@ class Sizes:
     val: int = 0
     holdout: int = 0
     sources: dict[str, str] = field(default_factory=dict)
+    #: Covariate-shifted ID sets evaluated beside the OOD sets (the MNIST benchmark's).
+    shifted: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -133,22 +138,98 @@ def _ood_size(kind: str, path: str | None, root: str) -> int | None:
     return _size(kind, "ood", path, root)
 
 
+@dataclass
+class _BuiltInSizes:
+    """A built-in benchmark's sizes as :func:`data_sizes` reads them: per-class training counts,
+    test size, classes, pool, OOD sets (name -> size, in load order), shifted ID sets, and where
+    they came from (``generated`` for the embedded benchmark; ``data`` from the MNIST
+    benchmark's cache, else ``nominal``)."""
+
+    counts: list[int]
+    test: int
+    classes: int
+    pool: int
+    ood: dict[str, int]
+    shifted: dict[str, int]
+    source: str
+
+
+def _embedded_sizes(data: Any, root: str) -> _BuiltInSizes:
+    emb = asdict(data.embedded)
+    seed = emb.pop("seed")
+    embedded = load_embedded(root, seed=seed, config=EmbeddedConfig(**emb))
+    return _BuiltInSizes(
+        counts=np.bincount(embedded.train.targets.numpy()).tolist(),
+        test=len(embedded.test),
+        classes=len(embedded.classes),
+        pool=len(embedded.pool),
+        ood={name: len(images) for name, images in embedded.ood.items()},
+        shifted={},
+        source=GENERATED,
+    )
+
+
+def _mnist_sizes(data: Any, root: str, notes: list[str]) -> _BuiltInSizes:
+    """The MNIST benchmark's sizes from its cache (``meta.json`` and the training labels), else
+    the nominal ones of its sources; nothing is built or fetched."""
+    from bgresample.data import mnist_bench as mb
+
+    seed, config = mnist_config(data)
+    id_dir, sets_dir = mb.cache_dirs(root, seed, config)
+    noise = {name: config.noise_ood_size for name in mb.NOISE_OOD}
+    try:
+        shapes = {
+            **json.loads((id_dir / "meta.json").read_text())["shapes"],
+            **json.loads((sets_dir / "meta.json").read_text())["shapes"],
+        }
+        labels = np.load(id_dir / "train_y.npy", allow_pickle=False)
+        found = {
+            "counts": np.bincount(labels, minlength=10).tolist(),
+            "test": shapes["test_y"][0],
+            "pool": shapes["pool_x"][0],
+            "ood": {n: noise.get(n) or shapes[f"ood_{n}"][0] for n in mb.OOD_SETS},
+            "shifted": {n: shapes[f"{n}_y"][0] for n in mb.SHIFTED_SETS},
+        }
+        return _BuiltInSizes(classes=10, source=REAL, **found)
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        pass
+    if config.id_source == "mnist":
+        n_train, n_test = mb.NOMINAL_SIZES["train"], mb.NOMINAL_SIZES["test"]
+    else:  # 500 a class, split per class
+        n_test = 10 * round(500 * config.test_fraction)
+        n_train = 5000 - n_test
+    nominal = {n: mb.NOMINAL_SIZES.get(n, config.ood_size) for n in mb.OOD_SETS}
+    notes.append(
+        f"the MNIST benchmark is not built under {root} yet: nominal sizes (it is built on the "
+        "first run, from the sources `bgresample datasets --download --preset mnist` fetches)"
+    )
+    return _BuiltInSizes(
+        counts=[n_train // 10] * 10,
+        test=n_test,
+        classes=10,
+        pool=config.pool_size,
+        ood={**nominal, **noise},
+        shifted={n: mb.NOMINAL_SIZES[n] for n in mb.SHIFTED_SETS},
+        source=NOMINAL,
+    )
+
+
 def data_sizes(cfg: Config) -> tuple[Sizes, list[str]]:
     """The sizes the config implies (real where the data is found) and notes on the guesses."""
     data, notes = cfg.data, []
     root = data.root if data.root is not None else str(default_data_root())
     sources: dict[str, str] = {}
-    embedded = None
+    builtin = None
     check_pool_given(data)
     if data.id is None or data.background is None:
-        emb = asdict(data.embedded)
-        seed = emb.pop("seed")
-        embedded = load_embedded(root, seed=seed, config=EmbeddedConfig(**emb))
+        if data.id is None and data.benchmark == "mnist":
+            builtin = _mnist_sizes(data, root, notes)
+        else:
+            builtin = _embedded_sizes(data, root)
     if data.id is None:
-        assert embedded is not None
-        counts = np.bincount(embedded.train.targets.numpy()).tolist()
-        n_test, n_cls = len(embedded.test), len(embedded.classes)
-        sources["id"] = GENERATED
+        assert builtin is not None
+        counts, n_test, n_cls = builtin.counts, builtin.test, builtin.classes
+        sources["id"] = builtin.source
     else:
         kind, path = kinds.parse_spec(data.id)
         found = _id_counts(kind, path, root)
@@ -164,8 +245,8 @@ def data_sizes(cfg: Config) -> tuple[Sizes, list[str]]:
             counts, n_test, n_cls = found
     val = sum(_held(c, data.validation.id_fraction) for c in counts)
     if data.background is None:
-        assert embedded is not None
-        n_pool, sources["pool"] = len(embedded.pool), GENERATED
+        assert builtin is not None
+        n_pool, sources["pool"] = builtin.pool, builtin.source
     else:
         kind, path = kinds.parse_spec(data.background)
         got = _size(kind, "background", path, root, allow_cifar_overlap=data.allow_cifar_overlap)
@@ -184,7 +265,8 @@ def data_sizes(cfg: Config) -> tuple[Sizes, list[str]]:
         if kinds.KINDS[kind].decodes:
             notes.append("the pool's images are decoded from files: decoding is not timed")
     holdout = _held(n_pool, data.validation.pool_fraction)
-    ood = _ood_sizes(cfg, root, embedded, sources, notes)
+    own = builtin if data.id is None else None
+    ood = _ood_sizes(cfg, root, own, sources, notes)
     sizes = Sizes(
         train=sum(counts) - val,
         test=n_test,
@@ -194,12 +276,17 @@ def data_sizes(cfg: Config) -> tuple[Sizes, list[str]]:
         val=val,
         holdout=holdout,
         sources=sources,
+        shifted={} if own is None else dict(own.shifted),
     )
     return sizes, notes
 
 
 def _ood_sizes(
-    cfg: Config, root: str, embedded: Any, sources: dict[str, str], notes: list[str]
+    cfg: Config,
+    root: str,
+    builtin: _BuiltInSizes | None,
+    sources: dict[str, str],
+    notes: list[str],
 ) -> dict[str, int]:
     """Sizes of the OOD test sets, named as :func:`~bgresample.engine.benchmark.load_benchmark`
     names them."""
@@ -207,12 +294,12 @@ def _ood_sizes(
     wanted = [wanted] if isinstance(wanted, str) else list(wanted)
     out: dict[str, int] = {}
     for spec in wanted:
-        if embedded is not None and spec == "all":
-            for name, images in embedded.ood.items():
-                out[name], sources[f"ood:{name}"] = len(images), GENERATED
+        if builtin is not None and spec == "all":
+            for name, n in builtin.ood.items():
+                out[name], sources[f"ood:{name}"] = n, builtin.source
             continue
-        if embedded is not None and spec in embedded.ood:
-            out[spec], sources[f"ood:{spec}"] = len(embedded.ood[spec]), GENERATED
+        if builtin is not None and spec in builtin.ood:
+            out[spec], sources[f"ood:{spec}"] = builtin.ood[spec], builtin.source
             continue
         if spec == "all":
             raise UserError(
@@ -224,7 +311,7 @@ def _ood_sizes(
         if got is not None:
             out[name], sources[f"ood:{name}"] = got, REAL
         elif not kinds.get_kind(kind, "ood").needs_path:
-            out[name], sources[f"ood:{name}"] = cfg.data.embedded.noise_ood_size, GENERATED
+            out[name], sources[f"ood:{name}"] = noise_size(cfg.data), GENERATED
         else:
             nominal = kinds.get_kind(kind, "ood").nominal.get("ood")
             out[name], sources[f"ood:{name}"] = nominal or UNKNOWN_OOD, NOMINAL
@@ -251,6 +338,7 @@ def eval_items(cfg: Config, sizes: Sizes) -> list[int]:
     passes = [sizes.test, *ood]
     if sizes.val and sizes.holdout:
         passes += [sizes.val, sizes.holdout]
+    passes += list(sizes.shifted.values())
     if BACKGROUND_LOSSES[finetune_section(cfg).loss].extra_class:
         passes.append(sizes.test)
     return passes
@@ -510,6 +598,11 @@ def plan_text(p: dict[str, Any]) -> str:
         f"{z['classes']} classes [{src['id']}]",
         f"pool: {z['pool']:,} items (+{z['holdout']:,} held out) [{src['pool']}]",
         f"OOD:  {ood}",
+        *(
+            [f"shifted ID: {', '.join(f'{k} {v:,}' for k, v in z['shifted'].items())}"]
+            if z.get("shifted")
+            else []
+        ),
         "",
         f"{'stage':<20} {'runs':>5} {'steps each':>11} {'s/step':>9} {'estimated':>10}",
     ]

@@ -107,6 +107,8 @@ def _write_tables(run: Path, results: RunResults) -> None:
         ("table3.tex", tables.table3_latex(results)),
     ):
         atomic_write_text(run / "tables" / name, text)
+    if tables.shifted(results) is not None:
+        atomic_write_text(run / "tables" / "shifted.csv", tables.shifted_csv(results))
 
 
 def build_report(run_dir: str | Path, data_root: str | Path | None = None) -> Path:

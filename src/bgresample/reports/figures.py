@@ -30,7 +30,10 @@ OOD_COLOR = "#d62728"
 VARIANT_COLORS = {"none": "#7f7f7f", "full": "#2ca02c", "random": "#ff7f0e", "resampled": "#9467bd"}
 _MORE_COLORS = ("#8c564b", "#e377c2", "#17becf", "#bcbd22", "#000000")
 FAMILY_COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3")
-BENCHMARK_TITLES = {"embedded": "embedded benchmark (ID: digits 0–7)"}
+BENCHMARK_TITLES = {
+    "embedded": "embedded benchmark (ID: digits 0–7)",
+    "mnist-bench": "MNIST benchmark (ID: MNIST digits 0–9)",
+}
 STYLE = {
     "font.size": 11,
     "axes.titlesize": 12,

@@ -65,7 +65,7 @@ def _header(
     bench = benchmark_name(results, cfg)
     variants = list(results.variants)
     seeds = len(results.seeds or []) or 1
-    banner = [Text(f"**{tables.quick_banner(seeds)}**")] if results.quick else []
+    banner = [Text(f"**{tables.quick_banner_for(cfg, seeds)}**")] if results.quick else []
     pool_size = "?" if results.pool_size is None else results.pool_size
     return [
         Heading(f"bgresample {meta.get('command', 'run')} report: {benchmark_title(bench)}", 1),
@@ -107,6 +107,23 @@ def _tables(results: RunResults, art: Artifacts) -> list[Block]:
     out += [Heading("ID accuracy (Table 3 analogue)"), tables.table3(results)]
     if art.tables:
         out.append(Text("Also as [CSV](tables/table3.csv) and [LaTeX](tables/table3.tex)."))
+    shifted = tables.shifted(results)
+    if shifted is not None:
+        out += [
+            Heading("Covariate-shifted ID sets (not OOD)"),
+            Text(
+                tables.SHIFTED_NOTE + " Accuracy ↑ and flagged as OOD ↓ in %, mean ± std over "
+                "seeds."
+            ),
+            shifted,
+        ]
+        notes = _shifted_notes(
+            list(next(r.shifted for r in results.variants.values() if r.shifted))
+        )
+        if notes:
+            out.append(Bullets(notes))
+        if art.tables:
+            out.append(Text("Also as [CSV](tables/shifted.csv)."))
     if results.paired_differences:
         out += [
             Heading("Paired differences"),
@@ -119,6 +136,13 @@ def _tables(results: RunResults, art: Artifacts) -> list[Block]:
             tables.paired(results),
         ]
     return out
+
+
+def _shifted_notes(names: list[str]) -> list[str]:
+    """What each of the MNIST benchmark's shifted sets is (none for other names)."""
+    from bgresample.data.mnist_bench import SHIFTED_NOTES
+
+    return [f"**{n}**: {SHIFTED_NOTES[n]}" for n in names if n in SHIFTED_NOTES]
 
 
 def _figure1(results: RunResults, art: Artifacts) -> list[Block]:

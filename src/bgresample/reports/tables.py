@@ -88,13 +88,22 @@ def _pm(m: MetricSummary, spread: bool = True) -> str:
 
 
 #: Printed, and put at the top of the report, for a ``--quick`` run.
-def quick_banner(seeds: int) -> str:
-    """The warning above a --quick run's tables, with its real number of seeds."""
+def quick_banner(seeds: int, pool: int = 4000, pretrain: int = 8, finetune: int = 4) -> str:
+    """The warning above a --quick run's tables, with its real number of seeds (and pool size
+    and epochs: :func:`quick_banner_for` reads them from the config)."""
     return (
-        "SMOKE TEST (--quick): a tiny configuration (4,000 pool images, 8 pre-training and 4 "
-        f"fine-tuning epochs, {seeds} seed{'s' if seeds != 1 else ''}) that checks the pipeline "
-        "end to end; its numbers say nothing about the method. Run without --quick for results."
+        f"SMOKE TEST (--quick): a tiny configuration ({pool:,} pool images, {pretrain} "
+        f"pre-training and {finetune} fine-tuning epochs, {seeds} seed{'s' if seeds != 1 else ''})"
+        " that checks the pipeline end to end; its numbers say nothing about the method. Run "
+        "without --quick for results."
     )
+
+
+def quick_banner_for(cfg: Any, seeds: int) -> str:
+    """:func:`quick_banner` with the config's pool size (of its built-in benchmark) and epochs."""
+    d = cfg.data
+    pool = d.mnist.pool_size if d.id is None and d.benchmark == "mnist" else d.embedded.pool_size
+    return quick_banner(seeds, pool, cfg.pretrain.epochs, cfg.finetune.epochs)
 
 
 #: The averages over OOD sets, and their row labels.
@@ -330,6 +339,7 @@ def shifted(results: RunResults) -> Table | None:
     if not variants:
         return None
     first = next(iter(variants.values()))
+    one = results.seeds is not None and len(results.seeds) == 1  # no spread to show
     header = ["shifted ID set", "items"]
     header += [f"{v}: {what}" for v in variants for what in ("accuracy ↑", "flagged as OOD ↓")]
     rows = []
@@ -341,8 +351,8 @@ def shifted(results: RunResults) -> Table | None:
                 cells += ["", ""]
                 continue
             cells += [
-                _shifted_cell(r.accuracy, r.accuracy_std),
-                _shifted_cell(r.flagged, r.flagged_std),
+                _shifted_cell(r.accuracy, None if one else r.accuracy_std),
+                _shifted_cell(r.flagged, None if one else r.flagged_std),
             ]
         rows.append(cells)
     groups = [("", 2)] + [(v, 2) for v in variants]
