@@ -117,12 +117,10 @@ def fpr_at_tpr(
         raise ValueError(f"tpr must be in (0, 1], got {tpr}")
     _check_fpr95(fpr95)
     if fpr95 == "authors":
-        _check_convention(convention)
-        id_arr = _as_scores(id_scores, "id_scores")
-        ood_arr = _as_scores(ood_scores, "ood_scores")
+        threshold = fpr95_threshold(id_scores, ood_scores, tpr, convention, fpr95)
         if convention == "ood-positive":
-            return float(np.mean(id_arr <= np.quantile(ood_arr, tpr)))
-        return float(np.mean(ood_arr >= np.quantile(id_arr, 1.0 - tpr)))
+            return float(np.mean(_as_scores(id_scores, "id_scores") <= threshold))
+        return float(np.mean(_as_scores(ood_scores, "ood_scores") >= threshold))
     from sklearn.metrics import roc_curve
 
     labels, stat = _binary_problem(id_scores, ood_scores, convention)
