@@ -382,6 +382,8 @@ class _Timer:
         self.accel = Accel.from_config(cfg.device, cfg.accel, cfg.data.workers, cfg.data)
         self.warmup = WARMUP if warmup is None else warmup
         self.gen = torch.Generator().manual_seed(cfg.seed)
+        kind = None if cfg.data.id is None else kinds.parse_spec(cfg.data.id)[0]
+        self.flip = resolve_flip(cfg.data.flip, kind)
 
     def sync(self) -> None:
         if self.accel.device.type == "cuda":
@@ -399,9 +401,7 @@ class _Timer:
 
     def images(self, n: int, aug: bool = True) -> torch.Tensor:
         raw = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=self.gen)
-        data = self.cfg.data
-        kind = None if data.id is None else kinds.parse_spec(data.id)[0]
-        crop = CropFlip.draw(n, self.gen, flip=resolve_flip(data.flip, kind)) if aug else None
+        crop = CropFlip.draw(n, self.gen, flip=self.flip) if aug else None
         return self.accel.ready(raw, crop)
 
     def labels(self, n: int) -> torch.Tensor:
