@@ -43,9 +43,15 @@ def _calls() -> list[tuple[str, list[str]]]:
 
 def _resolve(name: str, classes: list[str]) -> object:
     head, *rest = name.split(".")
-    if head == "bgresample":
-        module = ".".join([head, *rest[:-1]])
-        return getattr(importlib.import_module(module), rest[-1])
+    if head == "bgresample":  # the longest importable module, then attributes
+        for cut in range(len(rest), 0, -1):
+            try:
+                obj = importlib.import_module(".".join([head, *rest[: cut - 1]]))
+            except ModuleNotFoundError:
+                continue
+            for attr in rest[cut - 1 :]:
+                obj = getattr(obj, attr)
+            return obj
     owners = [c for c in classes if hasattr(getattr(bgresample, c), head)]
     if owners and not rest:  # a method of the section's class (select: the resampler's)
         return getattr(getattr(bgresample, owners[0]), head)

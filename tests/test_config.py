@@ -93,7 +93,8 @@ def test_values_are_typed():
         ("model.kwargs={depth: 3}", "model.kwargs of small_cnn"),
         ("model.name=resnet9000", "unknown model 'resnet9000'"),
         ("run.variants=[none, nope]", "run.variants="),
-        ("selectors.energy.m_in=0", "below selectors.energy.m_out"),
+        ("selectors.energy.m_in=0", "selectors.energy: need m_in < m_out"),
+        ("selectors.energy.alpha=-1", "selectors.energy.alpha=-1"),
     ],
 )
 def test_bad_values_are_refused_before_any_work(item, fragment):

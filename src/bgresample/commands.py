@@ -22,6 +22,7 @@ from bgresample.engine.experiment import (
     learned_weights,
     load_pretrained,
     load_resampler,
+    loss_options,
     run_experiment,
     selection_context,
 )
@@ -219,7 +220,7 @@ def cmd_finetune(args: argparse.Namespace, cfg: Config) -> None:
         selector,
         ft,
         env,
-        energy=cfg.selectors.energy,
+        loss_options=loss_options(cfg),
         state_path=out / "finetune.state.safetensors",
         resume=args.resume,
     )

@@ -210,30 +210,29 @@ class RunConfig:
     variants: list[str] = _f()
 
 
-@dataclass
-class EnergyOptions:
-    m_in: float = _f()
-    m_out: float = _f()
-    alpha: float = _f(NON_NEGATIVE)
-
-
-def _selector_options() -> dict[str, type]:
+def _plugin_options() -> dict[str, type]:
+    """The ``selectors.NAME`` sections: each selector's and each background loss's options."""
+    from bgresample.losses.registry import config_options as loss_options
     from bgresample.selectors import config_options
 
-    return config_options()
+    selectors, losses = config_options(), loss_options()
+    both = sorted(set(selectors) & set(losses))
+    if both:
+        raise ValueError(f"a selector and a loss share the config section selectors.{both[0]}")
+    return {**selectors, **losses}
 
 
 @dataclass
 class SelectorsConfig:
-    """``selectors.*``: the fixed keys, and one section per registered selector with options
-    (``selectors.NAME.OPTION``, built from its ``Options`` dataclass: defaults and checks live
-    there, :mod:`bgresample.selectors.registry`)."""
+    """``selectors.*``: the fixed keys, and one section per registered selector or background
+    loss with options (``selectors.NAME.OPTION``, built from its ``Options`` dataclass: defaults
+    and checks live there, :mod:`bgresample.selectors.registry`,
+    :mod:`bgresample.losses.registry`)."""
 
     names: list[str] = _f()
     max_seeds: int = _f(POSITIVE_INT)
     score: str = _f()
-    energy: EnergyOptions = _f()
-    options: dict[str, Any] = field(default_factory=dict, metadata={"plugins": _selector_options})
+    options: dict[str, Any] = field(default_factory=dict, metadata={"plugins": _plugin_options})
 
     def __getattr__(self, name: str) -> Any:
         options = self.__dict__.get("options") or {}
@@ -243,7 +242,13 @@ class SelectorsConfig:
 
     def to_options(self) -> dict[str, dict[str, Any]]:
         """Keyword arguments of each selector that has options (``build_selector``)."""
-        return {name: dataclasses.asdict(opts) for name, opts in self.options.items()}
+        from bgresample.selectors import SELECTORS
+
+        return {
+            name: dataclasses.asdict(opts)
+            for name, opts in self.options.items()
+            if name in SELECTORS
+        }
 
 
 @dataclass
@@ -477,9 +482,14 @@ def validate(cfg: Config) -> None:
         raise _invalid("selectors.score", score, f"auto or one of {', '.join(sorted(SCORES))}")
     _check_shares("data.embedded.family_shares", cfg.data.embedded.family_shares, EMBEDDED_FAMILIES)
     _check_shares("data.mnist.family_shares", cfg.data.mnist.family_shares, MNIST_FAMILIES)
-    e = cfg.selectors.energy
-    if not e.m_in < e.m_out:
-        raise _invalid("selectors.energy.m_in", e.m_in, f"below selectors.energy.m_out={e.m_out}")
+    for name, spec in BACKGROUND_LOSSES.items():
+        if spec.options is not None:
+            try:
+                spec.build(cfg.selectors.options[name])
+            except ValueError as e:
+                raise UserError(
+                    f"selectors.{name}: {e} (fix with --set selectors.{name}.OPTION=VALUE)"
+                ) from None
 
 
 #: The pool families of each built-in benchmark (``data.<benchmark>.family_shares``' keys).

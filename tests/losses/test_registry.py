@@ -3,14 +3,24 @@ the training loops find them there."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 import torch
 from torch import nn
 
-from bgresample.config import load_config
+from bgresample.config import dump, load_config
+from bgresample.engine.experiment import finetune_section, loss_options
 from bgresample.engine.finetune import background_objective
 from bgresample.errors import UserError
-from bgresample.losses import BACKGROUND_LOSSES, LossSpec, algorithm1_losses, register_loss
+from bgresample.losses import (
+    BACKGROUND_LOSSES,
+    EnergyOptions,
+    LossSpec,
+    algorithm1_losses,
+    register_loss,
+)
+from bgresample.options import POSITIVE, option
 from bgresample.scores import SCORES, get_score, register_score
 
 
@@ -40,6 +50,66 @@ def test_a_registered_loss_is_a_config_value_and_an_objective(squared):
     objective = background_objective("squared")
     logits = torch.tensor([[1.0, -1.0], [2.0, 0.0]])
     assert objective(logits, logits).item() == pytest.approx(1.5)
+
+
+class ScaledSquares(SquaredLogits):
+    """The toy loss times ``scale``: a loss with options."""
+
+    def __init__(self, scale: float = 1.0, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        if scale > 10:
+            raise ValueError(f"scale must be at most 10, got {scale}")
+        self.scale = scale
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.scale * super().forward(logits)
+
+
+@dataclass
+class ScaledOptions:
+    scale: float = option(2.0, POSITIVE, "factor of the squared logits")
+    alpha: float = option(0.25, POSITIVE, "replaces finetune.alpha")
+
+
+@pytest.fixture
+def scaled():
+    register_loss("scaled", LossSpec(ScaledSquares, options=ScaledOptions))
+    yield
+    BACKGROUND_LOSSES.pop("scaled")
+
+
+def test_a_loss_declares_its_options_once_and_the_config_builds_its_section(scaled):
+    cfg = load_config(sets=["finetune.loss=scaled", "selectors.scaled.scale=3"])
+    assert cfg.selectors.scaled == ScaledOptions(scale=3.0, alpha=0.25)
+    assert "scaled" not in cfg.selectors.to_options()  # selectors' keyword arguments only
+    assert finetune_section(cfg).alpha == 0.25  # the loss's alpha replaces finetune.alpha
+    logits = torch.tensor([[1.0, -1.0], [2.0, 0.0]])
+    assert background_objective("scaled", loss_options(cfg))(logits, logits).item() == 4.5
+    assert background_objective("scaled")(logits, logits).item() == 3.0  # the defaults
+    assert load_config().selectors.scaled.scale == 2.0
+    with pytest.raises(UserError, match=r"selectors.scaled.scale=-1 is invalid: expected a pos"):
+        load_config(sets=["selectors.scaled.scale=-1"])
+    with pytest.raises(UserError, match="selectors.scaled: scale must be at most 10"):
+        load_config(sets=["selectors.scaled.scale=11"])
+    with pytest.raises(ValueError, match="has no option sc; valid: scale, alpha"):
+        BACKGROUND_LOSSES["scaled"].make_options(sc=1)
+    with pytest.raises(ValueError, match="at most 10"):
+        BACKGROUND_LOSSES["scaled"].make_options(scale=20)
+
+
+def test_energy_options_live_with_the_loss():
+    cfg = load_config()
+    assert cfg.selectors.energy == EnergyOptions() == EnergyOptions(-12.0, -4.0, 0.1)
+    assert "energy:" in dump(cfg) and "m_in: -12.0" in dump(cfg)
+    assert finetune_section(cfg).alpha == cfg.finetune.alpha  # only with finetune.loss=energy
+    energy = load_config(sets=["finetune.loss=energy", "selectors.energy.alpha=0.2"])
+    assert finetune_section(energy).alpha == 0.2
+    loss = BACKGROUND_LOSSES["energy"].build(energy.selectors.energy)
+    assert (loss.m_in, loss.m_out) == (-12.0, -4.0)
+    with pytest.raises(ValueError, match="need m_in < m_out"):
+        BACKGROUND_LOSSES["energy"].make_options(m_in=0.0)
+    with pytest.raises(ValueError, match="takes no options"):
+        BACKGROUND_LOSSES["uniform"].make_options(scale=1)
 
 
 def test_the_built_in_losses_declare_themselves():

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from bgresample.config import EnergyOptions
 from bgresample.engine.finetune import background_objective
 from bgresample.errors import UserError
 from bgresample.losses import (
     FINETUNE_LOSSES,
+    EnergyOptions,
     add_background_class,
     energy_margin_loss,
     extra_class_loss,

@@ -41,6 +41,7 @@ from bgresample.engine.pretrain import pretrain
 from bgresample.engine.resample import resample
 from bgresample.errors import UserError
 from bgresample.losses import BACKGROUND_LOSSES
+from bgresample.losses.registry import ALPHA
 from bgresample.metrics import accuracy
 from bgresample.models import build_model as build_architecture
 from bgresample.resampling import BackgroundResampler, composition, write_manifest
@@ -120,12 +121,16 @@ def selection_context(cfg: Config, bench: Benchmark, env: Env, **weights: Any) -
     )
 
 
+def loss_options(cfg: Config) -> Any:
+    """The options of ``finetune.loss`` (its ``selectors.NAME`` section), or None."""
+    return cfg.selectors.options.get(cfg.finetune.loss)
+
+
 def finetune_section(cfg: Config) -> FinetuneConfig:
-    """The ``finetune`` section; with ``finetune.loss=energy``, alpha is
-    ``selectors.energy.alpha`` (Liu et al.'s lambda)."""
-    if cfg.finetune.loss != "energy":
-        return cfg.finetune
-    return replace(cfg.finetune, alpha=cfg.selectors.energy.alpha)
+    """The ``finetune`` section; a loss whose options have ``alpha`` (``energy``: Liu et al.'s
+    lambda, ``selectors.energy.alpha``) replaces ``finetune.alpha`` with it."""
+    alpha = getattr(loss_options(cfg), ALPHA, None)
+    return cfg.finetune if alpha is None else replace(cfg.finetune, alpha=alpha)
 
 
 def pretrain_key(cfg: Config) -> str:
@@ -331,7 +336,7 @@ def run_variant(
         selector,
         ft,
         env,
-        energy=cfg.selectors.energy,
+        loss_options=loss_options(cfg),
         state_path=out / f"{name}.state.safetensors",
         resume=resume,
         desc=f"finetune[{name}]",

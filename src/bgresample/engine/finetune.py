@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from bgresample import dist
 from bgresample.checkpoint import StageState
-from bgresample.config import EnergyOptions, FinetuneConfig
+from bgresample.config import FinetuneConfig
 from bgresample.data.base import LabeledImages
 from bgresample.errors import UserError
 from bgresample.losses import BACKGROUND_LOSSES, add_background_class
@@ -35,20 +35,19 @@ log = logging.getLogger("bgresample")
 Objective = Callable[[Tensor, Tensor], Tensor]
 
 
-def background_objective(name: str, energy: EnergyOptions | None = None) -> Objective:
+def background_objective(name: str, options: Any = None) -> Objective:
     """The background term of fine-tuning, ``fn(logits_id, logits_bg) -> scalar``, by
     ``finetune.loss``: ``uniform`` (eq. 4) or ``max_entropy`` on the background logits,
-    ``energy`` (Liu et al.'s margins on ID and background energies, from ``energy``) or
-    ``extra_class`` (cross entropy to the background class K)."""
+    ``energy`` (Liu et al.'s margins on ID and background energies) or ``extra_class`` (cross
+    entropy to the background class K); ``options``: the loss's ``LossSpec.options`` (None:
+    their defaults)."""
     spec = BACKGROUND_LOSSES.get(name)
     if spec is None:
         raise UserError(f"unknown finetune.loss {name!r}; valid: {', '.join(BACKGROUND_LOSSES)}")
+    loss = spec.build(options)
     if spec.uses_id:
-        margins = {} if energy is None else {"m_in": energy.m_in, "m_out": energy.m_out}
-        loss = spec.module(**margins)
         return lambda li, lb: loss(lb, li)
-    outlier = spec.module()
-    return lambda li, lb: outlier(lb)
+    return lambda li, lb: loss(lb)
 
 
 def finetune(
@@ -58,7 +57,7 @@ def finetune(
     cfg: FinetuneConfig,
     env: Env,
     *,
-    energy: EnergyOptions | None = None,
+    loss_options: Any = None,
     state_path: Path | None = None,
     resume: bool = False,
     desc: str = "finetune",
@@ -67,7 +66,8 @@ def finetune(
 
     The background batches come from ``selector`` (it chooses, and may refresh, the items; see
     :mod:`bgresample.selectors`); ``None`` trains on ID data alone (CE only). L_out is
-    ``cfg.loss`` (:func:`background_objective`); ``extra_class`` first gives the model a
+    ``cfg.loss`` (:func:`background_objective`, with ``loss_options``, the loss's
+    ``LossSpec.options``); ``extra_class`` first gives the model a
     (K+1)-th output (IDs keep targets 0..K-1). The ID batches and their augmentation depend only
     on the seed and the step, so every variant fine-tuned with the same seed sees the same ID
     batches for the same number of steps. A resumable state (with the selector's) is written
@@ -78,7 +78,7 @@ def finetune(
             add_background_class(model, train.num_classes)
         except ValueError as e:
             raise UserError(f"finetune.loss=extra_class: {e}") from None
-    objective = background_objective(cfg.loss, energy)
+    objective = background_objective(cfg.loss, loss_options)
     accel = env.accel
     net = accel.model(model)
     spe = steps_per_epoch(len(train), cfg.batch_size)

@@ -35,7 +35,7 @@ from bgresample.engine.benchmark import (
     noise_size,
     resolve_flip,
 )
-from bgresample.engine.experiment import build_model, finetune_section
+from bgresample.engine.experiment import build_model, finetune_section, loss_options
 from bgresample.engine.finetune import background_objective
 from bgresample.engine.resample import algorithm1_step, refresh_period, resample_steps
 from bgresample.errors import UserError
@@ -439,7 +439,7 @@ class _Timer:
     def finetune(self, background: bool) -> float:
         ft = finetune_section(self.cfg)
         model, net = self.model(BACKGROUND_LOSSES[ft.loss].extra_class)
-        objective = background_objective(ft.loss, self.cfg.selectors.energy)
+        objective = background_objective(ft.loss, loss_options(self.cfg))
         opt = sgd(model, ft.lr, ft.momentum, ft.weight_decay)
         model.train(not ft.freeze_bn)
 

@@ -16,6 +16,7 @@ from bgresample.losses.modules import (
 )
 from bgresample.losses.registry import (
     BACKGROUND_LOSSES,
+    EnergyOptions,
     LossSpec,
     algorithm1_losses,
     register_loss,
@@ -35,6 +36,7 @@ FINETUNE_LOSSES = tuple(BACKGROUND_LOSSES)
 
 __all__ = [
     "BACKGROUND_LOSSES",
+    "EnergyOptions",
     "FINETUNE_LOSSES",
     "LossSpec",
     "OUTLIER_LOSSES",

@@ -4,7 +4,9 @@ what the training loops need to know about it: :func:`register_loss` adds one to
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -14,6 +16,11 @@ from bgresample.losses.modules import (
     MaxEntropyLoss,
     UniformityLoss,
 )
+from bgresample.options import NON_NEGATIVE, check_options, option
+
+#: An ``Options`` field of this name is not passed to the module: it replaces
+#: ``finetune.alpha`` (the weight of L_out in eq. 2) when fine-tuning with that loss.
+ALPHA = "alpha"
 
 
 @dataclass(frozen=True)
@@ -22,13 +29,58 @@ class LossSpec:
     own options); ``algorithm1``: a per-example loss of the background logits alone, which
     Algorithm 1 weights and ascends (eqs. 10-12); ``uses_id``: its ``forward(logits_bg,
     logits_in)`` also takes the ID logits; ``extra_class``: the model needs a (K+1)-th
-    background output; ``score``: the OOD score that goes with it (``selectors.score: auto``)."""
+    background output; ``score``: the OOD score that goes with it (``selectors.score: auto``);
+    ``options``: a dataclass of its config options (``selectors.NAME.OPTION``, defaults and
+    range checks in its fields, :func:`bgresample.options.option`): the module's keyword
+    arguments, and optionally ``alpha``, which replaces ``finetune.alpha`` with this loss."""
 
     module: type[nn.Module]
     algorithm1: bool = False
     uses_id: bool = False
     extra_class: bool = False
     score: str = "msp"
+    options: type | None = None
+
+    def make_options(self, **values: Any) -> Any:
+        """The ``options`` with these values (defaults filled in); ValueError names an unknown
+        or out-of-range one, or options the module refuses together (e.g. m_in >= m_out)."""
+        if self.options is None:
+            if values:
+                raise ValueError(f"{self.module.__name__} takes no options, got {sorted(values)}")
+            return None
+        valid = [f.name for f in dataclasses.fields(self.options)]
+        unknown = sorted(set(values) - set(valid))
+        if unknown:
+            raise ValueError(
+                f"{self.module.__name__} has no option {', '.join(unknown)}; valid: "
+                f"{', '.join(valid)}"
+            )
+        opts = self.options(**values)
+        check_options(opts, self.module.__name__)
+        self.build(opts)
+        return opts
+
+    def build(self, opts: Any = None, **kwargs: Any) -> nn.Module:
+        """The loss module with the options ``opts`` (None: the ``options`` defaults; ``alpha``
+        is not the module's) and ``kwargs`` (e.g. ``reduction``)."""
+        if self.options is not None:
+            opts = self.options() if opts is None else opts
+            own = {k: v for k, v in dataclasses.asdict(opts).items() if k != ALPHA}
+            kwargs = {**own, **kwargs}
+        return self.module(**kwargs)
+
+
+@dataclass
+class EnergyOptions:
+    """``selectors.energy``: the options of ``finetune.loss=energy`` (Liu et al. 2020; their
+    CIFAR-10 WRN margins are -25 and -7). The defaults suit the embedded ``small_cnn``, whose ID
+    and pool energies are both about -7 after pre-training."""
+
+    m_in: float = option(-12.0, doc="margin of the ID energies (penalised above it)")
+    m_out: float = option(-4.0, doc="margin of the background energies (penalised below it)")
+    alpha: float = option(
+        0.1, NON_NEGATIVE, "replaces finetune.alpha with this loss (their lambda; 0.5 diverges)"
+    )
 
 
 BACKGROUND_LOSSES: dict[str, LossSpec] = {}
@@ -39,10 +91,17 @@ def register_loss(name: str, spec: LossSpec) -> LossSpec:
     not a :class:`LossSpec` of an ``nn.Module`` class."""
     if not isinstance(spec, LossSpec) or not issubclass(spec.module, nn.Module):
         raise ValueError(f"loss {name!r}: expected a LossSpec of an nn.Module class")
+    if spec.options is not None and not dataclasses.is_dataclass(spec.options):
+        raise ValueError(f"loss {name!r}: options must be a dataclass")
     if name in BACKGROUND_LOSSES and BACKGROUND_LOSSES[name] != spec:
         raise ValueError(f"loss {name!r} is registered already")
     BACKGROUND_LOSSES[name] = spec
     return spec
+
+
+def config_options() -> dict[str, type]:
+    """``{name: options}`` of the losses with options (their ``selectors.NAME`` sections)."""
+    return {n: s.options for n, s in BACKGROUND_LOSSES.items() if s.options is not None}
 
 
 def algorithm1_losses() -> list[str]:
@@ -52,5 +111,7 @@ def algorithm1_losses() -> list[str]:
 
 register_loss("uniform", LossSpec(UniformityLoss, algorithm1=True))
 register_loss("max_entropy", LossSpec(MaxEntropyLoss, algorithm1=True))
-register_loss("energy", LossSpec(EnergyMarginLoss, uses_id=True, score="energy"))
+register_loss(
+    "energy", LossSpec(EnergyMarginLoss, uses_id=True, score="energy", options=EnergyOptions)
+)
 register_loss("extra_class", LossSpec(ExtraClassLoss, extra_class=True, score="extra_class"))
