@@ -210,6 +210,13 @@ class RunConfig:
     variants: list[str] = _f()
 
 
+@dataclass
+class LogConfig:
+    """``log``: where training curves go besides TensorBoard (:mod:`bgresample.scalars`)."""
+
+    wandb: bool = _f()
+
+
 def _plugin_options() -> dict[str, type]:
     """The ``selectors.NAME`` sections: each selector's and each background loss's options."""
     from bgresample.losses.registry import config_options as loss_options
@@ -266,6 +273,7 @@ class Config:
     finetune: FinetuneConfig = _f()
     evaluate: EvaluateConfig = _f()
     run: RunConfig = _f()
+    log: LogConfig = _f()
     selectors: SelectorsConfig = _f()
 
     def to_dict(self) -> dict[str, Any]:

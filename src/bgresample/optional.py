@@ -3,17 +3,21 @@
 torchvision is not a hard dependency: pip cannot pick the torchvision built for a torch that is
 already installed, so requiring it would make ``pip install bgresample`` replace that torch. The
 embedded benchmark, the method and the reports never import it; CIFAR / SVHN / DTD / Places365
-and ``model.name=torchvision:NAME`` do, through :func:`torchvision`.
+and ``model.name=torchvision:NAME`` do, through :func:`torchvision`. Weights & Biases
+(``log.wandb``) comes through :func:`wandb`.
 """
 
 from __future__ import annotations
 
 import importlib
+import logging
 from types import ModuleType
 
 import torch
 
 from bgresample.errors import UserError
+
+log = logging.getLogger("bgresample")
 
 #: torchvision releases built for each torch minor release (torchvision's compatibility table).
 TORCHVISION_FOR_TORCH = {
@@ -56,3 +60,17 @@ def torchvision(purpose: str, submodule: str = "") -> ModuleType:
     except RuntimeError as e:  # a torchvision built for another torch: its C++ ops do not load
         problem = f"torchvision does not load beside this torch ({e})"
     raise UserError(f"{purpose} needs torchvision, but {problem}; {_install_hint()}") from None
+
+
+def wandb() -> ModuleType | None:
+    """``wandb``, or None after one warning saying how to install it (``log.wandb=true``
+    without wandb: the run goes on without it)."""
+    try:
+        return importlib.import_module("wandb")
+    except ImportError as e:
+        if e.name is not None and e.name.split(".")[0] != "wandb":
+            raise  # wandb is there; something it imports is not
+    log.warning(
+        "log.wandb=true but wandb is not installed (pip install wandb); going on without it"
+    )
+    return None

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from bgresample import dist
+from bgresample import dist, scalars
 from bgresample.checkpoint import (
     load_model_state,
     load_tensors,
@@ -319,8 +319,9 @@ def run_variant(
     timing: dict[str, float],
 ) -> SeedVariant:
     """Fine-tune the pre-trained model with variant ``name``'s background and evaluate it;
-    write its model, scores, results and (for a static subset) manifest into ``out``. With
-    ``resume``, a variant that finished is read back."""
+    write its model, scores, results and (for a static subset) manifest into ``out``, and its
+    accuracy and average FPR95 / AUROC / AUPR as the scalars ``final/<name>/...`` at step
+    seed. With ``resume``, a variant that finished is read back."""
     mpath, rpath = out / f"{name}.safetensors", out / f"{name}.json"
     if resume and done(mpath, rpath):
         return SeedVariant.from_json(json.loads(rpath.read_text()))
@@ -339,7 +340,7 @@ def run_variant(
         loss_options=loss_options(cfg),
         state_path=out / f"{name}.state.safetensors",
         resume=resume,
-        desc=f"finetune[{name}]",
+        variant=name,
     )
     timing["finetune"] = timing.get("finetune", 0.0) + time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -382,6 +383,9 @@ def run_variant(
         res.composition = {f: FamilyShare.from_json(s) for f, s in shares.items()}
     if dist.info().is_main:
         _save_variant(out, name, env.seed, model, res, scores, selector, ctx)
+    final = {"acc": evaluation.accuracy}
+    final.update({f"avg_{m}": evaluation.average[m].mean for m in ("fpr95", "auroc", "aupr")})
+    scalars.record(f"final/{name}", final, env.seed, axis="seed")
     log.info(
         "seed %d %-11s acc %.2f  avg FPR95 %.2f  AUROC %.2f  AUPR %.2f  pool fwd %d",
         env.seed,

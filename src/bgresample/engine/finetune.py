@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bgresample import dist
+from bgresample import dist, scalars
 from bgresample.checkpoint import StageState
 from bgresample.config import FinetuneConfig
 from bgresample.data.base import LabeledImages
@@ -60,7 +60,7 @@ def finetune(
     loss_options: Any = None,
     state_path: Path | None = None,
     resume: bool = False,
-    desc: str = "finetune",
+    variant: str | None = None,
 ) -> dict[str, Any]:
     """Minimise CE + alpha * L_out (eq. 2) with ID and background batches in one forward pass.
 
@@ -71,7 +71,10 @@ def finetune(
     (K+1)-th output (IDs keep targets 0..K-1). The ID batches and their augmentation depend only
     on the seed and the step, so every variant fine-tuned with the same seed sees the same ID
     batches for the same number of steps. A resumable state (with the selector's) is written
-    to ``state_path`` every ``checkpoint_every`` epochs.
+    to ``state_path`` every ``checkpoint_every`` epochs. ``variant`` names the background in
+    the progress bar and the TensorBoard tags ``finetune/seed<seed>[/<variant>]/...``: CE
+    (``l_in``), background loss (``l_out``), their total (``loss``) and the learning rate
+    (``lr``) of about 100 steps and the last.
     """
     if BACKGROUND_LOSSES[cfg.loss].extra_class:
         try:
@@ -79,10 +82,13 @@ def finetune(
         except ValueError as e:
             raise UserError(f"finetune.loss=extra_class: {e}") from None
     objective = background_objective(cfg.loss, loss_options)
+    desc = f"finetune[{variant}]" if variant else "finetune"
+    tag = f"finetune/seed{env.seed}" + (f"/{variant}" if variant else "")
     accel = env.accel
     net = accel.model(model)
     spe = steps_per_epoch(len(train), cfg.batch_size)
     total = cfg.epochs * spe
+    record_every = max(total // 100, 1)
     opt = sgd(model, cfg.lr, cfg.momentum, cfg.weight_decay)
     sched = schedule(opt, cfg.schedule, total, spe)
     state = StageState(state_path)
@@ -111,6 +117,9 @@ def finetune(
         )
         loss = l_in + cfg.alpha * l_out
         check_finite(loss, desc, step, state.path)
+        if step % record_every == 0 or step == total - 1:
+            values = {"l_in": l_in.item(), "l_out": l_out.item(), "loss": loss.item()}
+            scalars.record(tag, {**values, "lr": opt.param_groups[0]["lr"]}, step)
         sgd_step(opt, loss, sched)
         if step % 20 == 0:
             bar.set_postfix(refresh=False, l_in=f"{l_in.item():.3f}", l_out=f"{l_out.item():.3f}")

@@ -107,6 +107,10 @@ def _epoch_record(epoch: int, tot: torch.Tensor, seed: int) -> dict[str, float]:
         "loss": float(tot[0] / tot[2]),
         "train_acc": float(100 * tot[1] / tot[2]),
     }
-    scalars.scalar(f"pretrain/seed{seed}/loss", rec["loss"], epoch)
-    scalars.scalar(f"pretrain/seed{seed}/train_acc", rec["train_acc"], epoch)
+    scalars.record(
+        f"pretrain/seed{seed}",
+        {"loss": rec["loss"], "train_acc": rec["train_acc"]},
+        epoch,
+        axis="epoch",
+    )
     return rec

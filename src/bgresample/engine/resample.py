@@ -229,11 +229,11 @@ class _Trace:
         """Log the weight statistics at ``step``; returns the progress bar's fields."""
         st = self.resampler.stats()
         self.history["step"].append(step)
-        for k in ("w_min", "w_median", "w_max", "ess"):
+        keys = ("w_min", "w_median", "w_max", "ess")
+        for k in keys:
             self.history[k].append(st[k])
-            scalars.scalar(f"resample/seed{self.seed}/{k}", st[k], step)
-        scalars.scalar(f"resample/seed{self.seed}/l_in", l_in.item(), step)
-        scalars.scalar(f"resample/seed{self.seed}/l_out", l_out.item(), step)
+        values = {**{k: st[k] for k in keys}, "l_in": l_in.item(), "l_out": l_out.item()}
+        scalars.record(f"resample/seed{self.seed}", values, step)
         w = self.resampler.weights()
         self.history["traced_weights"].append(w[self.traced.to(w.device)].tolist())
         return {
