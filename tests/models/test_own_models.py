@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 import sys
 
 import pytest
@@ -232,7 +233,9 @@ def test_run_with_an_own_model_at_another_size_and_normalisation(own, tiny, tmp_
     assert meta["normalization"] == {"size": 40, "mean": [0.1, 0.2, 0.3], "std": [0.25] * 3}
     capsys.readouterr()
 
-    ev = ["evaluate", "--checkpoint", str(ckpt), "--out", str(tmp_path / "ev"), *tiny]
+    alone = tmp_path / "pretrain.safetensors"  # outside its run folder: no config comes with it
+    shutil.copy(ckpt, alone)
+    ev = ["evaluate", "--checkpoint", str(alone), "--out", str(tmp_path / "ev"), *tiny]
     ev += ["--set", f"model.name={own}:net", "--set", "model.kwargs={width: 6}"]
     assert main([*ev, "--set", "data.size=40"]) == 2
     err = _one_line_error(capsys)

@@ -47,6 +47,17 @@ RNG_VERSION = 2
 #: ``skimage.data.lfw_subset()`` holds 100 faces, then 100 non-face background crops.
 LFW_FACES = 100
 
+#: What ``bgresample datasets`` says of the embedded benchmark, and what it is built from.
+DESCRIPTION = (
+    "the default benchmark: scikit-learn's digits 0-7 as ID data, a pool of photo crops, "
+    "patterns, noise and glyphs, and OOD sets none of whose sources is in the pool; generated "
+    "on first use and cached under the data root"
+)
+BUILT_FROM = (
+    "data inside pip packages that bgresample installs, nothing to download: scikit-learn "
+    "(digits, photographs), scikit-image (photographs, LFW faces) and matplotlib (fonts)"
+)
+
 ID_CLASSES = tuple(range(8))
 NEAR_OOD_CLASSES = (8, 9)
 

@@ -399,13 +399,17 @@ register_kind(
 
 
 class StatusRow(NamedTuple):
-    """One kind under a data root: ``path`` is None where the kind has no default location."""
+    """One kind under a data root: ``path`` is None where the kind has no default location;
+    ``state`` is ``found`` or ``missing`` there, ``user-supplied`` for a kind without a default
+    location (your own data, given as KIND:PATH) or ``generated`` for a set made in memory."""
 
     kind: str
     roles: tuple[str, ...]
     path: Path | None
     found: bool
     layout: str
+    source: str
+    state: str
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -521,5 +525,11 @@ def status(root: str | os.PathLike) -> list[StatusRow]:
         found = not k.needs_path or (
             path is not None and path.exists() and all((path / e).exists() for e in k.expected)
         )
-        rows.append(StatusRow(k.name, k.roles, path, found, k.layout))
+        if not k.needs_path:
+            state = "generated"
+        elif path is None:
+            state = "user-supplied"
+        else:
+            state = "found" if found else "missing"
+        rows.append(StatusRow(k.name, k.roles, path, found, k.layout, k.source, state))
     return rows

