@@ -10,6 +10,7 @@ import numpy as np
 
 from bgresample import config as C
 from bgresample.cli import main
+from bgresample.engine import plan as plan_module
 from bgresample.engine.plan import Sizes, data_sizes, plan_text, stages
 from bgresample.metrics import protocol_indices
 
@@ -141,3 +142,25 @@ def test_plan_refuses_what_the_engine_refuses_in_the_same_words(tmp_path, capsys
         raise AssertionError("resample_steps accepted a pool smaller than a batch")
     assert main(["plan", "--data-root", str(tmp_path), *small]) == 2
     assert engine_words in capsys.readouterr().err
+
+
+def test_a_slow_model_on_a_cpu_is_timed_on_small_batches_and_scaled(monkeypatch):
+    """Each timed call returns 1 s: the estimates show only the batch scaling."""
+    cfg = C.load_config(None, ["model.name=small_cnn", "data.embedded.pool_size=600"])
+    sizes = Sizes(train=650, test=721, classes=8, pool=570, ood={"gaussian": 100})
+    monkeypatch.setattr(plan_module._Timer, "time", lambda self, fn, warmup=None, steps=None: 1.0)
+    monkeypatch.setattr(plan_module, "CPU_SLOW_STEP", 1e9)  # fast: timed at the real batch
+    fast = plan_module.plan(cfg, steps=1, sizes=sizes)
+    assert fast["timed_batch_cap"] is None
+    monkeypatch.setattr(plan_module, "CPU_SLOW_STEP", 0.0)  # slow: timed at 16 and scaled
+    slow = plan_module.plan(cfg, steps=1, sizes=sizes)
+    assert slow["timed_batch_cap"] == plan_module.CPU_TIMED_BATCH == 16
+    per = {s["stage"]: s["seconds_per_step"] for s in slow["stages"]}
+    ft = cfg.finetune
+    assert per["pretrain"] == cfg.pretrain.batch_size / 16
+    assert per["finetune[none]"] == ft.batch_size / 16
+    both = ft.batch_size + ft.background_batch_size
+    assert per["finetune[full]"] == both / (min(ft.batch_size, 16) + 16)
+    assert {s["stage"]: s["seconds_per_step"] for s in fast["stages"]}["pretrain"] == 1.0
+    assert any("timed on batches of at most 16 images" in n for n in slow["notes"])
+    assert not any("timed on batches" in n for n in fast["notes"])

@@ -55,6 +55,12 @@ WARMUP = 3
 #: Largest pool whose weights are allocated to time Algorithm 1, on the CPU and on CUDA; a
 #: larger pool's O(N) weight pass is timed at this size and scaled.
 TIMED_POOL_CAP = {False: 300_000, True: 100_000_000}
+#: On a CPU, a model whose pre-training step is predicted to take longer than this (s) is timed
+#: on batches of at most :data:`CPU_TIMED_BATCH` images and scaled linearly to the real batch
+#: (a CPU's time per step grows about linearly with the batch), so that ``plan`` for a WRN
+#: preset takes seconds, not many minutes.
+CPU_SLOW_STEP = 1.0
+CPU_TIMED_BATCH = 16
 #: Sources, per data item.
 REAL, NOMINAL, GENERATED = "data", "nominal", "generated"
 
@@ -384,6 +390,28 @@ class _Timer:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         kind = None if cfg.data.id is None else kinds.parse_spec(cfg.data.id)[0]
         self.flip = resolve_flip(cfg.data.flip, kind)
+        self.cap = self._cpu_cap()
+
+    def _cpu_cap(self) -> int | None:
+        """:data:`CPU_TIMED_BATCH` where a full pre-training step on this CPU would be slow
+        (one warm-up and one timed step of that many images, scaled), else None (timed as is)."""
+        if self.accel.device.type != "cpu":
+            return None
+        n = CPU_TIMED_BATCH
+        model, net = self.model()
+        opt = sgd(model, 0.0, 0.0, 0.0)
+        model.train()
+        x, y = self.images(n), self.labels(n)
+        seconds = self.time(lambda: sgd_step(opt, ce(net(x), y)), warmup=1, steps=1)
+        return n if seconds * self.cfg.pretrain.batch_size / n > CPU_SLOW_STEP else None
+
+    def batch(self, *sizes: int) -> tuple[list[int], float]:
+        """The batch sizes to time for the real ``sizes`` and the factor that scales the timed
+        step to the real one (1 unless :attr:`cap` applies)."""
+        if self.cap is None:
+            return list(sizes), 1.0
+        timed = [min(n, self.cap) for n in sizes]
+        return timed, sum(sizes) / sum(timed)
 
     def sync(self) -> None:
         if self.accel.device.type == "cuda":
@@ -427,14 +455,15 @@ class _Timer:
         model, net = self.model()
         opt = sgd(model, p.lr, p.momentum, p.weight_decay)
         model.train()
+        (n,), scale = self.batch(p.batch_size)
 
         def step() -> None:
-            x, y = self.images(p.batch_size), self.labels(p.batch_size)
+            x, y = self.images(n), self.labels(n)
             with self.accel.autocast():
                 logits = net(x)
             sgd_step(opt, ce(logits, y))
 
-        return self.time(step)
+        return self.time(step) * scale
 
     def finetune(self, background: bool) -> float:
         ft = finetune_section(self.cfg)
@@ -442,16 +471,18 @@ class _Timer:
         objective = background_objective(ft.loss, loss_options(self.cfg))
         opt = sgd(model, ft.lr, ft.momentum, ft.weight_decay)
         model.train(not ft.freeze_bn)
+        sizes = (ft.batch_size, ft.background_batch_size) if background else (ft.batch_size,)
+        (n, *bg), scale = self.batch(*sizes)
 
         def step() -> None:
-            x, y = self.images(ft.batch_size), self.labels(ft.batch_size)
-            x_bg = self.images(ft.background_batch_size) if background else None
+            x, y = self.images(n), self.labels(n)
+            x_bg = self.images(bg[0]) if bg else None
             with self.accel.autocast():
                 li, lb = joint_forward(net, x, x_bg)
             l_out = objective(li.float(), lb.float()) if lb is not None else 0.0
             sgd_step(opt, ce(li, y) + ft.alpha * l_out)
 
-        return self.time(step)
+        return self.time(step) * scale
 
     def resample(self, pool: int, train: int) -> tuple[float, float, int]:
         """(s per Algorithm 1 step, s per sampler refresh, steps between refreshes). Pools over
@@ -472,7 +503,7 @@ class _Timer:
         outlier = BACKGROUND_LOSSES[rs.loss].module(reduction="none")
         scale = rs.alpha if rs.weight_loss == "scaled" else 1.0
         model.train(not rs.freeze_bn)
-        n = rs.batch_size
+        (n, _), factor = self.batch(rs.batch_size, rs.batch_size)
         idx = resampler.draw(n, self.gen)
 
         def step() -> None:
@@ -492,7 +523,7 @@ class _Timer:
                 scale,
             )
 
-        per_step = self.time(step)
+        per_step = self.time(step) * factor
         refresh = self.time(resampler.refresh, warmup=0, steps=1)
         if timed < pool:  # the weight pass and the refresh are O(N)
             losses = torch.rand(n, device=accel.device)
@@ -503,7 +534,7 @@ class _Timer:
 
     def evaluate(self) -> float:
         """Seconds per image of the evaluation's forward pass (batches of evaluate.batch_size)."""
-        bs = self.cfg.evaluate.batch_size
+        (bs,), _ = self.batch(self.cfg.evaluate.batch_size)
         model, net = self.model()
         model.eval()
         x = self.images(bs, aug=False)
@@ -546,6 +577,11 @@ def plan(
         s.seconds_per_step = per_step[s.kind]
     if refresh_note:
         notes.append(refresh_note)
+    if timer.cap is not None:
+        notes.append(
+            f"a full step of this model is slow on this CPU: steps timed on batches of at most "
+            f"{timer.cap} images and scaled linearly to the real batch sizes"
+        )
     # selectors that score the pool with the model during fine-tuning
     others = [v for v in cfg.run.variants if v in SELECTORS and "model" in SELECTORS[v].needs]
     if others:
@@ -558,6 +594,7 @@ def plan(
         "seeds": cfg.run.seeds,
         "variants": list(cfg.run.variants),
         "timed_steps": timer.steps,
+        "timed_batch_cap": timer.cap,
         "sizes": asdict(sizes),
         "stages": [
             {
