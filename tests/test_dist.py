@@ -140,3 +140,75 @@ def test_the_library_resampler_under_ddp_matches_one_process(tmp_path):
     assert torch.equal(w0, w1)  # identical on every rank
     assert w0.std() > 0  # the weights moved
     torch.testing.assert_close(w0, resampler.weights(), rtol=0, atol=1e-6)
+
+
+HOPFIELD_DDP = """
+import sys
+from dataclasses import replace
+
+import torch
+
+from bgresample import dist
+from bgresample.config import default_config
+from bgresample.data.base import ImageArray, LabeledImages
+from bgresample.engine.finetune import finetune
+from bgresample.losses import HopfieldOptions
+from bgresample.models import create_model
+from bgresample.runtime.accel import Accel
+from bgresample.runtime.env import Env
+from bgresample.selectors import SelectionContext, build_selector
+from bgresample.selectors.hopfield_boosting import store_patterns
+
+info = dist.init("cpu")
+g = torch.Generator().manual_seed(0)
+img = lambda n: torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+train, pool = LabeledImages(img(40), torch.arange(40) % 2), ImageArray(img(120))
+cfg = replace(
+    default_config().finetune, epochs=2, batch_size=8, background_batch_size=4, lr=0.05,
+    checkpoint_every=0, loss="hopfield",
+)
+env = Env(Accel(torch.device("cpu")), 7, False, quiet=True)
+ctx = SelectionContext(pool, train, env.accel, 7, 0.1, 4, score_batch_size=16, id_batch_size=8)
+sel = build_selector("hopfield-boosting", ctx, {"hopfield-boosting": {"candidates": 2.0}})
+torch.manual_seed(0)
+model = create_model("small_cnn", 2)
+finetune(model, train, sel, cfg, env, loss_options=HopfieldOptions(train_head=True))
+store_patterns(model, ctx, cfg.epochs)
+if info.is_main:
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    torch.save({"state": state, "working": sel.working}, sys.argv[1])
+dist.barrier()
+dist.shutdown()
+"""
+
+
+def test_hopfield_boosting_under_ddp_equals_one_process(tmp_path):
+    """finetune.loss=hopfield with the hopfield-boosting selector and a trained head on two gloo
+    ranks: the E_b loss reads the global batch's embeddings (gathered with their gradients),
+    so the weights, the head and the stored patterns are those of one process."""
+    script = tmp_path / "ddp_hopfield.py"
+    script.write_text(HOPFIELD_DDP)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "one.pt")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    proc = _torchrun([str(tmp_path / "two.pt")], tmp_path, script=script)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert torch.equal(a["working"], b["working"])
+    assert a["state"].keys() == b["state"].keys() and "hopfield.aux_patterns" in a["state"]
+    for k, v in a["state"].items():
+        torch.testing.assert_close(b["state"][k], v, rtol=0, atol=1e-6, msg=k)
+    from bgresample.engine.finetune import head_seed
+    from bgresample.losses import add_projection_head
+    from bgresample.models import create_model
+
+    initial = add_projection_head(create_model("small_cnn", 2), seed=head_seed(7))
+    moved = a["state"]["hopfield.head.0.weight"] - initial.head[0].weight
+    assert moved.abs().max() > 1e-5  # the head trained (train_head)

@@ -11,6 +11,7 @@ import errno
 import io
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -250,7 +251,20 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
         raise ValueError(str(e)) from None
 
 
+def tensor_shapes(path: str | os.PathLike) -> dict[str, list[int]]:
+    """The shapes of the tensors of a safetensors checkpoint, by name, read from its header
+    ({} for another file: :func:`load_model_state` says what is wrong with it)."""
+    if Path(path).suffix in (".pt", ".pth"):
+        return {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError):
+        return {}
+
+
 def _load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    from bgresample.losses.hopfield import attach_stored_head
     from bgresample.models import DEFAULT_SIZE, build_model
     from bgresample.models.foreign import LIBRARIES, is_foreign
 
@@ -274,6 +288,7 @@ def _load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     model = build_model(name, k, {}, size if isinstance(size, int) else DEFAULT_SIZE)
     if isinstance(norm, dict):
         model.normalization = dict(norm)
+    attach_stored_head(model, tensor_shapes(path))  # a model fine-tuned with finetune.loss=hopfield
     load_model_state(path, model, expect="a model checkpoint")
     return model.eval(), meta
 

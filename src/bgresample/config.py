@@ -460,7 +460,7 @@ def from_dict(raw: dict[str, Any]) -> Config:
 
 def validate(cfg: Config) -> None:
     """Checks that involve registries or several keys; one clear :class:`UserError` each."""
-    from bgresample.losses import BACKGROUND_LOSSES, algorithm1_losses
+    from bgresample.losses import BACKGROUND_LOSSES, algorithm1_losses, section_of
     from bgresample.models import check_model
     from bgresample.scores import SCORES
     from bgresample.selectors import NONE, SELECTORS
@@ -492,11 +492,12 @@ def validate(cfg: Config) -> None:
     _check_shares("data.mnist.family_shares", cfg.data.mnist.family_shares, MNIST_FAMILIES)
     for name, spec in BACKGROUND_LOSSES.items():
         if spec.options is not None:
+            section = section_of(name)
             try:
-                spec.build(cfg.selectors.options[name])
+                spec.build(cfg.selectors.options[section])
             except ValueError as e:
                 raise UserError(
-                    f"selectors.{name}: {e} (fix with --set selectors.{name}.OPTION=VALUE)"
+                    f"selectors.{section}: {e} (fix with --set selectors.{section}.OPTION=VALUE)"
                 ) from None
 
 

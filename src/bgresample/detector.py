@@ -38,8 +38,9 @@ class Detector:
     """``model`` with one of :data:`bgresample.scores.SCORES` (``score``, by name).
 
     Logits scores (msp, maxlogit, energy, extra_class) and odin need nothing more. Features
-    scores (mahalanobis, knn) need penultimate features, ``features(x) -> (N, D)`` (default:
-    ``model.features``, as bgresample's models have), and :meth:`fit` on the ID training data.
+    scores (mahalanobis, knn, hopfield) need penultimate features, ``features(x) -> (N, D)``
+    (default: ``model.features``, as bgresample's models have), and :meth:`fit` on the ID
+    training data (hopfield reads the patterns the model stores, ``model.hopfield``).
     ``params`` go to the score function (e.g. ``T=1000.0, eps=0.0014`` for odin, ``k=50`` for
     knn). The model runs in eval mode, its mode restored afterwards; inputs are moved to the
     device of its parameters.
@@ -102,7 +103,7 @@ class Detector:
                 labels.append(torch.as_tensor(batch[1]).to(feats[-1].device))
         if not feats:
             raise ValueError("fit got an empty loader; pass the ID training data")
-        self.state = self.spec.fit(torch.cat(feats), torch.cat(labels))
+        self.state = self.spec.fit_state(torch.cat(feats), torch.cat(labels), self.model)
         return self
 
     def score(self, x: Tensor) -> Tensor:

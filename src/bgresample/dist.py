@@ -81,6 +81,17 @@ def all_gather_cat(t: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def all_gather_grad(t: torch.Tensor) -> torch.Tensor:
+    """:func:`all_gather_cat` that back-propagates: each rank's share of the gradient of the
+    result (summed over the ranks' losses) flows back to the rank that holds it, so a loss
+    over the global batch, averaged by DDP, has the single-process gradient."""
+    if not _INFO.enabled:
+        return t
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(t.contiguous()))
+
+
 def gather_objects(obj: Any) -> list[Any]:
     """Every rank's ``obj`` (picklable, small), in rank order, on every rank."""
     if not _INFO.enabled:

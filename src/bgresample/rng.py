@@ -18,7 +18,7 @@ import torch
 class Stream(IntEnum):
     """The random streams of the run's loops. The values are part of every seed's results: never
     renumber. Selectors declare their own streams (``Selector.streams``: 101 for ``random``,
-    201-210 for the mining selectors), which the selector registry keeps distinct from these."""
+    201-216 for the mining selectors), which the selector registry keeps distinct from these."""
 
     ID_ORDER = 1
     """The shuffled order of the ID training set, one permutation per ID epoch."""
@@ -33,6 +33,9 @@ class Stream(IntEnum):
     BACKGROUND_ORDER = 6
     """The shuffled order of a background subset, one permutation per pass over it, keyed by
     the pass's first step (``finetune.background_order=shuffle``)."""
+    PROJECTION_HEAD = 7
+    """The initialisation of a Hopfield projection head (``finetune.loss=hopfield``), one per
+    seed: every variant of a seed starts from the same head."""
     DROPOUT = 97
     """torch's global generator, re-seeded each step (dropout)."""
 

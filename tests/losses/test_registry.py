@@ -113,10 +113,24 @@ def test_energy_options_live_with_the_loss():
 
 
 def test_the_built_in_losses_declare_themselves():
-    assert list(BACKGROUND_LOSSES) == ["uniform", "max_entropy", "energy", "extra_class"]
+    assert list(BACKGROUND_LOSSES) == [
+        "uniform",
+        "max_entropy",
+        "energy",
+        "extra_class",
+        "hopfield",
+    ]
     assert algorithm1_losses() == ["uniform", "max_entropy"]
     assert BACKGROUND_LOSSES["energy"].uses_id and BACKGROUND_LOSSES["energy"].score == "energy"
     assert BACKGROUND_LOSSES["extra_class"].extra_class
+    hopfield = BACKGROUND_LOSSES["hopfield"]
+    assert hopfield.embeddings and hopfield.score == "hopfield"
+    # its options live in selectors.hopfield-loss (selectors.hopfield is the selector's)
+    cfg = load_config(sets=["finetune.loss=hopfield", "selectors.hopfield-loss.beta=2"])
+    assert loss_options(cfg).beta == 2.0 and cfg.selectors.hopfield.beta == 4.0
+    assert finetune_section(cfg).alpha == 0.5  # their ood_weight
+    with pytest.raises(UserError, match="selectors.hopfield-loss.head_dim=0 is invalid"):
+        load_config(sets=["selectors.hopfield-loss.head_dim=0"])
     with pytest.raises(UserError, match="resample.loss='energy' is invalid"):
         load_config(sets=["resample.loss=energy"])
     with pytest.raises(ValueError, match="registered already"):

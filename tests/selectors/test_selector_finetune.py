@@ -30,6 +30,7 @@ OPTIONS = {
     "poem": {"candidates": 2.0},
     "dos": {"candidates": 2.0},
     "hopfield": {"candidates": 2.0},
+    "hopfield-boosting": {"candidates": 2.0},
 }
 
 
@@ -44,7 +45,15 @@ def data() -> tuple[LabeledImages, ImageArray, torch.Tensor]:
 def _selector(name: str, data: Any) -> Selector:
     train, pool, weights = data
     ctx = SelectionContext(
-        pool, train, Accel(torch.device("cpu")), 7, GAMMA, BBS, weights=weights, weights_cost=99
+        pool,
+        train,
+        Accel(torch.device("cpu")),
+        7,
+        GAMMA,
+        BBS,
+        weights=weights,
+        weights_cost=99,
+        id_batch_size=CFG.batch_size,
     )
     return build_selector(name, ctx, OPTIONS)
 
@@ -62,19 +71,25 @@ def test_budget_and_determinism(name: str, data: Any) -> None:
     for step in range(9):
         idx = a.background(model, step)
         assert len(idx) == BBS and torch.equal(idx, b.background(model, step))
-        epochs.setdefault(step // a.ctx.epoch_steps, set()).update(idx.tolist())
-    if name != "full":
+        epochs.setdefault(step // a.refresh_steps, set()).update(idx.tolist())
+    if name == "hopfield-boosting":  # no gamma budget: one ID epoch of draws per ID epoch
+        assert a.refresh_steps == 5 and len(a.working) == 5 * BBS
+    elif name != "full":
         assert all(len(items) <= k for items in epochs.values())
     s = a.summary()
     assert s["distinct_items"] == len(set().union(*epochs.values()))
     assert s["forwards"]["setup"] == (99 if name in ("resampled", "topk-weight") else 0)
     expected = {"ntom": 3 * 24, "poem": 3 * 24, "dos": 9 * 8, "hopfield": 3 * 24}.get(name, 0)
+    # hopfield-boosting: 2 ID epochs of 40 auxiliary patterns and 2 x 20 candidates
+    expected = 2 * (40 + 40) if name == "hopfield-boosting" else expected
     assert s["forwards"]["during"] == expected
     if name == "hopfield":  # its stored ID patterns: as many ID images as candidates
         assert s["forwards"]["id"] == 3 * 24 and s["working_set"] == k
+    if name == "hopfield-boosting":  # the whole ID training set, once per ID epoch
+        assert s["forwards"]["id"] == 2 * 40 and s["working_set"] == 5 * BBS
 
 
-@pytest.mark.parametrize("name", ["poem", "dos", "hopfield"])
+@pytest.mark.parametrize("name", ["poem", "dos", "hopfield", "hopfield-boosting"])
 def test_interrupted_finetune_resumes_exactly(name: str, data: Any, tmp_path) -> None:
     train = data[0]
     ref = _model()

@@ -24,7 +24,7 @@ from bgresample.metrics import (
 )
 from bgresample.results import ScoreResults, ShiftedResults, VariantResults
 from bgresample.runtime.accel import Accel
-from bgresample.runtime.forward import predict_logits, predict_odin, predict_outputs
+from bgresample.runtime.forward import predict_logits, predict_odin, predict_outputs, unwrap
 from bgresample.scores import ScoreSpec, get_score, parse_scores
 
 #: Key suffix, in the saved scores, of the OOD item indices that were scored.
@@ -70,7 +70,7 @@ def _features_fit(
     states = {}
     for name, spec in need.items():
         assert spec.fit is not None
-        state = spec.fit(feats, labels)
+        state = spec.fit_state(feats, labels, unwrap(model))
         states[name] = state.to(accel.device) if hasattr(state, "to") else state
     return states
 

@@ -31,16 +31,18 @@ from bgresample.checkpoint import (
     save_model,
     save_npz,
     save_tensors,
+    tensor_shapes,
 )
 from bgresample.config import Config, FinetuneConfig
 from bgresample.engine.aggregate import aggregate
 from bgresample.engine.benchmark import Benchmark
 from bgresample.engine.evaluate import evaluate, protocol_for, whole_sets
-from bgresample.engine.finetune import finetune
+from bgresample.engine.finetune import finetune, head_seed
 from bgresample.engine.pretrain import pretrain
 from bgresample.engine.resample import resample
 from bgresample.errors import UserError
-from bgresample.losses import BACKGROUND_LOSSES
+from bgresample.losses import BACKGROUND_LOSSES, section_of
+from bgresample.losses.hopfield import attach_stored_head
 from bgresample.losses.registry import ALPHA
 from bgresample.metrics import accuracy
 from bgresample.models import build_model as build_architecture
@@ -60,6 +62,7 @@ from bgresample.runfolder import write_json
 from bgresample.runtime.accel import Accel
 from bgresample.runtime.env import Env
 from bgresample.runtime.forward import predict_logits
+from bgresample.scores import get_score
 from bgresample.selectors import (
     NONE,
     SelectionContext,
@@ -67,8 +70,12 @@ from bgresample.selectors import (
     build_selector,
     weight_selectors,
 )
+from bgresample.selectors.hopfield_boosting import store_patterns
 
 log = logging.getLogger("bgresample")
+
+#: The loss whose projection head the ``hopfield`` score reads.
+HOPFIELD_LOSS = "hopfield"
 
 
 def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
@@ -86,20 +93,23 @@ def build_model(cfg: Config, num_classes: int) -> torch.nn.Module:
 
 
 def load_pretrained(cfg: Config, bench: Benchmark, path: Path) -> torch.nn.Module:
-    """The config's model with the weights of the checkpoint at ``path``."""
+    """The config's model with the weights of the checkpoint at ``path`` (with the Hopfield
+    projection head and stored patterns of a model fine-tuned with ``finetune.loss=hopfield``
+    when the checkpoint holds them)."""
     if not Path(path).is_file():
         raise UserError(
             f"checkpoint {path} not found; pass the .safetensors file that "
             "`bgresample pretrain` or `finetune` wrote (e.g. RUN/pretrain.safetensors)"
         )
     model = build_model(cfg, bench.num_classes)
+    attach_stored_head(model, tensor_shapes(path))
     load_model_state(path, model)
     return model
 
 
 def score_name(cfg: Config) -> str:
     """``selectors.score``; ``auto`` = the score that goes with ``finetune.loss`` (its
-    ``LossSpec.score``: extra_class, energy, else msp)."""
+    ``LossSpec.score``: extra_class, energy, hopfield, else msp)."""
     name = cfg.selectors.score
     return BACKGROUND_LOSSES[cfg.finetune.loss].score if name == "auto" else name
 
@@ -117,13 +127,16 @@ def selection_context(cfg: Config, bench: Benchmark, env: Env, **weights: Any) -
         order=finetune_section(cfg).background_order,
         score=score_name(cfg),
         score_batch_size=cfg.evaluate.batch_size,
+        id_batch_size=finetune_section(cfg).batch_size,
+        flip=env.flip,
+        background_flip=env.bg_flip,
         **weights,
     )
 
 
 def loss_options(cfg: Config) -> Any:
-    """The options of ``finetune.loss`` (its ``selectors.NAME`` section), or None."""
-    return cfg.selectors.options.get(cfg.finetune.loss)
+    """The options of ``finetune.loss`` (its ``selectors.SECTION`` section), or None."""
+    return cfg.selectors.options.get(section_of(cfg.finetune.loss))
 
 
 def finetune_section(cfg: Config) -> FinetuneConfig:
@@ -344,6 +357,8 @@ def run_variant(
     )
     timing["finetune"] = timing.get("finetune", 0.0) + time.perf_counter() - t0
     t0 = time.perf_counter()
+    if get_score(ctx.score).fit_model:
+        store_hopfield_patterns(cfg, model, ctx, ft.epochs)
     evaluation, scores = evaluate(
         model,
         bench.test,
@@ -352,6 +367,7 @@ def run_variant(
         accel=env.accel,
         seed=env.seed,
         scores=ctx.score,
+        train=bench.train,
         groups=bench.groups,
         shifted=bench.shifted,
         num_classes=bench.num_classes,
@@ -397,6 +413,19 @@ def run_variant(
         cost.total,
     )
     return res
+
+
+def store_hopfield_patterns(
+    cfg: Config, model: torch.nn.Module, ctx: SelectionContext, epochs: int
+) -> None:
+    """Store in ``model`` the patterns the ``hopfield`` score reads: those of the ID epoch after
+    the last (:func:`bgresample.selectors.hopfield_boosting.store_patterns`). A model without
+    a projection head (fine-tuned with another loss, or with no background) first gets the
+    one ``finetune.loss=hopfield`` would give it (``selectors.hopfield-loss``, the seed's)."""
+    if getattr(model, "hopfield", None) is None:
+        opts = cfg.selectors.options[section_of(HOPFIELD_LOSS)]
+        BACKGROUND_LOSSES[HOPFIELD_LOSS].build(opts).add_head(model, head_seed(ctx.seed))
+    store_patterns(model, ctx, epochs)
 
 
 def _trained_on(selector: Selector) -> torch.Tensor:

@@ -16,8 +16,9 @@ from bgresample.config import FinetuneConfig
 from bgresample.data.base import LabeledImages
 from bgresample.errors import UserError
 from bgresample.losses import BACKGROUND_LOSSES, add_background_class
+from bgresample.losses.hopfield import ProjectedClassifier
 from bgresample.progress import progress
-from bgresample.rng import Stream, seed_step
+from bgresample.rng import Stream, generator, seed_step
 from bgresample.runtime.batches import (
     EpochBatches,
     crop_flip,
@@ -26,28 +27,40 @@ from bgresample.runtime.batches import (
     steps_per_epoch,
 )
 from bgresample.runtime.env import Env
-from bgresample.runtime.forward import ce, check_finite, joint_forward
+from bgresample.runtime.forward import ce, check_finite, joint_forward, projected_forward
 from bgresample.runtime.optim import schedule, sgd, sgd_step
 from bgresample.selectors import Selector
 
 log = logging.getLogger("bgresample")
 
-Objective = Callable[[Tensor, Tensor], Tensor]
+Objective = Callable[..., Tensor]
 
 
 def background_objective(name: str, options: Any = None) -> Objective:
     """The background term of fine-tuning, ``fn(logits_id, logits_bg) -> scalar``, by
     ``finetune.loss``: ``uniform`` (eq. 4) or ``max_entropy`` on the background logits,
     ``energy`` (Liu et al.'s margins on ID and background energies) or ``extra_class`` (cross
-    entropy to the background class K); ``options``: the loss's ``LossSpec.options`` (None:
-    their defaults)."""
+    entropy to the background class K); ``fn(logits_id, logits_bg, emb_id, emb_bg)`` for a
+    loss on projected embeddings (``hopfield``: the mean E_b with the batch's embeddings as the
+    memories, gathered over the ranks under DDP); ``options``: the loss's ``LossSpec.options``
+    (None: their defaults)."""
     spec = BACKGROUND_LOSSES.get(name)
     if spec is None:
         raise UserError(f"unknown finetune.loss {name!r}; valid: {', '.join(BACKGROUND_LOSSES)}")
     loss = spec.build(options)
+    if spec.embeddings:
+        return lambda li, lb, ei, eb: loss(
+            ei, eb, dist.all_gather_grad(ei), dist.all_gather_grad(eb)
+        )
     if spec.uses_id:
         return lambda li, lb: loss(lb, li)
     return lambda li, lb: loss(lb)
+
+
+def head_seed(seed: int) -> int:
+    """The seed of the Hopfield projection head of a run with ``seed`` (every variant of the
+    seed starts from the same head)."""
+    return generator(seed, Stream.PROJECTION_HEAD).initial_seed()
 
 
 def finetune(
@@ -70,22 +83,34 @@ def finetune(
     ``LossSpec.options``); ``extra_class`` first gives the model a
     (K+1)-th output (IDs keep targets 0..K-1). The ID batches and their augmentation depend only
     on the seed and the step, so every variant fine-tuned with the same seed sees the same ID
-    batches for the same number of steps. A resumable state (with the selector's) is written
-    to ``state_path`` every ``checkpoint_every`` epochs. ``variant`` names the background in
+    batches for the same number of steps. A loss on projected embeddings (``hopfield``) first
+    gives the model its projection head (``model.hopfield``, initialised from the seed:
+    :func:`head_seed`; not without background, where the loss is never computed), and each
+    step passes the features of the joint batch through ``fc`` and the head in one forward.
+    A resumable state (with the selector's) is written to ``state_path`` every
+    ``checkpoint_every`` epochs. ``variant`` names the background in
     the progress bar and the TensorBoard tags ``finetune/seed<seed>[/<variant>]/...``: CE
     (``l_in``), background loss (``l_out``), their total (``loss``) and the learning rate
     (``lr``) of about 100 steps and the last.
     """
-    if BACKGROUND_LOSSES[cfg.loss].extra_class:
+    spec = BACKGROUND_LOSSES[cfg.loss]
+    if spec.extra_class:
         try:
             add_background_class(model, train.num_classes)
         except ValueError as e:
             raise UserError(f"finetune.loss=extra_class: {e}") from None
+    projected = spec.embeddings and selector is not None
+    if projected:
+        try:
+            spec.build(loss_options).add_head(model, head_seed(env.seed))
+        except ValueError as e:
+            raise UserError(f"finetune.loss={cfg.loss}: {e}") from None
     objective = background_objective(cfg.loss, loss_options)
+    forward = projected_forward if projected else joint_forward
     desc = f"finetune[{variant}]" if variant else "finetune"
     tag = f"finetune/seed{env.seed}" + (f"/{variant}" if variant else "")
     accel = env.accel
-    net = accel.model(model)
+    net = accel.model(ProjectedClassifier(model) if projected else model)
     spe = steps_per_epoch(len(train), cfg.batch_size)
     total = cfg.epochs * spe
     record_every = max(total // 100, 1)
@@ -108,10 +133,11 @@ def finetune(
         x_id, y = id_batch(train, batches, step, env.flip, accel)
         x_bg = None if background is None else background(step)
         with accel.autocast():
-            logits_id, logits_bg = joint_forward(net, x_id, x_bg)
+            outputs = forward(net, x_id, x_bg)
+        logits_id, logits_bg = outputs[:2]
         l_in = ce(logits_id, y)
         l_out = (
-            objective(logits_id.float(), logits_bg.float())
+            objective(*(t.float() for t in outputs))
             if logits_bg is not None
             else torch.zeros_like(l_in)
         )

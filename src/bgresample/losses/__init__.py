@@ -8,6 +8,11 @@ from bgresample.losses.energy import (
     free_energy,
 )
 from bgresample.losses.extra_class import add_background_class, extra_class_loss
+from bgresample.losses.hopfield import (
+    HopfieldBoostingLoss,
+    HopfieldHead,
+    add_projection_head,
+)
 from bgresample.losses.modules import (
     EnergyMarginLoss,
     ExtraClassLoss,
@@ -17,9 +22,11 @@ from bgresample.losses.modules import (
 from bgresample.losses.registry import (
     BACKGROUND_LOSSES,
     EnergyOptions,
+    HopfieldOptions,
     LossSpec,
     algorithm1_losses,
     register_loss,
+    section_of,
 )
 from bgresample.losses.uniformity import (
     OUTLIER_LOSSES,
@@ -31,13 +38,17 @@ from bgresample.losses.uniformity import (
 )
 
 #: Background losses of fine-tuning (``finetune.loss``): the per-example losses of eq. 4, the
-#: energy margins (which also take the ID logits) and the extra (K+1)-th background class.
+#: energy margins (which also take the ID logits), the extra (K+1)-th background class and
+#: Hopfield Boosting's energy on projected embeddings.
 FINETUNE_LOSSES = tuple(BACKGROUND_LOSSES)
 
 __all__ = [
     "BACKGROUND_LOSSES",
     "EnergyOptions",
     "FINETUNE_LOSSES",
+    "HopfieldBoostingLoss",
+    "HopfieldHead",
+    "HopfieldOptions",
     "LossSpec",
     "OUTLIER_LOSSES",
     "EnergyMarginLoss",
@@ -46,6 +57,7 @@ __all__ = [
     "Reduction",
     "UniformityLoss",
     "add_background_class",
+    "add_projection_head",
     "algorithm1_losses",
     "classification_loss",
     "energy_in_term",
@@ -56,5 +68,6 @@ __all__ = [
     "get_outlier_loss",
     "max_entropy_loss",
     "register_loss",
+    "section_of",
     "uniformity_loss",
 ]

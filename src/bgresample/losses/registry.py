@@ -10,13 +10,14 @@ from typing import Any
 
 from torch import nn
 
+from bgresample.losses.hopfield import HopfieldBoostingLoss
 from bgresample.losses.modules import (
     EnergyMarginLoss,
     ExtraClassLoss,
     MaxEntropyLoss,
     UniformityLoss,
 )
-from bgresample.options import NON_NEGATIVE, check_options, option
+from bgresample.options import NON_NEGATIVE, POSITIVE, POSITIVE_INT, check_options, option
 
 #: An ``Options`` field of this name is not passed to the module: it replaces
 #: ``finetune.alpha`` (the weight of L_out in eq. 2) when fine-tuning with that loss.
@@ -32,7 +33,12 @@ class LossSpec:
     background output; ``score``: the OOD score that goes with it (``selectors.score: auto``);
     ``options``: a dataclass of its config options (``selectors.NAME.OPTION``, defaults and
     range checks in its fields, :func:`bgresample.options.option`): the module's keyword
-    arguments, and optionally ``alpha``, which replaces ``finetune.alpha`` with this loss."""
+    arguments, and optionally ``alpha``, which replaces ``finetune.alpha`` with this loss;
+    ``embeddings``: the module gives the model a projection head (``add_head(model, seed)``)
+    and its ``forward(emb_id, emb_bg, memory_id, memory_aux)`` takes the projected embeddings
+    of the ID and background batches instead of logits (``hopfield``); ``section``: the name of
+    its config section when not the loss's own (``selectors.SECTION``: the ``hopfield``
+    section is the selector's)."""
 
     module: type[nn.Module]
     algorithm1: bool = False
@@ -40,6 +46,8 @@ class LossSpec:
     extra_class: bool = False
     score: str = "msp"
     options: type | None = None
+    embeddings: bool = False
+    section: str | None = None
 
     def make_options(self, **values: Any) -> Any:
         """The ``options`` with these values (defaults filled in); ValueError names an unknown
@@ -83,6 +91,20 @@ class EnergyOptions:
     )
 
 
+@dataclass
+class HopfieldOptions:
+    """``selectors.hopfield-loss``: the options of ``finetune.loss=hopfield`` (Hofmann et al.
+    2024), the authors' CIFAR values: beta 4, weight 0.5, head 256 -> 128 left untrained."""
+
+    beta: float = option(4.0, POSITIVE, "inverse temperature of E_b (the authors' CIFAR one)")
+    alpha: float = option(0.5, NON_NEGATIVE, "replaces finetune.alpha with this loss (theirs)")
+    head_hidden: int = option(256, POSITIVE_INT, "hidden width of the projection head")
+    head_dim: int = option(128, POSITIVE_INT, "embedding width of the projection head")
+    train_head: bool = option(
+        False, doc="fine-tune the projection head too (their code never updates it)"
+    )
+
+
 BACKGROUND_LOSSES: dict[str, LossSpec] = {}
 
 
@@ -99,9 +121,15 @@ def register_loss(name: str, spec: LossSpec) -> LossSpec:
     return spec
 
 
+def section_of(name: str) -> str:
+    """The config section (``selectors.SECTION``) of the options of loss ``name``."""
+    return BACKGROUND_LOSSES[name].section or name
+
+
 def config_options() -> dict[str, type]:
-    """``{name: options}`` of the losses with options (their ``selectors.NAME`` sections)."""
-    return {n: s.options for n, s in BACKGROUND_LOSSES.items() if s.options is not None}
+    """``{section: options}`` of the losses with options (their ``selectors.SECTION``
+    sections)."""
+    return {section_of(n): s.options for n, s in BACKGROUND_LOSSES.items() if s.options is not None}
 
 
 def algorithm1_losses() -> list[str]:
@@ -115,3 +143,13 @@ register_loss(
     "energy", LossSpec(EnergyMarginLoss, uses_id=True, score="energy", options=EnergyOptions)
 )
 register_loss("extra_class", LossSpec(ExtraClassLoss, extra_class=True, score="extra_class"))
+register_loss(
+    "hopfield",
+    LossSpec(
+        HopfieldBoostingLoss,
+        score="hopfield",
+        options=HopfieldOptions,
+        embeddings=True,
+        section="hopfield-loss",
+    ),
+)

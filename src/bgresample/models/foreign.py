@@ -5,8 +5,9 @@
 - ``timm:NAME``: ``timm.create_model(NAME, pretrained=False, num_classes=K, ...)`` (needs timm).
 
 Each is checked with one dummy forward of a ``(2, 3, S, S)`` batch in eval mode (S =
-``data.size``): it must give K logits. The engine's feature scores (mahalanobis, knn) and
-selectors (ntom, poem, dos, hopfield) use ``model.features(x)``, ``model.fc(features)`` and
+``data.size``): it must give K logits. The engine's feature scores (mahalanobis, knn, hopfield),
+``finetune.loss=hopfield`` and selectors (ntom, poem, dos, hopfield, hopfield-boosting) use
+``model.features(x)``, ``model.fc(features)`` and
 ``model.feature_dim``; a model without ``features`` and a linear ``fc`` is split at its last
 ``nn.Linear`` (:class:`ForeignClassifier`): the module with that layer replaced by
 ``nn.Identity`` gives the features, the layer is ``fc``. The split is kept only if
@@ -29,7 +30,10 @@ from bgresample.errors import UserError
 from bgresample.optional import torchvision
 
 #: What needs penultimate features, for the error of a model that cannot give them.
-FEATURE_USERS = "the feature scores mahalanobis, knn and the selectors ntom, poem, dos, hopfield"
+FEATURE_USERS = (
+    "the feature scores mahalanobis, knn, hopfield, finetune.loss=hopfield and the selectors "
+    "ntom, poem, dos, hopfield, hopfield-boosting"
+)
 #: Prefixes of the ``model.name`` forms that are not ``package.module:factory``.
 LIBRARIES = ("torchvision", "timm")
 

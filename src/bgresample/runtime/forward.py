@@ -14,6 +14,7 @@ from torch import nn
 from bgresample import dist
 from bgresample.data.base import LabeledImages
 from bgresample.data.pools import ImageSource
+from bgresample.data.transforms import CropFlip
 from bgresample.errors import UserError
 from bgresample.runtime.accel import Accel
 from bgresample.scores import get_score
@@ -27,6 +28,20 @@ def joint_forward(
         return net(x_id), None
     logits = net(torch.cat([x_id, x_bg]))
     return logits[: len(x_id)], logits[len(x_id) :]
+
+
+def projected_forward(
+    net: nn.Module, x_id: torch.Tensor, x_bg: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+    """:func:`joint_forward` of a net that returns ``(logits, embeddings)``
+    (:class:`bgresample.losses.hopfield.ProjectedClassifier`): ID logits, background logits,
+    ID embeddings, background embeddings (the background ones None without a background)."""
+    if x_bg is None:
+        logits, emb = net(x_id)
+        return logits, None, emb, None
+    logits, emb = net(torch.cat([x_id, x_bg]))
+    n = len(x_id)
+    return logits[:n], logits[n:], emb[:n], emb[n:]
 
 
 def ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -62,16 +77,29 @@ def map_sharded(
     batch_size: int,
     accel: Accel,
     fn: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
+    aug: CropFlip | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """``fn`` over batches of the items at ``indices`` (all items by default), outputs
     concatenated on the CPU. Under torchrun each rank takes a contiguous share of the items and
-    the shares are gathered in rank order, so every item is counted once.
+    the shares are gathered in rank order, so every item is counted once. ``aug``: one crop and
+    flip per item (in the order of ``indices``), applied to each item whatever rank takes it.
     """
     idx = torch.arange(len(images)) if indices is None else indices
     info = dist.info()
-    mine = torch.tensor_split(idx, info.world_size)[info.rank] if info.enabled else idx
-    keys = (mine[i : i + batch_size] for i in range(0, len(mine), batch_size))
-    outs = [fn(accel.ready(raw, None, images.normalized)) for raw in accel.batches(images, keys)]
+    shares = torch.tensor_split(idx, info.world_size) if info.enabled else (idx,)
+    rank = info.rank if info.enabled else 0
+    mine, first = shares[rank], sum(len(s) for s in shares[:rank])
+    starts = range(0, len(mine), batch_size)
+    keys = (mine[i : i + batch_size] for i in starts)
+    ends = [min(i + batch_size, len(mine)) for i in starts]
+    augs = [
+        None if aug is None else aug.shard(slice(first + i, first + j))
+        for i, j in zip(starts, ends, strict=True)
+    ]
+    outs = [
+        fn(accel.ready(raw, a, images.normalized))
+        for raw, a in zip(accel.batches(images, keys), augs, strict=True)
+    ]
     local = tuple(torch.cat(parts) for parts in zip(*outs, strict=True)) if outs else None
     parts = [p for p in dist.gather_objects(local) if p is not None] if info.enabled else [local]
     if not parts or parts[0] is None:
@@ -131,6 +159,41 @@ def predict_outputs(
     finally:
         net.train(was_training)
     return logits, feats
+
+
+@torch.no_grad()
+def predict_embeddings(
+    model: nn.Module,
+    head: nn.Module | None,
+    images: ImageSource | LabeledImages,
+    accel: Accel,
+    batch_size: int = 1000,
+    indices: torch.Tensor | None = None,
+    aug: CropFlip | None = None,
+) -> torch.Tensor:
+    """``head(model.features(x))`` (float32, CPU; the penultimate features themselves when
+    ``head`` is None) of ``images`` (or the items at ``indices``) augmented with ``aug`` (one
+    crop and flip per item, or None), model and head in eval mode; gathered across ranks like
+    :func:`predict_logits`."""
+    net = unwrap(model)
+    parts = [net] if head is None else [net, head]
+    modes = [m.training for m in parts]
+    for m in parts:
+        m.eval()
+
+    def fn(x: torch.Tensor) -> tuple[torch.Tensor]:
+        with accel.autocast():
+            z = net.features(x)
+            if head is not None:
+                z = head(z)
+        return (z.float().cpu(),)
+
+    try:
+        (out,) = map_sharded(images, indices, batch_size, accel, fn, aug)
+    finally:
+        for m, mode in zip(parts, modes, strict=True):
+            m.train(mode)
+    return out
 
 
 def predict_odin(

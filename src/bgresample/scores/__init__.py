@@ -7,7 +7,10 @@ score needs:
 - ``"model"``: ``fn(model, x) -> scores``, with input gradients, so a pass of its own (odin);
 - ``"features"``: ``fn(features, state) -> scores`` on penultimate features, where
   ``state = fit(train_features, train_labels)`` is fitted once on the ID training set
-  (mahalanobis, knn).
+  (mahalanobis, knn), or, for a score declared with ``fit_model=True``, ``state =
+  fit(train_features, train_labels, model)`` is read from what the model stores (hopfield: the
+  projection head and the ID and auxiliary patterns stored after fine-tuning);
+  :meth:`ScoreSpec.fit_state` calls either.
 
 :func:`register_score` adds one (a plain callable of logits counts as a logits score; so does one
 put into ``SCORES`` directly, which :func:`get_score` wraps).
@@ -24,6 +27,7 @@ from torch import Tensor
 from bgresample.scores.checks import check_logits
 from bgresample.scores.energy import energy
 from bgresample.scores.extra_class import extra_class
+from bgresample.scores.hopfield import HopfieldState, fit_hopfield, hopfield
 from bgresample.scores.knn import KNNState, fit_knn, knn
 from bgresample.scores.mahalanobis import MahalanobisState, fit_mahalanobis, mahalanobis
 from bgresample.scores.max_logit import max_logit
@@ -40,16 +44,26 @@ class ScoreSpec:
 
     fn: Callable[..., Tensor]
     needs: Needs = "logits"
-    fit: Callable[[Tensor, Tensor], Any] | None = None
+    fit: Callable[..., Any] | None = None
+    fit_model: bool = False
 
     def __post_init__(self) -> None:
         if self.needs not in ("logits", "model", "features"):
             raise ValueError(f"needs must be logits, model or features, got {self.needs!r}")
         if self.needs == "features" and self.fit is None:
             raise ValueError("a features score needs fit(train_features, train_labels) -> state")
+        if self.fit_model and self.needs != "features":
+            raise ValueError("fit_model=True is for a features score (its fit reads the model)")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
         return self.fn(*args, **kwargs)
+
+    def fit_state(self, features: Tensor, labels: Tensor, model: Any) -> Any:
+        """The fitted state of a features score from the ID training ``features`` and
+        ``labels``, and ``model`` (unwrapped) for a score with ``fit_model``."""
+        if self.fit is None:
+            raise ValueError("only a features score is fitted")
+        return self.fit(features, labels, model) if self.fit_model else self.fit(features, labels)
 
 
 SCORES: dict[str, ScoreSpec | Callable[[Tensor], Tensor]] = {}
@@ -72,6 +86,7 @@ register_score("energy", ScoreSpec(energy))
 register_score("odin", ScoreSpec(odin, needs="model"))
 register_score("mahalanobis", ScoreSpec(mahalanobis, needs="features", fit=fit_mahalanobis))
 register_score("knn", ScoreSpec(knn, needs="features", fit=fit_knn))
+register_score("hopfield", ScoreSpec(hopfield, needs="features", fit=fit_hopfield, fit_model=True))
 
 
 def get_score(name: str) -> ScoreSpec:
@@ -100,14 +115,17 @@ def parse_scores(names: str | Iterable[str]) -> list[str]:
 
 __all__ = [
     "SCORES",
+    "HopfieldState",
     "KNNState",
     "MahalanobisState",
     "ScoreSpec",
     "check_logits",
     "energy",
+    "fit_hopfield",
     "fit_knn",
     "fit_mahalanobis",
     "get_score",
+    "hopfield",
     "knn",
     "mahalanobis",
     "max_logit",

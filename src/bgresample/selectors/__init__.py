@@ -5,19 +5,20 @@
 :func:`build_selector` is the one place that decides which background a variant trains on, for
 ``run``, ``compare-selectors`` and ``finetune`` alike. The built-in selectors:
 
-=============  =======  ====================================================================
-name           refresh  what
-=============  =======  ====================================================================
-none           -        no background data (the paper's None): cross entropy only
-full           once     the whole pool (the paper's Full)
-random         once     a uniform k-subset (the paper's Random)
-resampled      once     Algorithm 1's weights + the authors' rule (the paper's method)
-topk-weight    once     the k largest learned weights
-ntom           epoch    quantile outlier mining (Chen et al. 2021)
-poem           epoch    posterior-sampled boundary outliers (Ming et al. 2022)
-dos            batch    one most-ID-like candidate per k-means cluster (Jiang et al. 2024)
-hopfield       epoch    boundary outliers sampled by Hopfield energy (Hofmann et al. 2024)
-=============  =======  ====================================================================
+=================  =======  ============================================================
+name               refresh  what
+=================  =======  ============================================================
+none               -        no background data (the paper's None): cross entropy only
+full               once     the whole pool (the paper's Full)
+random             once     a uniform k-subset (the paper's Random)
+resampled          once     Algorithm 1's weights + the authors' rule (the paper's method)
+topk-weight        once     the k largest learned weights
+ntom               epoch    quantile outlier mining (Chen et al. 2021)
+poem               epoch    posterior-sampled boundary outliers (Ming et al. 2022)
+dos                batch    one most-ID-like candidate per k-means cluster (Jiang et al. 2024)
+hopfield           epoch    boundary outliers sampled by Hopfield energy (Hofmann et al. 2024)
+hopfield-boosting  epoch    that sampler as their code runs it, once per ID epoch
+=================  =======  ============================================================
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from bgresample.selectors import ntom  # noqa: F401
 from bgresample.selectors import poem  # noqa: F401
 from bgresample.selectors import dos  # noqa: F401
 from bgresample.selectors import hopfield  # noqa: F401
+from bgresample.selectors import hopfield_boosting  # noqa: F401
 
 # isort: on
 from bgresample.selectors.base import Refresh, SelectionContext, Selector
@@ -43,6 +45,7 @@ from bgresample.selectors.dos import DOS
 from bgresample.selectors.fixed import FixedSubset
 from bgresample.selectors.full import Full
 from bgresample.selectors.hopfield import HopfieldBoosting
+from bgresample.selectors.hopfield_boosting import HopfieldBoostingSampler
 from bgresample.selectors.ntom import NTOM
 from bgresample.selectors.poem import POEM
 from bgresample.selectors.random_subset import RandomSubset
@@ -78,6 +81,7 @@ __all__ = [
     "FixedSubset",
     "Full",
     "HopfieldBoosting",
+    "HopfieldBoostingSampler",
     "RandomSubset",
     "Refresh",
     "Resampled",

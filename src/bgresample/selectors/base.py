@@ -58,7 +58,10 @@ class SelectionContext:
 
     ``weights`` are learned background weights (Algorithm 1) for the weight-based selectors,
     ``weights_cost`` the pool forward passes that learning them took, ``weights_fwd_eq`` the
-    same in forward-pass equivalents and ``weights_seconds`` its wall time.
+    same in forward-pass equivalents and ``weights_seconds`` its wall time. ``id_batch_size``:
+    fine-tuning's ID batch size (a selector refreshed once per ID epoch needs it); ``flip`` /
+    ``background_flip``: whether ID / pool images are flipped in augmentation (a selector that
+    embeds augmented images, as fine-tuning augments them).
     """
 
     pool: ImageSource
@@ -74,6 +77,9 @@ class SelectionContext:
     weights_cost: int = 0
     weights_fwd_eq: int = 0
     weights_seconds: float = 0.0
+    id_batch_size: int | None = None
+    flip: bool = False
+    background_flip: bool = False
 
     @property
     def budget(self) -> int:
@@ -157,6 +163,12 @@ class Selector:
         """Whether the batches do not depend on the model (they can be read ahead)."""
         return self.refresh == "once"
 
+    @property
+    def refresh_steps(self) -> int:
+        """Steps between the working sets of an ``epoch`` selector: one background epoch
+        (:attr:`SelectionContext.epoch_steps`) unless the selector says otherwise."""
+        return self.ctx.epoch_steps
+
     def select_once(self) -> Tensor:
         """The static subset (pool indices) of a ``once`` selector."""
         raise NotImplementedError
@@ -181,7 +193,7 @@ class Selector:
         if self.refresh == "batch":
             idx = self.select_batch(model, step)
         else:
-            epoch = 0 if self.refresh == "once" else step // self.ctx.epoch_steps
+            epoch = 0 if self.refresh == "once" else step // self.refresh_steps
             if epoch != self.epoch:
                 once = self.refresh == "once"
                 self.working = self.select_once() if once else self.select_epoch(model, epoch)
@@ -189,7 +201,7 @@ class Selector:
                 if len(self.working) == 0:
                     raise UserError(f"selector {self.name} chose no background items")
             if self.ctx.order == "shuffle":
-                first = 0 if self.refresh == "once" else epoch * self.ctx.epoch_steps
+                first = 0 if self.refresh == "once" else epoch * self.refresh_steps
                 pick = self._shuffled.at(len(self.working), first, step)
             else:
                 pick = uniform_batch(

@@ -41,17 +41,18 @@ distribution, the same number of draws as every other selector. All randomness c
 streams ``candidates``, ``id`` and ``sample`` at the epoch, and the embeddings are gathered over
 ranks, so every torchrun rank makes the same choice.
 
-Simplifications (documented differences from the paper):
+Simplifications (documented differences from the paper; ``hopfield-boosting`` with
+``finetune.loss=hopfield`` is the method as the authors' code runs it):
 
-- embeddings are the model's L2-normalised penultimate features; the authors add a trained
-  2-layer projection head (512 -> 256 -> 128) and take the ID patterns from augmented images;
+- embeddings are the model's L2-normalised penultimate features; the authors add a 2-layer
+  projection head (512 -> 256 -> 128) and take the ID patterns from augmented images;
 - X is a subsample of the ID training set (as many as the candidates), not all of it;
 - the weights are recomputed once per background epoch (k draws), not once per ID epoch;
 - the loss on the sampled outliers is this project's ``finetune.loss`` (uniformity / OE by
   default). The authors train with cross entropy + 0.5 x L_OOD, where L_OOD is the mean E_b of
-  the ID and AUX embeddings of the mini-batch with that mini-batch's embeddings as X and O (a
-  loss on projection-head embeddings that ``finetune.loss`` cannot express without engine
-  changes), and detect OOD inputs with Delta rather than a logit score.
+  the ID and AUX embeddings of the mini-batch with that mini-batch's embeddings as X and O
+  (``finetune.loss=hopfield``), and detect OOD inputs with Delta (the ``hopfield`` score)
+  rather than a logit score.
 """
 
 from __future__ import annotations
@@ -59,19 +60,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bgresample.options import AT_LEAST_ONE, POSITIVE, option
+from bgresample.scores.hopfield import border_energy
 from bgresample.selectors.base import SelectionContext, Selector
 from bgresample.selectors.registry import register_selector
-
-
-def log_mean_exp(beta: float, sims: Tensor) -> Tensor:
-    """beta^-1 log mean_j exp(beta s_j) over the last dimension; entries of -inf are left out
-    (not counted in the mean)."""
-    n = torch.isfinite(sims).sum(-1).to(sims.dtype)
-    return (torch.logsumexp(beta * sims, dim=-1) - n.log()) / beta
 
 
 def boundary_energy(
@@ -82,25 +76,17 @@ def boundary_energy(
     exclude_self: bool = False,
 ) -> Tensor:
     """The paper's boosting energy E_b(xi; X, O) (Sec. 3) of each row xi of ``queries`` with
-    stored ID patterns X = ``id_patterns`` and AUX patterns O = ``aux_patterns`` (float64).
-
-    All rows are L2-normalised first. Each memory is read with log-mean-exp, as in the authors'
-    code, so E_b = -(2 / beta) log(2 cosh(beta Delta / 2)) with Delta = lme(beta, X^T xi) -
-    lme(beta, O^T xi), computed stably as (log sigma(beta Delta) + log sigma(-beta Delta)) /
-    beta. Always < 0; its maximum -2 log(2) / beta is on the boundary Delta = 0.
-    ``exclude_self``: the queries are the AUX patterns (same rows), and each query's own term is
-    left out of its O-memory (ignored when there is only one pattern).
+    stored ID patterns X = ``id_patterns`` and AUX patterns O = ``aux_patterns``, in float64:
+    :func:`bgresample.scores.hopfield.border_energy` (rows L2-normalised, each memory read with
+    log-mean-exp as in the authors' code), so E_b = -(2 / beta) log(2 cosh(beta Delta / 2))
+    with Delta = lme(beta, X^T xi) - lme(beta, O^T xi). Always < 0; its maximum
+    -2 log(2) / beta is on the boundary Delta = 0. ``exclude_self``: the queries are the AUX
+    patterns (same rows), and each query's own term is left out of its O-memory (ignored when
+    there is only one pattern).
     """
-    q = F.normalize(queries.double(), dim=1)
-    x = F.normalize(id_patterns.double(), dim=1)
-    o = F.normalize(aux_patterns.double(), dim=1)
-    s_aux = q @ o.T
-    if exclude_self and len(o) > 1:
-        if s_aux.shape[0] != s_aux.shape[1]:
-            raise ValueError("exclude_self needs the queries to be the AUX patterns")
-        s_aux.fill_diagonal_(-torch.inf)
-    delta = log_mean_exp(beta, q @ x.T) - log_mean_exp(beta, s_aux)
-    return (F.logsigmoid(beta * delta) + F.logsigmoid(-beta * delta)) / beta
+    return border_energy(
+        queries.double(), id_patterns.double(), aux_patterns.double(), beta, exclude_self
+    )
 
 
 def boosting_probabilities(
