@@ -43,3 +43,20 @@ def check_options(opts: Any, where: str) -> None:
             raise ValueError(
                 f"{where}.{f.name}={value!r} is invalid: expected {f.metadata['expected']}"
             )
+
+
+def make_options(options: type | None, values: dict[str, Any], owner: str, where: str) -> Any:
+    """An instance of the dataclass ``options`` with ``values`` (defaults filled in, ranges
+    checked as ``where.FIELD``), or None for a plug-in without options; ValueError names an
+    unknown or invalid value, and ``owner`` (e.g. "selector 'ntom'")."""
+    if options is None:
+        if values:
+            raise ValueError(f"{owner} takes no options, got {sorted(values)}")
+        return None
+    valid = [f.name for f in dataclasses.fields(options)]
+    unknown = sorted(set(values) - set(valid))
+    if unknown:
+        raise ValueError(f"{owner} has no option {', '.join(unknown)}; valid: {', '.join(valid)}")
+    opts = options(**values)
+    check_options(opts, where)
+    return opts

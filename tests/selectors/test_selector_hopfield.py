@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch import Tensor, nn
+from selector_toys import TwoPixelModel, random_images
+from torch import Tensor
 
 from bgresample.data.base import ImageArray, LabeledImages
 from bgresample.rng import generator
@@ -86,27 +87,10 @@ def test_exclude_self_leaves_each_candidate_out_of_its_own_memory():
         boundary_energy(aux[:2], ids, aux, beta, exclude_self=True)
 
 
-class TwoPixelModel(nn.Module):
-    """features = the first two pixels of channel 0 (normalised)."""
-
-    feature_dim = 2
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(2, 3)
-
-    def features(self, x: Tensor) -> Tensor:
-        return x[:, 0, 0, :2]
-
-
-def _images(n: int, g: torch.Generator) -> Tensor:
-    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
-
-
 def test_one_epoch_samples_candidates_by_their_boosting_weight():
     g = torch.Generator().manual_seed(0)
-    pool = ImageArray(_images(100, g))
-    train = LabeledImages(_images(30, g), torch.zeros(30, dtype=torch.long))
+    pool = ImageArray(random_images(100, g))
+    train = LabeledImages(random_images(30, g), torch.zeros(30, dtype=torch.long))
     ctx = SelectionContext(pool, train, Accel(torch.device("cpu")), seed=5, gamma=0.1, batch_size=4)
     sel = HopfieldBoosting(ctx, candidates=4.0, beta=4.0)
     got = sel.select_epoch(TwoPixelModel(), epoch=2)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import torch
+from selector_toys import TwoPixelModel, random_images
 from torch import Tensor, nn
 
 from bgresample.cli import main
@@ -41,25 +42,12 @@ CFG = replace(
 ENV = Env(CPU, 7, False, quiet=True)
 
 
-class TwoPixelModel(nn.Module):
-    """features = the first two pixels of channel 0 (normalised), a linear fc."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(2, 3)
-
-    def features(self, x: Tensor) -> Tensor:
-        return x[:, 0, 0, :2]
-
-
-def _images(n: int, g: torch.Generator) -> Tensor:
-    return torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
-
-
 @pytest.fixture(scope="module")
 def data() -> tuple[LabeledImages, ImageArray]:
     g = torch.Generator().manual_seed(0)
-    return LabeledImages(_images(40, g), torch.arange(40) % 2), ImageArray(_images(120, g))
+    return LabeledImages(random_images(40, g), torch.arange(40) % 2), ImageArray(
+        random_images(120, g)
+    )
 
 
 def _ctx(data: Any, batch: int = 16, **kw: Any) -> SelectionContext:

@@ -17,7 +17,7 @@ from bgresample.losses.modules import (
     MaxEntropyLoss,
     UniformityLoss,
 )
-from bgresample.options import NON_NEGATIVE, POSITIVE, POSITIVE_INT, check_options, option
+from bgresample.options import NON_NEGATIVE, POSITIVE, POSITIVE_INT, make_options, option
 
 #: An ``Options`` field of this name is not passed to the module: it replaces
 #: ``finetune.alpha`` (the weight of L_out in eq. 2) when fine-tuning with that loss.
@@ -52,19 +52,10 @@ class LossSpec:
     def make_options(self, **values: Any) -> Any:
         """The ``options`` with these values (defaults filled in); ValueError names an unknown
         or out-of-range one, or options the module refuses together (e.g. m_in >= m_out)."""
-        if self.options is None:
-            if values:
-                raise ValueError(f"{self.module.__name__} takes no options, got {sorted(values)}")
+        name = self.module.__name__
+        opts = make_options(self.options, values, name, name)
+        if opts is None:
             return None
-        valid = [f.name for f in dataclasses.fields(self.options)]
-        unknown = sorted(set(values) - set(valid))
-        if unknown:
-            raise ValueError(
-                f"{self.module.__name__} has no option {', '.join(unknown)}; valid: "
-                f"{', '.join(valid)}"
-            )
-        opts = self.options(**values)
-        check_options(opts, self.module.__name__)
         self.build(opts)
         return opts
 

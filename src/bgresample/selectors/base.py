@@ -29,7 +29,6 @@ counters, posterior) is saved with the fine-tuning state, so runs resume exactly
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from torch import Tensor, nn
 from bgresample.data.base import LabeledImages
 from bgresample.data.pools import ImageSource
 from bgresample.errors import UserError
-from bgresample.options import check_options
+from bgresample.options import make_options
 from bgresample.resampling.selection import subset_size
 from bgresample.rng import Stream, generator
 from bgresample.runtime.accel import Accel
@@ -139,20 +138,7 @@ class Selector:
     def make_options(cls, **options: Any) -> Any:
         """The ``Options`` of these keyword options (defaults filled in, ranges checked), or
         None for a selector without options; ValueError names an unknown or invalid one."""
-        if cls.Options is None:
-            if options:
-                raise ValueError(f"selector {cls.name!r} takes no options, got {sorted(options)}")
-            return None
-        valid = [f.name for f in dataclasses.fields(cls.Options)]
-        unknown = sorted(set(options) - set(valid))
-        if unknown:
-            raise ValueError(
-                f"selector {cls.name!r} has no option {', '.join(unknown)}; valid: "
-                f"{', '.join(valid)}"
-            )
-        opts = cls.Options(**options)
-        check_options(opts, f"selectors.{cls.name}")
-        return opts
+        return make_options(cls.Options, options, f"selector {cls.name!r}", f"selectors.{cls.name}")
 
     def rng(self, purpose: str, key: int = 0) -> torch.Generator:
         """The generator of this selector's stream ``purpose`` at ``key`` (a step or epoch)."""
