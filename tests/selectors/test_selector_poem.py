@@ -2,7 +2,8 @@
 follow it, and one epoch keeps the candidates closest to the sampled boundary."""
 
 import torch
-from torch import Tensor, nn
+from selector_toys import TwoPixelModel
+from torch import Tensor
 
 from bgresample.data.base import ImageArray, LabeledImages
 from bgresample.rng import generator
@@ -40,19 +41,6 @@ def test_thompson_samples_follow_the_posterior():
     w = torch.stack([blr.sample(g) for _ in range(2000)])
     assert torch.allclose(w.mean(0), blr.mean(), atol=0.03)
     assert torch.allclose(w.T.cov(), blr.covariance(), atol=0.03)
-
-
-class TwoPixelModel(nn.Module):
-    """features = the first two pixels of channel 0 (normalised)."""
-
-    feature_dim = 2
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fc = nn.Linear(2, 3)
-
-    def features(self, x: Tensor) -> Tensor:
-        return x[:, 0, 0, :2]
 
 
 def test_poem_keeps_the_candidates_closest_to_the_sampled_boundary():
