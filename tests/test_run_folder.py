@@ -358,3 +358,15 @@ def test_the_lock_file_is_removed_when_a_command_ends(tmp_path, tiny, capsys):
     assert (out / ".lock").is_file()
     held.release()
     assert not (out / ".lock").exists()
+
+
+def test_keys_added_since_a_run_at_their_defaults_are_no_change():
+    from bgresample.config import dump, load_config
+    from bgresample.runfolder import config_changes
+
+    saved = yaml.safe_load(dump(default_config()))
+    del saved["log"]  # a run made before the log section existed
+    saved["selectors"].pop("energy")
+    assert config_changes(saved, default_config()) == []
+    changed = load_config(sets=["log.wandb=true"])
+    assert [k for k, _, _ in config_changes(saved, changed)] == ["log.wandb"]

@@ -347,14 +347,17 @@ def _show(v: Any) -> str:
 
 def config_changes(saved: dict[str, Any], cfg: C.Config) -> list[tuple[str, Any, Any]]:
     """(dotted key, old, new) for every value of ``cfg`` that differs from ``saved`` (a run's
-    ``config.yaml``), both read as YAML so that they compare as written."""
+    ``config.yaml``), both read as YAML so that they compare as written. A key the run's config
+    lacks (added to bgresample since) at its default value is no change."""
     old = _flatten(saved)
     new = _flatten(yaml.safe_load(C.dump(cfg)))
+    default = _flatten(yaml.safe_load(C.dump(C.default_config())))
     keys = list(new) + [k for k in old if k not in new]
     return [
         (k, old.get(k, _ABSENT), new.get(k, _ABSENT))
         for k in keys
         if old.get(k, _ABSENT) != new.get(k, _ABSENT)
+        and not (k not in old and k in default and new.get(k) == default[k])
     ]
 
 
