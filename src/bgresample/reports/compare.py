@@ -15,7 +15,7 @@ from bgresample.errors import UserError
 from bgresample.files import atomic_write_text
 from bgresample.metrics import paired_difference
 from bgresample.reports.build import read_results
-from bgresample.reports.tables import METRIC_LABELS, METRICS, Table, csv_text
+from bgresample.reports.tables import METRIC_LABELS, METRICS, Table, ci_text, csv_text
 from bgresample.results import PairedDifference, SeedResults, SeedVariant
 
 CSV_HEADER = [
@@ -148,10 +148,7 @@ def paired_records(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
 
 
 def _ci(d: PairedDifference | None) -> str:
-    if d is None:
-        return "n/a"
-    lo_hi = d.ci95
-    return f"{d.mean:+.2f}" + (f" [{lo_hi[0]:+.2f}, {lo_hi[1]:+.2f}]" if lo_hi else "")
+    return "n/a" if d is None else ci_text(d)
 
 
 def paired_table(records: list[dict[str, Any]], first: str) -> Table:
