@@ -15,7 +15,7 @@ from bgresample import dist, scalars
 from bgresample.checkpoint import check_finite_weights, save_model, save_npz
 from bgresample.config import Config
 from bgresample.engine.benchmark import Benchmark, load_benchmark
-from bgresample.engine.evaluate import evaluate, protocol_for
+from bgresample.engine.evaluate import evaluate, evaluation_results, protocol_for
 from bgresample.engine.experiment import (
     build_model,
     finetune_section,
@@ -35,7 +35,7 @@ from bgresample.reports.build import build_report
 from bgresample.reports.compare import compare_runs, compare_text
 from bgresample.reports.selectors import summary_table
 from bgresample.resampling import composition, read_manifest, select, write_manifest
-from bgresample.results import EvalProtocol, RunResults, VariantResults
+from bgresample.results import RunResults, VariantResults
 from bgresample.rng import Stream, generator
 from bgresample.runfolder import (
     INPUT_FILES,
@@ -136,14 +136,8 @@ def cmd_evaluate(args: argparse.Namespace, cfg: Config) -> None:
         shifted=bench.shifted,
         num_classes=bench.num_classes,
     )
-    results = RunResults(
-        variants={args.variant: res},
-        convention=cfg.evaluate.convention,
-        checkpoint=str(args.checkpoint),
-        protocol=EvalProtocol(
-            name=cfg.evaluate.protocol, ratio=cfg.evaluate.ratio, repeats=cfg.evaluate.repeats
-        ),
-        scores=names,
+    results = evaluation_results(
+        res, args.variant, names, cfg.evaluate, bench, Path(args.checkpoint)
     )
     _report_skipped(bench)
     if not dist.info().is_main:

@@ -171,6 +171,8 @@ class VariantResults(_Record):
     accuracy_std: float | None = None
     #: The OOD score of a single model's evaluation (the first of ``scores``).
     score: str | None = None
+    #: Background items fine-tuned on (mean over seeds; for ``evaluate``, the checkpoint's, where
+    #: :func:`bgresample.engine.evaluate.background_items` finds a record of them).
     subset_size: float | None = None
     ood: dict[str, MetricSet]
     averages: dict[str, MetricSet | None] = field(default_factory=dict)

@@ -33,8 +33,10 @@ def test_full_protocol_near_far_and_openood_csv(tiny, tmp_path):
     assert np.isclose(random["accuracy_std"], np.std(per_seed, ddof=1))
     with open(out / "tables" / "openood.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == ["variant", "dataset", "FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC"]
+    columns = ["variant", "score", "dataset", "FPR@95", "AUROC", "AUPR_IN", "AUPR_OUT", "ACC"]
+    assert list(rows[0]) == columns
     glyphs = next(r for r in rows if r["variant"] == "random" and r["dataset"] == "glyphs")
+    assert {r["score"] for r in rows} == {"msp"}
     assert float(glyphs["AUPR_IN"]) == random["ood"]["glyphs"]["aupr_in"]["mean"]
     assert {"average_near", "average_far"} <= {r["dataset"] for r in rows}
     report = (out / "report.md").read_text()

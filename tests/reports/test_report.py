@@ -21,6 +21,7 @@ from bgresample.reports.build import build_report
 from bgresample.reports.compare import (
     compare_records,
     compare_runs,
+    compare_table,
     compare_text,
     config_differences,
     paired_records,
@@ -170,13 +171,150 @@ def test_compare_prints_without_out(full_run: Path, two_variant_run: Path, capsy
     assert main(["compare", str(full_run), str(two_variant_run)]) == 0
     printed = capsys.readouterr().out
     assert "resampled" in printed and "run.variants" in printed and "written" not in printed
+    # a one-seed run shows means alone (no "± 0.00" spread); an evaluate folder's ± stays
+    one_seed = [r for r in compare_records([two_variant_run]) if r["seeds"] == 1]
+    assert one_seed and all(r["fpr95_std"] == "" for r in one_seed)
+    assert "± 0.00" not in compare_table(one_seed).rows[0][4]
 
 
 def test_evaluate_folder_report(eval_dir: Path):
+    """Every score of --scores in report.md, report.html and openood.csv; the header names the
+    scores and the checkpoint, and says what ± is over (the protocol's subsamples)."""
     build_report(eval_dir)
-    assert "not a `run` folder" in (eval_dir / "report.md").read_text()
-    assert (eval_dir / "tables/table3.csv").is_file()
-    assert (eval_dir / "report.html").is_file()
+    res = _results(eval_dir)
+    md = (eval_dir / "report.md").read_text()
+    page = (eval_dir / "report.html").read_text()
+    assert "not a `run` folder" in md and (eval_dir / "tables/table3.csv").is_file()
+    assert "| OOD set | msp | energy |" in md and "<th>msp</th><th>energy</th>" in page
+    assert "OOD scores **msp**, **energy**" in md and "scores an image by its **MSP**" not in md
+    assert res["checkpoint"] in md and "pool of ?" not in md and "over seeds" not in md
+    assert "± is the std over the OOD subsamples" in md
+    model = res["variants"]["model"]
+    for score in ("msp", "energy"):
+        fpr = model["scores"][score]["average"]["fpr95"]
+        assert f"{fpr['mean']:.2f} ± {fpr['std']:.2f}" in md
+    with open(eval_dir / "tables/openood.csv", newline="") as f:
+        rows = {(r["score"], r["dataset"]): r for r in csv.DictReader(f)}
+    for score in ("msp", "energy"):
+        for s, metrics in model["scores"][score]["ood"].items():
+            assert float(rows[(score, s)]["AUROC"]) == metrics["auroc"]["mean"]
+    # Table 3 shows what results.json records, never a made-up 0
+    items = model.get("subset_size")
+    assert f"| background items | {'not recorded' if items is None else f'{items:.0f}'} |" in md
+
+
+def test_evaluate_results_record_the_checkpoints_background(
+    full_run: Path, eval_dir: Path, data_root: Path, tmp_path: Path
+):
+    """What `evaluate` records (evaluation_results): the background items the checkpoint was
+    fine-tuned on, from the record its run wrote, and the pool, which the header states."""
+    from bgresample.config import load_config
+    from bgresample.engine.benchmark import load_benchmark
+    from bgresample.engine.evaluate import background_items, evaluation_results
+    from bgresample.reports.build import read_results
+    from bgresample.runfolder import write_json
+
+    seed = _results(full_run / "seed_0")["variants"]
+    assert (
+        background_items(full_run / "seed_0/resampled.safetensors")
+        == seed["resampled"]["subset_size"]
+    )
+    assert background_items(full_run / "seed_0/none.safetensors") == 0
+    assert background_items(full_run / "pretrain/pretrain.safetensors") == 0
+    lone = tmp_path / "lone.safetensors"  # a fine-tuned checkpoint moved away from its record
+    shutil.copy(full_run / "seed_0/random.safetensors", lone)
+    assert background_items(lone) is None
+    stage = tmp_path / "finetune.safetensors"  # as the `finetune` stage writes it
+    shutil.copy(full_run / "seed_0/random.safetensors", stage)
+    record = {"background": "random", "steps": 3, "selection": {"working_set": 57}}
+    (tmp_path / "finetune.json").write_text(json.dumps(record))
+    assert background_items(stage) == 57
+    (tmp_path / "finetune.json").write_text(json.dumps({"background": "none", "steps": 3}))
+    assert background_items(stage) == 0
+
+    folder = tmp_path / "ev"
+    shutil.copytree(eval_dir, folder)
+    cfg = load_config(folder / "config.yaml")
+    cfg.data.root = str(data_root)
+    bench = load_benchmark(cfg)
+    ckpt = full_run / "seed_0/resampled.safetensors"
+    before = read_results(eval_dir)
+    results = evaluation_results(
+        before.variants["model"], "model", before.scores, cfg.evaluate, bench, ckpt
+    )
+    assert results.pool_size == len(bench.pool) and results.ood_sets == list(bench.ood)
+    write_json(folder / "results.json", results.to_json())
+    build_report(folder)
+    md = (folder / "report.md").read_text()
+    assert f"background pool of {len(bench.pool):,} items" in md
+    assert f"| background items | {seed['resampled']['subset_size']:.0f} |" in md
+    with open(folder / "tables/table3.csv", newline="") as f:
+        assert float(next(csv.DictReader(f))["subset_size"]) == seed["resampled"]["subset_size"]
+
+
+def test_headline_and_what_the_spread_is_over(full_run: Path, two_variant_run: Path):
+    """The headline is the run's paired difference of average FPR95 (2 seeds); a one-seed run
+    without a pair lists each variant's average and shows no ± in Table 2."""
+    res = _results(full_run)
+    md = (full_run / "report.md").read_text()
+    d = res["paired_differences"]["resampled_minus_random"]["average"]["fpr95"]
+    below = sum(x < 0 for x in d["per_seed"])
+    fa, fb = (res["variants"][v]["average"]["fpr95"]["mean"] for v in ("resampled", "random"))
+    first = md.split("\n\n")[2]  # title, --quick banner, headline
+    assert first.startswith(
+        f"> **Resampled (10%): average FPR95 {fa:.2f} vs Random (10%) {fb:.2f}**"
+    )
+    assert f"{d['mean']:+.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]" in first
+    assert f"lower in {below}/2 seeds" in first
+    assert "mean ± std over 2 seeds" in md and "OOD score **msp**" in md
+    assert "### FPR95 ↓ (%)" in md and "### AUROC ↑ (%)" in md and "### AUPR ↑ (%)" in md
+    assert "one outline per family, overlaid" in md and "stacked" not in md
+    html = (full_run / "report.html").read_text()
+    assert '<p class="headline"><strong>Resampled (10%)' in html
+
+    one = _results(two_variant_run)
+    md = (two_variant_run / "report.md").read_text()
+    avg = {v: r["average"]["fpr95"]["mean"] for v, r in one["variants"].items()}
+    assert f"average FPR95 over 8 OOD sets: none {avg['none']:.2f}, full {avg['full']:.2f}**" in md
+    assert "values of one seed (no spread to show)" in md
+    table2 = md.split("### FPR95 ↓ (%)")[1].split("###")[0]
+    assert "±" not in table2 and "| OOD set | none | full |" in table2
+
+
+def test_pr_curve_weighted_to_the_protocols_ood_share():
+    """The figures' PR curve weights the pooled OOD items down to one subsample's share: its
+    AUPR is then that of the tables (the mean over the protocol's subsamples), where the
+    unweighted pool, with five subsamples' worth of OOD items, reads far higher."""
+    from sklearn.metrics import average_precision_score
+
+    from bgresample.metrics import evaluate_protocol, protocol_indices
+
+    rng = np.random.default_rng(0)
+    id_s, ood_all = rng.normal(1.0, 1.0, 500), rng.normal(0.0, 1.0, 2000)
+    table = evaluate_protocol(id_s, {"x": ood_all}, ratio=0.2, repeats=5, seed=0)
+    used = np.unique(np.concatenate(protocol_indices(500, {"x": 2000}, 0.2, 5, 0)["x"]))
+    ood_s = ood_all[used]
+    w = figures.ood_weight(len(ood_s), 100)
+    assert w == 100 / len(ood_s) and figures.ood_weight(60, 100) == 1.0
+    assert figures.ood_weight(60, None) == 1.0
+    labels = np.r_[np.zeros(500), np.ones(len(ood_s))]
+    stat = -np.r_[id_s, ood_s]
+    weighted = 100 * average_precision_score(
+        labels, stat, sample_weight=np.r_[np.ones(500), np.full(len(ood_s), w)]
+    )
+    pooled = 100 * average_precision_score(labels, stat)
+    aupr = table["ood"]["x"]["aupr"]["mean"]
+    assert abs(weighted - aupr) < 1.5 and pooled - aupr > 10
+
+
+def test_every_registered_score_has_a_figure_label():
+    """Each built-in score is named in the figures' axes (not its bare registry key)."""
+    from bgresample.scores import SCORES
+
+    builtin = {n for n, spec in SCORES.items() if spec.fn.__module__.startswith("bgresample.")}
+    assert {"msp", "energy", "hopfield"} <= builtin
+    missing = sorted(builtin - set(figures.SCORE_NAMES))
+    assert not missing, f"add {missing} to reports.figures.SCORE_NAMES"
 
 
 def test_views_without_provenance(tmp_path: Path):

@@ -118,7 +118,7 @@ def _report_pieces(results: RunResults) -> dict[str, str]:
         "table2.html": tables.table2(results).html(),
         "table2.txt": tables.table2_text(results),
         "selectors.md": selectors.summary_table(results).markdown(),
-        "selectors_ood.md": selectors.ood_table(results).markdown(),
+        "selectors_cost.md": selectors.cost_table(results).markdown(),
     }
     if results.budget is not None:
         section = selectors.report_section(results, Path("figures/pareto.png"))
@@ -128,9 +128,11 @@ def _report_pieces(results: RunResults) -> dict[str, str]:
 
 @pytest.mark.parametrize("schema", ["current", "older"])
 def test_reports_from_typed_results_are_unchanged(schema: str):
-    """``results_run.expected.json`` holds these report pieces as the dict-based reports (before
-    bgresample.results) wrote them for ``results_run.json`` (a 2-seed run --quick cut to 3 OOD
-    sets) and for an older file without the keys later versions added."""
+    """``results_run.expected.json`` holds these report pieces for ``results_run.json`` (a
+    2-seed run --quick cut to 3 OOD sets) and for an older file without the keys later versions
+    added: first as the dict-based reports (before bgresample.results) wrote them, then
+    rewritten once for the readable report (headline, one Table 2 per metric, a score column in
+    the CSVs, the selectors' cost table)."""
     data = json.loads((DATA / "results_run.json").read_text())
     if schema == "older":
         data = _older(data)

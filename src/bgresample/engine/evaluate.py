@@ -3,14 +3,17 @@ any of the scores of :mod:`bgresample.scores` side by side."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from bgresample.checkpoint import read_meta
 from bgresample.config import EvaluateConfig
 from bgresample.data.base import LabeledImages
 from bgresample.data.pools import ImageSource
@@ -22,10 +25,19 @@ from bgresample.metrics import (
     fpr95_threshold,
     protocol_indices,
 )
-from bgresample.results import ScoreResults, ShiftedResults, VariantResults
+from bgresample.results import (
+    EvalProtocol,
+    RunResults,
+    ScoreResults,
+    ShiftedResults,
+    VariantResults,
+)
 from bgresample.runtime.accel import Accel
 from bgresample.runtime.forward import predict_logits, predict_odin, predict_outputs, unwrap
 from bgresample.scores import ScoreSpec, get_score, parse_scores
+
+if TYPE_CHECKING:
+    from bgresample.engine.benchmark import Benchmark
 
 #: Key suffix, in the saved scores, of the OOD item indices that were scored.
 INDEX_SUFFIX = "__idx"
@@ -210,3 +222,54 @@ def evaluate(
             for n, r in by_score.items()
         }
     return res, raw
+
+
+def background_items(checkpoint: str | Path) -> float | None:
+    """Background items the model of ``checkpoint`` was fine-tuned on, as the command that wrote
+    it recorded: 0 for a pre-trained model; for a fine-tuned one, ``subset_size`` of the
+    record beside a ``run``'s checkpoint (``seed_<s>/<variant>.json``) or the working set in
+    ``finetune.json`` beside a ``finetune`` stage's. None where no record says."""
+    path = Path(checkpoint)
+    stage = read_meta(path).get("stage")
+    if stage == "pretrain":
+        return 0
+    record = path.with_suffix(".json")
+    if stage != "finetune" or not record.is_file():
+        return None
+    try:
+        d = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(d, dict):
+        return None
+    if "subset_size" in d:
+        return d["subset_size"]
+    if d.get("background") == "none":
+        return 0
+    return (d.get("selection") or {}).get("working_set")
+
+
+def evaluation_results(
+    res: VariantResults,
+    variant: str,
+    scores: Sequence[str],
+    cfg: EvaluateConfig,
+    bench: Benchmark,
+    checkpoint: str | Path,
+) -> RunResults:
+    """``results.json`` of ``bgresample evaluate``: the one variant ``res`` of ``checkpoint``
+    (with the background items it was fine-tuned on, :func:`background_items`), the benchmark,
+    its pool size, OOD sets and groups, the protocol and the scores in order."""
+    res.subset_size = background_items(checkpoint)
+    return RunResults(
+        variants={variant: res},
+        convention=cfg.convention,
+        fpr95=cfg.fpr95,
+        checkpoint=str(checkpoint),
+        benchmark=bench.name,
+        pool_size=len(bench.pool),
+        ood_sets=list(bench.ood),
+        protocol=EvalProtocol(name=cfg.protocol, ratio=cfg.ratio, repeats=cfg.repeats),
+        groups=bench.groups,
+        scores=list(scores),
+    )

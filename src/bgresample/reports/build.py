@@ -11,6 +11,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bgresample.config import Config, load_config
 from bgresample.engine.benchmark import Benchmark, load_benchmark
 from bgresample.engine.experiment import load_resampler
@@ -122,11 +124,10 @@ def build_report(run_dir: str | Path, data_root: str | Path | None = None) -> Pa
     results, cfg, meta = read_run(run)
     if data_root is not None:
         cfg.data.root = str(data_root)
-    art = Artifacts(tables=True)
-    if results.budget is not None:  # compare-selectors, with the score of its selectors
+    art = Artifacts(tables=True, score=tables.scores_of(results)[0])
+    if results.budget is not None:  # the selectors' section (run and compare-selectors)
         pareto = pareto_figure(results, run / "figures" / "pareto")
         art.extra = report_section(results, pareto.relative_to(run))
-        art.score = results.budget.score
     _write_tables(run, results)
     bench_name = benchmark_title(benchmark_name(results, cfg))
     seeds = results.seeds or []
@@ -142,11 +143,14 @@ def build_report(run_dir: str | Path, data_root: str | Path | None = None) -> Pa
     if missing:
         art.notes.append(f"score figures: no scores of {', '.join(missing)} for seed {seed}")
     ood_sets = results.ood_sets or list(next(iter(results.variants.values())).ood)
+    short = score_names(art.score)[0]
+    subsample = _subsample(results, cfg, scores)
     for s in ood_sets:
         if any(s in sc for sc in scores.values()):
-            short = score_names(art.score)[0]
             title = f"{bench_name}: ID test vs OOD set '{s}' ({short} of seed {seed})"
-            fig = score_figure(scores, s, title, figs / f"scores_{s}", art.score)
+            legend = _seed_metrics(results, seed, s)
+            stem = figs / f"scores_{s}"
+            fig = score_figure(scores, s, title, stem, art.score, legend, subsample)
             art.scores[s] = _rel(run, fig)
 
     w_path, h_path = seed_dir / "weights.safetensors", seed_dir / "resample_history.json"
@@ -192,6 +196,29 @@ def build_report(run_dir: str | Path, data_root: str | Path | None = None) -> Pa
         )
         art.missed_gallery = _rel(run, missed) if missed else None
     return _write(run, results, cfg, meta, art)
+
+
+def _subsample(
+    results: RunResults, cfg: Config, scores: dict[str, dict[str, np.ndarray]]
+) -> int | None:
+    """OOD items per protocol subsample (round(ratio x |ID test|)); None for whole sets."""
+    if results.protocol == "full" or not scores:
+        return None
+    n_id = len(next(iter(scores.values()))["id"])
+    return round(cfg.evaluate.ratio * n_id)
+
+
+def _seed_metrics(results: RunResults, seed: int, ood_set: str) -> dict[str, dict[str, float]]:
+    """Each variant's FPR95 / AUROC / AUPR on ``ood_set`` for ``seed`` (its ``per_seed``); none
+    where the run measured them with ID positive, unlike the figures' OOD-positive curves."""
+    if (results.convention or "ood-positive") != "ood-positive":
+        return {}
+    return {
+        v: p.ood[ood_set]
+        for v, r in results.variants.items()
+        for p in r.per_seed or []
+        if p.seed == seed and ood_set in p.ood
+    }
 
 
 def _rel(run: Path, path: Path) -> str:

@@ -15,7 +15,7 @@ from bgresample.errors import UserError
 from bgresample.files import atomic_write_text
 from bgresample.metrics import paired_difference
 from bgresample.reports.build import read_results
-from bgresample.reports.tables import METRIC_LABELS, METRICS, Table, csv_text
+from bgresample.reports.tables import METRIC_LABELS, METRICS, Table, ci_text, csv_text
 from bgresample.results import PairedDifference, SeedResults, SeedVariant
 
 CSV_HEADER = [
@@ -44,6 +44,8 @@ def compare_records(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     for label, d in zip(_labels(dirs), dirs, strict=True):
         results = read_results(d)
         n_seeds = len(results.seeds or []) or 1
+        # one seed of a run: no spread to show (an evaluate folder's is over subsamples)
+        one_seed = len(results.seeds or []) == 1
         for v, r in results.variants.items():
             rec: dict[str, Any] = {
                 "run": label,
@@ -55,7 +57,7 @@ def compare_records(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
             for m in METRICS:
                 avg = r.average.get(m)
                 rec[f"{m}_mean"] = "" if avg is None else avg.mean
-                rec[f"{m}_std"] = "" if avg is None else avg.std
+                rec[f"{m}_std"] = "" if avg is None or one_seed else avg.std
             rec["accuracy_mean"] = r.accuracy
             rec["accuracy_std"] = "" if r.accuracy_std is None else r.accuracy_std
             records.append(rec)
@@ -148,10 +150,7 @@ def paired_records(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
 
 
 def _ci(d: PairedDifference | None) -> str:
-    if d is None:
-        return "n/a"
-    lo_hi = d.ci95
-    return f"{d.mean:+.2f}" + (f" [{lo_hi[0]:+.2f}, {lo_hi[1]:+.2f}]" if lo_hi else "")
+    return "n/a" if d is None else ci_text(d)
 
 
 def paired_table(records: list[dict[str, Any]], first: str) -> Table:

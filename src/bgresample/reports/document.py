@@ -26,6 +26,13 @@ class Text:
 
 
 @dataclass
+class Headline:
+    """The report's one-line result, set apart at its top."""
+
+    text: str
+
+
+@dataclass
 class Bullets:
     items: list[str]
 
@@ -45,7 +52,7 @@ class Code:
     lang: str = ""
 
 
-Block = Heading | Text | Bullets | Table | Image | Code
+Block = Heading | Text | Headline | Bullets | Table | Image | Code
 
 
 def to_markdown(blocks: list[Block]) -> str:
@@ -55,6 +62,8 @@ def to_markdown(blocks: list[Block]) -> str:
             parts.append("#" * b.level + " " + b.text)
         elif isinstance(b, Text):
             parts.append(b.text)
+        elif isinstance(b, Headline):
+            parts.append(f"> {b.text}")
         elif isinstance(b, Bullets):
             parts.append("\n".join(f"- {item}" for item in b.items))
         elif isinstance(b, Table):
@@ -91,10 +100,11 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width:
        margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
 h1 { border-bottom: 2px solid #444; padding-bottom: .2em; }
 h2 { border-bottom: 1px solid #bbb; padding-bottom: .15em; margin-top: 2em; }
+.headline { font-size: 1.08em; background: #eef4fb; border-left: 4px solid #1f77b4;
+            padding: .6em .9em; }
 table { border-collapse: collapse; margin: .8em 0; font-size: .92em; }
 th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: right; white-space: nowrap; }
 .wide { overflow-x: auto; }
-.wide table { font-size: .74em; } .wide th, .wide td { padding: .2em .3em; }
 th[colspan] { text-align: center; }
 th { background: #f0f0f0; } td:first-child, th:first-child { text-align: left; }
 tr:nth-child(even) td { background: #fafafa; }
@@ -113,6 +123,8 @@ def to_html(blocks: list[Block], base: Path, title: str) -> str:
             body.append(f"<h{b.level}>{_inline(b.text)}</h{b.level}>")
         elif isinstance(b, Text):
             body.append(f"<p>{_inline(b.text)}</p>")
+        elif isinstance(b, Headline):
+            body.append(f'<p class="headline">{_inline(b.text)}</p>')
         elif isinstance(b, Bullets):
             items = "".join(f"<li>{_inline(i)}</li>" for i in b.items)
             body.append(f"<ul>{items}</ul>")

@@ -6,6 +6,7 @@ a fixed size, so a PNG is always ``int(inches * DPI)`` pixels.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,6 @@ from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from bgresample.files import atomic_write
-from bgresample.metrics import ood_metrics
 
 if TYPE_CHECKING:
     from bgresample.config import Config
@@ -112,6 +112,7 @@ SCORE_NAMES = {
     "odin": ("ODIN score", "ODIN score (scaled MSP of a perturbed input)"),
     "mahalanobis": ("−Mahalanobis", "−Mahalanobis distance to the closest class mean"),
     "knn": ("−kNN distance", "−distance to the k-th nearest training feature"),
+    "hopfield": ("Hopfield Δ", "Hopfield Δ (ID-memory minus outlier-memory energy)"),
 }
 
 
@@ -130,15 +131,30 @@ def hist_bins(arrays: list[np.ndarray]) -> np.ndarray:
     return np.linspace(lo, hi if hi > lo else lo + 1.0, 41)
 
 
+def ood_weight(n_scored: int, subsample: int | None) -> float:
+    """Weight of each of ``n_scored`` OOD items that makes them weigh, together, what one
+    protocol subsample of ``subsample`` items does (a set no larger is used whole); 1 for
+    whole-set evaluation (``subsample`` None)."""
+    return 1.0 if subsample is None else min(subsample, n_scored) / n_scored
+
+
 def score_figure(
     scores: dict[str, dict[str, np.ndarray]],
     ood_set: str,
     title: str,
     stem: Path,
     score: str = "msp",
+    legend: Mapping[str, Mapping[str, float]] | None = None,
+    subsample: int | None = None,
 ) -> Path:
     """Figure 1 for one OOD set: histograms of the OOD score ``score`` (ID blue, OOD red) per
-    variant on top, ROC and PR curves of all variants (OOD positive) below."""
+    variant on top, ROC and PR curves of all variants (OOD positive) below.
+
+    The curves pool every scored item; the PR curve weights the OOD items by
+    :func:`ood_weight` so that its OOD share is that of one protocol subsample of
+    ``subsample`` items (None: whole sets), the share the tables' AUPR is measured at.
+    ``legend`` gives each variant's FPR95 / AUROC / AUPR in the tables' protocol (one seed's
+    values); a variant without one is labelled by name."""
     short, axis_label = score_names(score)
     variants = [v for v in scores if ood_set in scores[v]]
     fig = new_figure(SCORES_INCHES)
@@ -175,14 +191,20 @@ def score_figure(
             id_s, ood_s = scores[v]["id"], scores[v][ood_set]
             labels = np.concatenate([np.zeros(len(id_s)), np.ones(len(ood_s))])
             stat = -np.concatenate([id_s, ood_s])
-            m = ood_metrics(id_s, ood_s, "ood-positive")
-            label = f"{v}: FPR95 {m['fpr95']:.1f} | AUROC {m['auroc']:.1f} | AUPR {m['aupr']:.1f}"
+            m = (legend or {}).get(v)
+            label = v + (
+                f": FPR95 {m['fpr95']:.1f} | AUROC {m['auroc']:.1f} | AUPR {m['aupr']:.1f}"
+                if m
+                else ""
+            )
             color = variant_color(v, i)
             fpr, tpr, _ = roc_curve(labels, stat)
             ax_roc.plot(fpr, tpr, color=color, linewidth=2, label=label)
-            precision, recall, _ = precision_recall_curve(labels, stat)
+            w_ood = ood_weight(len(ood_s), subsample)
+            weights = np.concatenate([np.ones(len(id_s)), np.full(len(ood_s), w_ood)])
+            precision, recall, _ = precision_recall_curve(labels, stat, sample_weight=weights)
             ax_pr.plot(recall, precision, color=color, linewidth=2)
-            prevalence = len(ood_s) / len(labels)
+            prevalence = w_ood * len(ood_s) / (len(id_s) + w_ood * len(ood_s))
         ax_roc.plot([0, 1], [0, 1], color="#999", linestyle=":", label="chance")
         ax_roc.axhline(0.95, color="#555", linestyle="--", linewidth=1, label="TPR 95% (FPR95)")
         ax_roc.set_xlabel("false positive rate (ID test flagged as OOD)")
@@ -200,7 +222,8 @@ def score_figure(
             loc="outside lower center",
             ncol=3,
             fontsize=10.5,
-            title="variant: metrics of these curves, % (chance: dotted; in PR, the OOD share)",
+            title="variant: this seed's metrics in %, as in the tables (chance: dotted; in PR, "
+            "the OOD share of one protocol subsample)",
         )
     return save_figure(fig, stem)
 
@@ -210,7 +233,7 @@ def _weights_panel(ax: Axes, w: np.ndarray, family: list[str] | None, seed: int)
     if family is not None:
         fams = sorted(set(family))
         fam = np.asarray(family)
-        for i, f in enumerate(fams):  # one outline per family, not stacked
+        for i, f in enumerate(fams):  # one outline per family, overlaid (not stacked)
             ax.hist(
                 w[fam == f],
                 bins=bins,

@@ -8,13 +8,15 @@ config. The same blocks make the self-contained ``report.html``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from bgresample.config import Config, dump
+from bgresample.engine.aggregate import PAIRS
 from bgresample.reports import tables
-from bgresample.reports.document import Block, Bullets, Code, Heading, Image, Text
+from bgresample.reports.document import Block, Bullets, Code, Heading, Headline, Image, Text
 from bgresample.reports.figures import benchmark_name, benchmark_title, score_names
-from bgresample.results import RunResults
+from bgresample.results import EvalProtocol, RunResults
 
 VARIANT_NOTES = {
     "none": (
@@ -38,72 +40,171 @@ class Artifacts:
     weight_gallery: str | None = None
     missed_gallery: str | None = None
     tables: bool = False
-    #: The OOD score the figures and galleries show (msp but for compare-selectors' own score).
+    #: The OOD score the figures and galleries show (the run's: :func:`tables.scores_of`).
     score: str = "msp"
     notes: list[str] = field(default_factory=list)
     #: Blocks placed after the standard sections (the compare-selectors section).
     extra: list[Block] = field(default_factory=list)
 
 
-def _score_note(score: str) -> str:
-    if score == "msp":
+def _score_note(scores: list[str]) -> str:
+    if scores == ["msp"]:
         return (
             "Every model scores an image by its **MSP** (maximum softmax probability): high "
             "MSP = looks in-distribution (ID), low MSP = looks out-of-distribution (OOD)."
         )
-    short, label = score_names(score)
+    if len(scores) == 1:
+        short, label = score_names(scores[0])
+        return (
+            f"Every model scores an image by the **{scores[0]}** score ({label}): high = looks "
+            "in-distribution (ID), low = looks out-of-distribution (OOD)."
+            + (f" The figures call it {short}." if short != scores[0] else "")
+        )
+    named = "; ".join(f"**{s}**: {score_names(s)[1]}" for s in scores)
     return (
-        f"Every model scores an image by the **{score}** score ({label}): high = looks "
-        "in-distribution (ID), low = looks out-of-distribution (OOD)."
-        + (f" The figures call it {short}." if short != score else "")
+        f"The model is scored by {len(scores)} OOD scores, one table column each ({named}); "
+        "for each, high = looks in-distribution (ID), low = looks out-of-distribution (OOD)."
     )
 
 
-def _header(
-    results: RunResults, cfg: Config, meta: dict[str, Any], score: str = "msp"
-) -> list[Block]:
+def _protocol(results: RunResults, cfg: Config) -> str:
+    """What one value of the tables is: the evaluation protocol, in words."""
+    p = results.protocol
+    name = p.name if isinstance(p, EvalProtocol) else p or cfg.evaluate.protocol
+    if name == "full":
+        return "measured on every item of each OOD set once"
+    if isinstance(p, EvalProtocol):
+        ratio, repeats = p.ratio, p.repeats
+    else:
+        ratio, repeats = cfg.evaluate.ratio, cfg.evaluate.repeats
+    return (
+        f"the mean over {repeats} OOD subsamples of {ratio} × |ID test| items per set (the "
+        "paper's protocol)"
+    )
+
+
+def _spread_note(results: RunResults, cfg: Config) -> str:
+    """What the tables' values and their ± are."""
+    protocol = _protocol(results, cfg)
+    over = tables.spread_over(results)
+    if results.seeds is None:
+        return f"Tables give one model's values, each {protocol}; ± is the std over {over}."
+    if over is None:
+        return f"Tables give the values of one seed (no spread to show), each {protocol}."
+    return (
+        f"Tables give the mean ± std over {len(results.seeds)} seeds; each seed's value is "
+        f"{protocol}."
+    )
+
+
+def _label(variant: str, gamma: float) -> str:
+    """A variant's name as the headline writes it, with its share of the pool."""
+    share = {
+        "full": " (100%)",
+        "random": f" ({100 * gamma:g}%)",
+        "resampled": f" ({100 * gamma:g}%)",
+    }
+    return variant.capitalize() + share.get(variant, "")
+
+
+def headline(results: RunResults, cfg: Config) -> str:
+    """The report's one-line result: the first of the paired differences of average FPR95
+    (resampled − random, resampled − full, random − full) with its 95% CI and how many seeds
+    favour it; without one, each column's average FPR95."""
+    n_sets = len(next(iter(results.variants.values())).ood)
+    pairs = results.paired_differences or {}
+    for a, b in PAIRS:
+        d = pairs.get(f"{a}_minus_{b}", {}).get("average", {}).get("fpr95")
+        if d is None:
+            continue
+        fa, fb = (results.variants[v].average["fpr95"].mean for v in (a, b))
+        below, n = sum(x < 0 for x in d.per_seed), len(d.per_seed)
+        ci = " (95% CI)" if d.ci95 is not None else ""
+        return (
+            f"**{_label(a, cfg.select.gamma)}: average FPR95 {fa:.2f} vs "
+            f"{_label(b, cfg.select.gamma)} {fb:.2f}** over {n_sets} OOD sets: "
+            f"{tables.ci_text(d)}{ci} paired by seed, lower in {below}/{n} "
+            f"seed{'s' if n != 1 else ''}"
+        )
+    fpr = {c.label: c.averages["average"]["fpr95"].mean for c in tables.columns(results)}
+    best = min(fpr, key=fpr.__getitem__)
+    values = ", ".join(f"{k} {v:.2f}" for k, v in fpr.items())
+    who = f"Checkpoint `{Path(results.checkpoint).name}`: " if results.checkpoint else ""
+    lowest = f"; lowest: {best}" if len(fpr) > 1 else ""
+    return f"**{who}average FPR95 over {n_sets} OOD sets: {values}**{lowest}"
+
+
+def _header(results: RunResults, cfg: Config, meta: dict[str, Any]) -> list[Block]:
     bench = benchmark_name(results, cfg)
     variants = list(results.variants)
     seeds = len(results.seeds or []) or 1
     banner = [Text(f"**{tables.quick_banner_for(cfg, seeds)}**")] if results.quick else []
-    pool_size = "?" if results.pool_size is None else results.pool_size
+    scores = tables.scores_of(results)
+    n_sets = len(next(iter(results.variants.values())).ood)
+    pool = [] if results.pool_size is None else [f"background pool of {results.pool_size:,} items"]
+    named = ", ".join(f"**{s}**" for s in scores)
+    what = [f"OOD score{'s' if len(scores) > 1 else ''} {named}"]
+    run = [f"code version `{meta.get('code_version', 'unknown')}`"]
+    run.append(f"started {meta.get('started', 'unknown')}")
+    if results.checkpoint is not None:
+        fields = [
+            f"Checkpoint `{results.checkpoint}` evaluated on benchmark **{bench}** "
+            f"({n_sets} OOD sets)",
+            *pool,
+            f"model `{cfg.model.name}`",
+            *what,
+            f"evaluation seed {meta.get('seed', cfg.seed)}",
+        ]
+        notes = [f"**{v}**: the evaluated checkpoint" for v in variants]
+    else:
+        fields = [
+            f"Benchmark **{bench}** ({n_sets} OOD sets)",
+            *pool,
+            f"model `{cfg.model.name}`",
+            f"{seeds} seed{'s' if seeds != 1 else ''}",
+            f"γ = {cfg.select.gamma} (selection `{cfg.select.method}`)",
+            *what,
+        ]
+        notes = [VARIANT_NOTES.get(v, f"**{v}**") for v in variants]
     return [
         Heading(f"bgresample {meta.get('command', 'run')} report: {benchmark_title(bench)}", 1),
         *banner,
-        Text(
-            f"Benchmark **{bench}**, background pool of {pool_size} items, "
-            f"model `{cfg.model.name}`, seeds {seeds}, γ = {cfg.select.gamma} "
-            f"(selection `{cfg.select.method}`), code version "
-            f"`{meta.get('code_version', 'unknown')}`, started {meta.get('started', 'unknown')}."
-        ),
+        Headline(headline(results, cfg)),
+        Text(", ".join(fields + run) + "."),
         Heading("How to read this report"),
         Bullets(
-            [VARIANT_NOTES.get(v, f"**{v}**") for v in variants]
+            notes
             + [
-                _score_note(score),
+                _score_note(scores),
                 tables.CONVENTION_NOTE[results.convention or "ood-positive"],
                 "**FPR95** (lower is better): share of ID test images wrongly flagged as OOD when "
                 "the threshold catches 95% of the OOD images. **AUROC** and **AUPR** (higher is "
                 "better): threshold-free separation of ID and OOD; 100 is perfect. All in %.",
-                "Tables give mean ± std over seeds; each seed's value is itself the mean over "
-                f"{cfg.evaluate.repeats} OOD subsamples of {cfg.evaluate.ratio} × "
-                "|ID test| items (the paper's protocol).",
+                _spread_note(results, cfg),
             ]
         ),
     ]
 
 
-def _tables(results: RunResults, art: Artifacts) -> list[Block]:
+def _tables(results: RunResults, cfg: Config, art: Artifacts) -> list[Block]:
+    over = tables.spread_over(results)
+    spread = f"mean ± std over {over}" if over else "values of one seed"
+    multi = len(tables.scores_of(results)) > 1
+    cols = "one column per variant and OOD score" if multi else "one column per variant"
     out: list[Block] = [
         Heading("OOD detection (Table 2 analogue)"),
-        Text(
-            "One column per metric of each variant (FPR95 ↓, AUROC ↑, AUPR ↑), mean ± std over "
-            "seeds; the best mean of each metric in a row is in bold."
-        ),
-        tables.table2(results),
+        Text(f"One table per metric, {cols}; {spread}; the best mean of a row in bold."),
     ]
+    for m in tables.METRICS:
+        out += [Heading(tables.METRIC_LABELS[m] + " (%)", 3), tables.table2(results, m)]
     if art.tables:
-        out.append(Text("Also as [CSV](tables/table2.csv) and [LaTeX](tables/table2.tex)."))
+        out.append(
+            Text(
+                "Also as [CSV](tables/table2.csv) (with AUPR-In and AUPR-Out), "
+                "[LaTeX](tables/table2.tex) and in OpenOOD's columns "
+                "([openood.csv](tables/openood.csv))."
+            )
+        )
     out += [Heading("ID accuracy (Table 3 analogue)"), tables.table3(results)]
     if art.tables:
         out.append(Text("Also as [CSV](tables/table3.csv) and [LaTeX](tables/table3.tex)."))
@@ -112,8 +213,8 @@ def _tables(results: RunResults, art: Artifacts) -> list[Block]:
         out += [
             Heading("Covariate-shifted ID sets (not OOD)"),
             Text(
-                tables.SHIFTED_NOTE + " Accuracy ↑ and flagged as OOD ↓ in %, mean ± std over "
-                "seeds."
+                f"{tables.SHIFTED_NOTE} Accuracy ↑ and flagged as OOD ↓ in %, "
+                + ("mean ± std over seeds." if over == "seeds" else "values of one model.")
             ),
             shifted,
         ]
@@ -145,7 +246,7 @@ def _shifted_notes(names: list[str]) -> list[str]:
     return [f"**{n}**: {SHIFTED_NOTES[n]}" for n in names if n in SHIFTED_NOTES]
 
 
-def _figure1(results: RunResults, art: Artifacts) -> list[Block]:
+def _figure1(results: RunResults, cfg: Config, art: Artifacts) -> list[Block]:
     if not art.scores:
         return []
     short = score_names(art.score)[0]
@@ -156,9 +257,16 @@ def _figure1(results: RunResults, art: Artifacts) -> list[Block]:
             f"and every OOD item the protocol scored). Top: histograms of the {short} of ID "
             "test images (**blue**) and OOD images (**red**) for each variant; a good detector "
             "pushes red to the left, away from blue. Bottom: ROC and precision-recall curves "
-            "with OOD as the positive class, one line per variant; the legend's metrics are "
-            "those of the plotted curves (one seed, all scored items), so they differ slightly "
-            "from the tables' means over seeds and subsamples."
+            "with OOD as the positive class, one line per variant, over all the scored items; "
+            "the PR curve weights the OOD items down to the OOD share of one protocol "
+            "subsample, the share the tables' AUPR is measured at (unweighted, a set scored "
+            "over several subsamples would have a larger share and a higher AUPR)."
+            + (
+                f" The legend gives seed {art.seed}'s values as the tables measure them "
+                f"({_protocol(results, cfg)}); the tables average them over seeds."
+                if (results.convention or "ood-positive") == "ood-positive"
+                else ""
+            )
         ),
     ]
     for ood_set, path in art.scores.items():
@@ -209,9 +317,10 @@ def _resampling(results: RunResults, art: Artifacts) -> list[Block]:
                 art.resampling,
                 "Resampling diagnostics",
                 f"Seed {art.seed}. Top left: learned weights of all pool items (log scales), "
-                "stacked by family; items with high weight are the hard, ID-like background the "
-                "adversarial sampler draws most. Top right: weights of a few traced items over "
-                "the resampling steps, with the pool's min–max band and median. Bottom left: "
+                "one outline per family, overlaid; items with high weight are the hard, ID-like "
+                "background the adversarial sampler draws most. Top right: weights of a few "
+                "traced items over the resampling steps, with the pool's min–max band and "
+                "median. Bottom left: "
                 "effective sample size of the sampling distribution (100% = uniform; falling "
                 "means sampling concentrates on fewer items). Bottom right: family shares in "
                 "the pool and the subsets.",
@@ -276,9 +385,9 @@ def blocks(
     meta = meta or {}
     art = artifacts or Artifacts()
     return (
-        _header(results, cfg, meta, art.score)
-        + _tables(results, art)
-        + _figure1(results, art)
+        _header(results, cfg, meta)
+        + _tables(results, cfg, art)
+        + _figure1(results, cfg, art)
         + _resampling(results, art)
         + _galleries(art)
         + art.extra

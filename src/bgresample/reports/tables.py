@@ -12,7 +12,13 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from bgresample.results import MetricSet, MetricSummary, RunResults, VariantResults
+from bgresample.results import (
+    MetricSet,
+    MetricSummary,
+    PairedDifference,
+    RunResults,
+    VariantResults,
+)
 
 METRICS = ("fpr95", "auroc", "aupr")
 METRIC_LABELS = {"fpr95": "FPR95 ↓", "auroc": "AUROC ↑", "aupr": "AUPR ↑"}
@@ -82,7 +88,7 @@ def csv_text(header: list[str], rows: list[list[Any]]) -> str:
     return buf.getvalue()
 
 
-def _pm(m: MetricSummary, spread: bool = True) -> str:
+def pm_text(m: MetricSummary, spread: bool = True) -> str:
     """``mean ± std``, or the mean alone where there is no spread to show (one seed)."""
     return f"{m.mean:.2f} ± {m.std:.2f}" if spread else f"{m.mean:.2f}"
 
@@ -116,17 +122,55 @@ AVERAGE_LABELS = {
 }
 
 
-def ood_rows(results: RunResults) -> list[tuple[str, dict[str, MetricSet]]]:
-    """(row label, {variant: metrics}) for every OOD set, the averages and the validation."""
-    variants = results.variants
-    first = next(iter(variants.values()))
-    rows = [(s, {v: r.ood[s] for v, r in variants.items()}) for s in first.ood]
+def scores_of(results: RunResults) -> list[str]:
+    """The OOD scores of ``results``, the main one first: an ``evaluate``'s ``--scores``, else
+    the run's (its ``budget``), else the variants' own; ``msp`` for a file that records none."""
+    if results.scores:
+        return list(results.scores)
+    if results.budget is not None:
+        return [results.budget.score]
+    return [next(iter(results.variants.values())).score or "msp"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the per-OOD-set tables: one variant scored with one OOD score."""
+
+    label: str
+    variant: str
+    score: str
+    ood: dict[str, MetricSet]
+    averages: dict[str, MetricSet | None]
+    validation: MetricSet | None = None
+
+
+def columns(results: RunResults) -> list[Column]:
+    """One column per variant, or per (variant, score) for an ``evaluate`` with several scores
+    (labelled by the score alone where there is one variant)."""
+    main = scores_of(results)[0]
+    one = len(results.variants) == 1
+    out = []
+    for v, r in results.variants.items():
+        if r.scores:
+            out += [
+                Column(s if one else f"{v} ({s})", v, s, sr.ood, sr.averages)
+                for s, sr in r.scores.items()
+            ]
+        else:
+            val = r.validation.average if r.validation is not None else None
+            out.append(Column(v, v, r.score or main, r.ood, r.averages, val))
+    return out
+
+
+def ood_rows(cols: list[Column]) -> list[tuple[str, list[MetricSet]]]:
+    """(row label, one metric set per column) for every OOD set, the averages and the
+    validation."""
+    rows = [(s, [c.ood[s] for c in cols]) for s in cols[0].ood]
     for key, label in AVERAGE_LABELS.items():
-        if all(r.averages.get(key) for r in variants.values()):
-            rows.append((label, {v: r.averages[key] for v, r in variants.items()}))
-    if all(r.validation for r in variants.values()):
-        label = "Validation (pool hold-out)"
-        rows.append((label, {v: r.validation.average for v, r in variants.items()}))
+        if all(c.averages.get(key) for c in cols):
+            rows.append((label, [c.averages[key] for c in cols]))  # type: ignore[misc]
+    if all(c.validation for c in cols):
+        rows.append(("Validation (pool hold-out)", [c.validation for c in cols]))  # type: ignore[misc]
     return rows
 
 
@@ -134,26 +178,32 @@ def ood_rows(results: RunResults) -> list[tuple[str, dict[str, MetricSet]]]:
 LOWER_IS_BETTER = {"fpr95": True, "auroc": False, "aupr": False}
 
 
-def table2(results: RunResults) -> Table:
-    """OOD set x (variant, metric): one column per metric of each variant, mean ± std over
-    seeds, the best mean of each metric in a row in bold (ties all bold)."""
-    variants = list(results.variants)
-    header = ["OOD set"] + [f"{v}: {METRIC_LABELS[m]}" for v in variants for m in METRICS]
-    spread = results.seeds is None or len(results.seeds) > 1
+def spread_over(results: RunResults) -> str | None:
+    """What the ± of the per-OOD-set tables is over, or None where they show means alone (one
+    seed): seeds, or for a single evaluated model the protocol's OOD subsamples."""
+    if results.seeds is not None:
+        return "seeds" if len(results.seeds) > 1 else None
+    return (
+        "the OOD subsamples of the set (Average rows: over every subsample of every averaged "
+        "set, so mostly the spread between OOD sets)"
+    )
+
+
+def table2(results: RunResults, metric: str = "fpr95") -> Table:
+    """OOD set x column (variant, or variant and score) for one metric: mean ± std (see
+    :func:`spread_over`), the best mean of a row in bold (ties all bold)."""
+    cols = columns(results)
+    spread = spread_over(results) is not None
     rows = []
-    for label, cells in ood_rows(results):
-        best = {}
-        for m in METRICS:
-            means = [round(cells[v][m].mean, 2) for v in variants]
-            best[m] = min(means) if LOWER_IS_BETTER[m] else max(means)
+    for label, cells in ood_rows(cols):
+        means = [round(c[metric].mean, 2) for c in cells]
+        best = min(means) if LOWER_IS_BETTER[metric] else max(means)
         row = [label]
-        for v in variants:
-            for m in METRICS:
-                text = _pm(cells[v][m], spread)
-                bold = len(variants) > 1 and round(cells[v][m].mean, 2) == best[m]
-                row.append(f"**{text}**" if bold else text)
+        for c, mean in zip(cells, means, strict=True):
+            text = pm_text(c[metric], spread)
+            row.append(f"**{text}**" if len(cols) > 1 and mean == best else text)
         rows.append(row)
-    return Table(header, rows, groups=[("", 1)] + [(v, len(METRICS)) for v in variants])
+    return Table(["OOD set", *(c.label for c in cols)], rows)
 
 
 #: OpenOOD's column names for our metric keys (its CSVs hold percentages too).
@@ -166,17 +216,18 @@ OPENOOD_COLUMNS = {
 
 
 def openood_csv(results: RunResults) -> str:
-    """One row per (variant, OOD set or average) in OpenOOD's column naming (``dataset``,
-    ``FPR@95``, ``AUROC``, ``AUPR_IN``, ``AUPR_OUT``, ``ACC``), means over seeds in percent;
-    FPR@95 is in the run's convention (see ``convention`` in results.json)."""
-    header = ["variant", "dataset", *OPENOOD_COLUMNS.values(), "ACC"]
+    """One row per (variant, OOD score, OOD set or average) in OpenOOD's column naming
+    (``dataset``, ``FPR@95``, ``AUROC``, ``AUPR_IN``, ``AUPR_OUT``, ``ACC``), means over seeds
+    in percent; FPR@95 is in the run's convention (see ``convention`` in results.json)."""
+    header = ["variant", "score", "dataset", *OPENOOD_COLUMNS.values(), "ACC"]
     rows = []
-    for v, entry in results.variants.items():
-        parts = [*entry.ood.items()]
-        parts += [(key, m) for key in AVERAGE_LABELS if (m := entry.averages.get(key))]
+    for c in columns(results):
+        parts = [*c.ood.items()]
+        parts += [(key, m) for key in AVERAGE_LABELS if (m := c.averages.get(key))]
+        acc = results.variants[c.variant].accuracy
         for name, metrics in parts:
             cells = [metrics[k].mean if k in metrics else "" for k in OPENOOD_COLUMNS]
-            rows.append([v, name, *cells, entry.accuracy])
+            rows.append([c.variant, c.score, name, *cells, acc])
     return csv_text(header, rows)
 
 
@@ -185,14 +236,15 @@ def _mean_std(m: MetricSummary | None) -> tuple[float, float] | tuple[str, str]:
 
 
 def table2_csv(results: RunResults) -> str:
-    """One row per (OOD set, variant): mean and std of each metric (with AUPR-In and AUPR-Out
-    under their own names where the results hold them; empty where not), in percent."""
+    """One row per (OOD set, variant, OOD score): mean and std of each metric (with AUPR-In
+    and AUPR-Out under their own names where the results hold them; empty where not), in %."""
     keys = [*METRICS, "aupr_in", "aupr_out"]
-    header = ["ood_set", "variant"] + [f"{m}_{s}" for m in keys for s in ("mean", "std")]
+    header = ["ood_set", "variant", "score"] + [f"{m}_{s}" for m in keys for s in ("mean", "std")]
+    cols = columns(results)
     rows = [
-        [label, v] + [x for m in keys for x in _mean_std(cells[v].get(m))]
-        for label, cells in ood_rows(results)
-        for v in cells
+        [label, c.variant, c.score] + [x for m in keys for x in _mean_std(cell.get(m))]
+        for label, cells in ood_rows(cols)
+        for c, cell in zip(cols, cells, strict=True)
     ]
     return csv_text(header, rows)
 
@@ -208,38 +260,41 @@ def _tex_ms(m: MetricSummary) -> str:
 
 
 def table2_latex(results: RunResults) -> str:
-    """The paper's Table 2 layout (booktabs): cells ``FPR95 / AUROC / AUPR``, mean with std."""
-    variants = list(results.variants)
+    """The paper's Table 2 layout (booktabs): cells ``FPR95 / AUROC / AUPR``, mean with std as
+    subscript (over what: :func:`spread_over`)."""
+    cols = columns(results)
     lines = [
-        r"\begin{tabular}{l" + "c" * len(variants) + "}",
+        r"\begin{tabular}{l" + "c" * len(cols) + "}",
         r"\toprule",
-        "OOD set & " + " & ".join(_tex(v) for v in variants) + r" \\",
+        "OOD set & " + " & ".join(_tex(c.label) for c in cols) + r" \\",
         r"\midrule",
     ]
-    for label, cells in ood_rows(results):
+    for label, cells in ood_rows(cols):
         if label == "Average":
             lines.append(r"\midrule")
-        row = [" / ".join(_tex_ms(cells[v][m]) for m in METRICS) for v in variants]
+        row = [" / ".join(_tex_ms(cell[m]) for m in METRICS) for cell in cells]
         lines.append(_tex(label) + " & " + " & ".join(row) + r" \\")
+    over = spread_over(results)
     lines += [
         r"\bottomrule",
         r"\end{tabular}",
         "% FPR95 (lower is better) / AUROC / AUPR (higher is better), in %; "
-        "mean with std over seeds as subscript.",
+        + (f"mean with std over {over} as subscript." if over else "means of one seed."),
         "",
     ]
     return "\n".join(lines)
 
 
-def _accuracy(r: VariantResults) -> str:
+def accuracy_text(r: VariantResults) -> str:
+    """ID accuracy, with its std over seeds where there are several."""
     std = r.accuracy_std
     one = r.per_seed is not None and len(r.per_seed) == 1
     return f"{r.accuracy:.2f}" + (f" ± {std:.2f}" if std is not None and not one else "")
 
 
-def _subset_size(r: VariantResults) -> float:
-    """Background items the variant fine-tuned on; 0 where the results do not say."""
-    return r.subset_size if r.subset_size is not None else 0
+def _subset_size(r: VariantResults, absent: str) -> str:
+    """Background items the variant fine-tuned on, or ``absent`` where the results do not say."""
+    return absent if r.subset_size is None else f"{r.subset_size:.0f}"
 
 
 def table3(results: RunResults) -> Table:
@@ -247,15 +302,17 @@ def table3(results: RunResults) -> Table:
     return Table(
         ["", *variants],
         [
-            ["ID accuracy (%)"] + [_accuracy(r) for r in variants.values()],
-            ["background items"] + [f"{_subset_size(r):.0f}" for r in variants.values()],
+            ["ID accuracy (%)"] + [accuracy_text(r) for r in variants.values()],
+            ["background items"] + [_subset_size(r, "not recorded") for r in variants.values()],
         ],
     )
 
 
 def table3_csv(results: RunResults) -> str:
+    """One row per variant: ID accuracy (mean, std) and background items (empty where the
+    results do not record them)."""
     rows = [
-        [v, r.accuracy, "" if r.accuracy_std is None else r.accuracy_std, _subset_size(r)]
+        [v, r.accuracy, _blank(r.accuracy_std), _blank(r.subset_size)]
         for v, r in results.variants.items()
     ]
     return csv_text(["variant", "accuracy_mean", "accuracy_std", "subset_size"], rows)
@@ -275,9 +332,15 @@ def table3_latex(results: RunResults) -> str:
             if r.accuracy_std is not None
             else f"${r.accuracy:.2f}$"
         )
-        lines.append(f"{_tex(v)} & {acc} & {_subset_size(r):.0f} \\\\")
+        lines.append(f"{_tex(v)} & {acc} & {_subset_size(r, '--')} \\\\")
     lines += [r"\bottomrule", r"\end{tabular}", ""]
     return "\n".join(lines)
+
+
+def ci_text(d: PairedDifference) -> str:
+    """``mean [low, high]`` of a paired difference, signed; the mean alone without a CI."""
+    ci = " [{:+.2f}, {:+.2f}]".format(*d.ci95) if d.ci95 is not None else ""
+    return f"{d.mean:+.2f}{ci}"
 
 
 def paired(results: RunResults) -> Table:
@@ -288,10 +351,7 @@ def paired(results: RunResults) -> Table:
     for pair, by_avg in (results.paired_differences or {}).items():
         for avg, metrics in by_avg.items():
             row = [pair.replace("_minus_", " − "), labels.get(avg, avg)]
-            for m in METRICS:
-                d = metrics[m]
-                ci = " [{:+.2f}, {:+.2f}]".format(*d.ci95) if d.ci95 is not None else ""
-                row.append(f"{d.mean:+.2f}{ci}")
+            row += [ci_text(metrics[m]) for m in METRICS]
             first = metrics[METRICS[0]].per_seed
             row.append(f"{sum(x < 0 for x in first)} of {len(first)}")
             rows.append(row)
@@ -395,18 +455,17 @@ def shifted_text(results: RunResults) -> str | None:
 
 
 def table2_text(results: RunResults) -> str:
-    """A console table (means only) of FPR95 / AUROC / AUPR per set and variant; ID accuracy
-    with its std over seeds where there are seeds (none for a single evaluated model)."""
-    variants = list(results.variants)
-    rows = ood_rows(results)
+    """A console table (means only) of FPR95 / AUROC / AUPR per set and column (variant, or
+    variant and score); ID accuracy with its std over seeds where there are seeds (none for a
+    single evaluated model)."""
+    cols = columns(results)
+    rows = ood_rows(cols)
     w, lw = 24, max(20, *(len(label) + 2 for label, _ in rows))
-    out = [f"{'OOD set':<{lw}}" + "".join(f"{v:>{w}}" for v in variants)]
-    out.append(f"{'':<{lw}}" + "".join(f"{'FPR95/AUROC/AUPR':>{w}}" for _ in variants))
+    out = [f"{'OOD set':<{lw}}" + "".join(f"{c.label:>{w}}" for c in cols)]
+    out.append(f"{'':<{lw}}" + "".join(f"{'FPR95/AUROC/AUPR':>{w}}" for _ in cols))
     for label, cells in rows:
-        row = "".join(
-            "/".join(f"{cells[v][m].mean:6.2f}" for m in METRICS).rjust(w) for v in variants
-        )
+        row = "".join("/".join(f"{cell[m].mean:6.2f}" for m in METRICS).rjust(w) for cell in cells)
         out.append(f"{label:<{lw}}{row}")
-    accs = "".join(_accuracy(r).rjust(w) for r in results.variants.values())
+    accs = "".join(accuracy_text(results.variants[c.variant]).rjust(w) for c in cols)
     out.append(f"{'ID accuracy':<{lw}}" + accs)
     return "\n".join(out)
