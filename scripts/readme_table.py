@@ -1,5 +1,5 @@
 """Print the README's FPR95 table of a run folder (``bgresample run --out RUN``): one row per OOD
-set, the averages with their paired FPR95 differences, and the validation row; with ``--metrics
+set, the averages with their paired FPR95 differences, and the validation rows; with ``--metrics
 fpr95,auroc,aupr`` each cell is "FPR95 / AUROC / AUPR" and an ID accuracy row is added (the
 tables of docs/results.md).
 
@@ -69,8 +69,14 @@ def table(results: dict, metrics: tuple[str, ...] = ("fpr95",)) -> str:
         diffs = [_pair(results["paired_differences"][p], key) for p in pairs]
         lines.append(f"| {label} | " + " | ".join(cells + diffs) + " |")
     if "validation" in first:
-        cells = [cell(results["variants"][v]["validation"]["average"], False) for v in variants]
-        lines.append("| *Validation (pool hold-out)* | " + " | ".join(cells + blank) + " |")
+        val = [results["variants"][v]["validation"] for v in variants]
+        sets = list(first["validation"].get("ood", {}))  # absent before the sets were recorded
+        label = f"Validation ({', '.join(sets)})" if sets else "Validation (pool hold-out)"
+        cells = [cell(x["average"], False) for x in val]
+        lines.append(f"| *{label}* | " + " | ".join(cells + blank) + " |")
+        for name in sets:
+            cells = [cell(x["ood"][name], False) for x in val]
+            lines.append(f"| *Validation: {name}* | " + " | ".join(cells + blank) + " |")
     if len(metrics) > 1:
         acc = [results["variants"][v] for v in variants]
         cells = [f"{a['accuracy']:.2f} ± {a['accuracy_std']:.2f}" for a in acc]

@@ -34,3 +34,17 @@ def test_the_readme_table_holds_the_run_values_and_its_paired_differences():
     auroc = none["ood"]["photos"]["auroc"]["mean"]
     assert any(line.startswith("| photos |") and f"/ {auroc:.2f} /" in line for line in full)
     assert full[-1].startswith("| ID accuracy |")
+
+
+def test_the_validation_rows_name_the_validation_sets():
+    results = json.loads((ROOT / "tests/reports/data/results_run.json").read_text())
+    rows = _table()(results).splitlines()
+    assert rows[-1].startswith("| *Validation (pool hold-out)* |")  # a file without the sets
+    for r in results["variants"].values():
+        avg = r["validation"]["average"]
+        glyphs = {**avg, "fpr95": {"mean": 12.345, "std": 0.0}}
+        r["validation"]["ood"] = {"pool-holdout": avg, "val-glyphs": glyphs}
+    rows = _table()(results).splitlines()
+    assert rows[-3].startswith("| *Validation (pool-holdout, val-glyphs)* |")
+    assert rows[-2].startswith("| *Validation: pool-holdout* |")
+    assert rows[-1].startswith("| *Validation: val-glyphs* | 12.35 | 12.35 |")

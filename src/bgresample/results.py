@@ -102,29 +102,39 @@ class SeedValues(_Record):
 
 @dataclass(kw_only=True)
 class Validation(_Record):
-    """Over seeds: accuracy and average OOD metrics on the validation split."""
+    """Over seeds: accuracy and average OOD metrics on the validation split, and each validation
+    OOD set's metrics (``ood``; None in files written before it was recorded)."""
 
     accuracy: MetricSummary
     average: MetricSet
+    ood: dict[str, MetricSet] | None = None
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Self:
         return cls(
             accuracy=MetricSummary.from_json(d["accuracy"]),
             average=_metrics(d["average"]),
+            ood=_optional(_dict_of(_metrics), d.get("ood")),
         )
 
 
 @dataclass(kw_only=True)
 class SeedValidation(_Record):
-    """One seed's accuracy and average OOD metrics (over subsamples) on the validation split."""
+    """One seed's accuracy, average OOD metrics (mean over the validation OOD sets) and each
+    validation OOD set's metrics (``ood``; None in files written before it was recorded) on the
+    validation split."""
 
     accuracy: float
     average: MetricSet
+    ood: dict[str, MetricSet] | None = None
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> Self:
-        return cls(accuracy=d["accuracy"], average=_metrics(d["average"]))
+        return cls(
+            accuracy=d["accuracy"],
+            average=_metrics(d["average"]),
+            ood=_optional(_dict_of(_metrics), d.get("ood")),
+        )
 
 
 @dataclass(kw_only=True)

@@ -30,6 +30,8 @@ def test_cached_load_equals_fresh_generation(tmp_path):
     assert torch.equal(first.pool.data, second.pool.data)
     assert first.pool.source == second.pool.source
     assert torch.equal(first.ood["gaussian"].data, second.ood["gaussian"].data)
+    assert torch.equal(first.val_ood["val-glyphs"].data, second.val_ood["val-glyphs"].data)
+    assert first.val_ood["val-glyphs"].source == second.val_ood["val-glyphs"].source
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +54,8 @@ def test_documented_sizes(default_bench):
     assert len(b.ood["faces"]) == 100  # LFW's faces, without its non-face crops
     for name in ("gaussian", "uniform"):
         assert b.ood[name].data.shape == (10000, 3, 32, 32) and b.ood[name].normalized
+    assert list(b.val_ood) == ["val-glyphs"] and len(b.val_ood["val-glyphs"]) == 1000
+    assert b.val_ood["val-glyphs"].data.dtype == torch.uint8
 
 
 def test_stratified_split(default_bench):
@@ -83,6 +87,62 @@ def test_no_ood_image_appears_in_pool(default_bench):
         if not images.normalized:
             assert not pool & digests(images.data), name
     assert not pool & digests(default_bench.train.data)
+    val = digests(default_bench.val_ood["val-glyphs"].data)
+    assert not pool & val and not val & digests(default_bench.ood["glyphs"].data)
+
+
+def test_validation_glyphs_use_fonts_of_their_own(default_bench):
+    """val-glyphs: every source a font of VALIDATION_FONTS (both used), none of which the pool
+    or the glyphs test set uses."""
+    val = default_bench.val_ood["val-glyphs"]
+    assert val.name == "val-glyphs" and val.source is not None and len(val.source) == len(val)
+    fonts = {s.split(":")[0] for s in val.source}
+    assert fonts == set(E.VALIDATION_FONTS)
+    assert not set(E.VALIDATION_FONTS) & (set(E.POOL_FONTS) | set(E.HELDOUT_FONTS))
+    assert {s.split(":", 1)[1] for s in val.source} <= set(E.GLYPH_CHARS)
+
+
+@pytest.mark.parametrize("font", E.VALIDATION_FONTS)
+def test_validation_fonts_render_every_character_as_a_distinct_glyph(font):
+    from PIL import Image, ImageDraw, ImageFont
+
+    loaded = ImageFont.truetype(E._matplotlib_font(font), 48)
+    bitmaps = set()
+    for ch in E.GLYPH_CHARS:
+        canvas = Image.new("L", (96, 96))
+        ImageDraw.Draw(canvas).text((20, 10), ch, font=loaded, fill=255)
+        assert canvas.getbbox() is not None, (font, ch)  # not blank
+        bitmaps.add(canvas.tobytes())
+    assert len(bitmaps) == len(E.GLYPH_CHARS)  # no two characters drawn alike (no tofu)
+
+
+def test_validation_glyphs_leave_every_other_array_unchanged(monkeypatch):
+    """The val-glyphs set is drawn from the 8th seed stream alone: the arrays of a generation
+    without it (its rendering skipped) are those of a generation with it, bit for bit."""
+    seed = 3
+    with_val = generate(SMALL, seed=seed)
+    render = E._render_glyphs
+
+    def skip_validation(fonts, n, rng):
+        if fonts == E.VALIDATION_FONTS:  # draw nothing from rng
+            return np.zeros((n, 3, 32, 32), np.uint8), [f"{fonts[0]}:A"] * n
+        return render(fonts, n, rng)
+
+    monkeypatch.setattr(E, "_render_glyphs", skip_validation)
+    without = generate(SMALL, seed=seed)
+    monkeypatch.undo()
+    others = [k for k in with_val if not k.startswith("val_")]
+    assert {"train_x", "test_x", "pool_x", "pool_source", "ood_glyphs", "ood_faces"} <= set(others)
+    assert set(others) == {k for k in without if not k.startswith("val_")}
+    for key in others:
+        np.testing.assert_array_equal(with_val[key], without[key], err_msg=key)
+    assert with_val["val_glyphs"].any() and not without["val_glyphs"].any()
+    # and it is exactly the renderer's output on that stream
+    stream = np.random.SeedSequence([seed, E.RNG_VERSION]).spawn(8)[7]
+    x, sources = render(E.VALIDATION_FONTS, SMALL.ood_size, np.random.default_rng(stream))
+    np.testing.assert_array_equal(with_val["val_glyphs"], x)
+    assert with_val["val_glyphs_source"].tolist() == sources
+    assert len(x) == SMALL.ood_size
 
 
 def test_faces_are_the_100_lfw_faces_only():

@@ -1,16 +1,18 @@
-"""The validation protocol: an ID split carved from training, a pool hold-out never trained on,
-and the embedded pool's family shares (the control run without glyphs)."""
+"""The validation protocol: an ID split carved from training, a pool hold-out never trained on
+and the embedded benchmark's val-glyphs as validation OOD sets, and the embedded pool's family
+shares (the control run without glyphs)."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from bgresample.cli import main
 from bgresample.config import load_config
 from bgresample.data.base import ImageArray, LabeledImages
-from bgresample.data.embedded import EmbeddedConfig, generate
+from bgresample.data.embedded import VAL_GLYPHS, EmbeddedConfig, generate
 from bgresample.data.validation import HOLDOUT, SubsetSource, split_id, split_pool
 from bgresample.engine.benchmark import load_benchmark
 
@@ -58,8 +60,22 @@ def test_benchmark_holds_validation_data(data_root):
     bench = load_benchmark(cfg)
     assert len(bench.pool) == 570 and len(bench.val_ood[HOLDOUT]) == 30
     assert bench.val is not None and len(bench.val) > 0
+    assert list(bench.val_ood) == [HOLDOUT, VAL_GLYPHS] and len(bench.val_ood[VAL_GLYPHS]) == 60
+    assert VAL_GLYPHS not in bench.ood  # a validation set, never a test set
     assert bench.groups["unshared"] == ["digits89", "faces", "gaussian", "uniform"]
     assert bench.groups["near"] == ["digits89", "glyphs", "scribbles"]
+
+
+def test_val_glyphs_only_beside_an_id_validation_split(data_root):
+    base = ["data.embedded.pool_size=600", "data.embedded.ood_size=60"]
+    cfg = load_config(None, [*base, "data.validation.pool_fraction=0"])
+    cfg.data.root = str(data_root)
+    bench = load_benchmark(cfg)
+    assert list(bench.val_ood) == [VAL_GLYPHS] and len(bench.pool) == 600
+    cfg = load_config(None, [*base, "data.validation.id_fraction=0"])
+    cfg.data.root = str(data_root)
+    bench = load_benchmark(cfg)  # no ID validation images: nothing to score val-glyphs against
+    assert bench.val is None and list(bench.val_ood) == [HOLDOUT]
 
 
 def test_family_shares_remove_a_family_and_keep_the_ood_sets():
@@ -73,7 +89,7 @@ def test_family_shares_remove_a_family_and_keep_the_ood_sets():
     assert families.index("glyph") not in set(control["pool_family"].tolist())
     assert families.index("glyph") in set(base["pool_family"].tolist())
     for key in base:
-        if key.startswith(("ood_", "train_", "test_")):
+        if key.startswith(("ood_", "train_", "test_", "val_")):
             assert (base[key] == control[key]).all(), key
 
 
@@ -84,9 +100,23 @@ def test_run_reports_validation_and_unshared_average(tiny, tmp_path):
     res = json.loads((out / "results.json").read_text())
     for v in ("none", "random"):
         entry = res["variants"][v]
-        assert set(entry["validation"]) == {"accuracy", "average"}
+        assert set(entry["validation"]) == {"accuracy", "average", "ood"}
+        assert list(entry["validation"]["ood"]) == [HOLDOUT, VAL_GLYPHS]
         assert 0 <= entry["validation"]["average"]["auroc"]["mean"] <= 100
         assert "average_unshared" in entry
+        # per seed: the average is the mean over the two validation sets; over seeds: the
+        # per-set means are the means of the seeds' values
+        seeds = [json.loads((out / f"seed_{s}" / f"{v}.json").read_text()) for s in (0, 1)]
+        for m in ("fpr95", "auroc"):
+            for seed in seeds:
+                per_set = [seed["validation"]["ood"][k][m]["mean"] for k in (HOLDOUT, VAL_GLYPHS)]
+                assert seed["validation"]["average"][m]["mean"] == pytest.approx(sum(per_set) / 2)
+            for k in (HOLDOUT, VAL_GLYPHS):
+                over = entry["validation"]["ood"][k][m]["mean"]
+                values = [seed["validation"]["ood"][k][m]["mean"] for seed in seeds]
+                assert over == pytest.approx(sum(values) / 2)
     assert "validation" not in res["paired_differences"].get("random_minus_full", {})
     report = (out / "report.md").read_text()
-    assert "Validation (pool hold-out)" in report and "Average (unshared generators)" in report
+    assert "Validation (pool-holdout, val-glyphs)" in report
+    assert "| Validation: val-glyphs |" in report and "Validation (pool hold-out)" not in report
+    assert "Average (unshared generators)" in report

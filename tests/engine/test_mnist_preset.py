@@ -199,6 +199,7 @@ def test_load_benchmark_mnist_branch(fake_mnist, tmp_path):
     }
     assert (len(bench.train), len(bench.val), len(bench.pool)) == (180, 20, 114)
     assert set(bench.pool.family) == set(mb.FAMILIES) and len(bench.val_ood["pool-holdout"]) == 6
+    assert list(bench.val_ood) == ["pool-holdout"]  # no val-glyphs: those are the embedded set's
     assert list(bench.shifted) == list(mb.SHIFTED_SETS)
     # one named set, a generated kind beside it, and the benchmark's names for the groups
     cfg = load_config(

@@ -22,6 +22,7 @@ from bgresample.results import (
     EvalProtocol,
     RunResults,
     SeedResults,
+    SeedValidation,
     SeedVariant,
     SelectionCost,
 )
@@ -156,3 +157,57 @@ def test_one_seed_shows_means_without_a_spread():
         k: replace(v, per_seed=(v.per_seed or [])[:1]) for k, v in results.variants.items()
     }
     assert "±" not in table2(one).markdown() and "±" not in table3(one).markdown()
+
+
+def _with_validation_sets(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` with per-set validation metrics: pool-holdout as the file's average, val-glyphs 10
+    points of FPR95 above it (a distinct value per variant)."""
+    d = copy.deepcopy(d)
+    for i, r in enumerate(d["variants"].values()):
+        avg = r["validation"]["average"]
+        glyphs = copy.deepcopy(avg)
+        glyphs["fpr95"]["mean"] = avg["fpr95"]["mean"] - 10 - i
+        r["validation"]["ood"] = {"pool-holdout": copy.deepcopy(avg), "val-glyphs": glyphs}
+    return d
+
+
+def test_validation_sets_read_back_and_get_rows_of_their_own():
+    data = json.loads((DATA / "results_run.json").read_text())
+    old = RunResults.from_json(data)
+    # a file without per-set validation metrics: the pool hold-out alone, as before
+    assert old.variants["none"].validation.ood is None
+    labels = [label for label, _ in tables.ood_rows(tables.columns(old))]
+    assert labels[-1] == "Validation (pool hold-out)"
+    d = _with_validation_sets(data)
+    results = RunResults.from_json(d)
+    assert results.to_json() == d  # the per-set metrics are written back as read
+    val = results.variants["random"].validation
+    assert list(val.ood) == ["pool-holdout", "val-glyphs"]
+    assert (
+        val.ood["val-glyphs"]["fpr95"].mean
+        == d["variants"]["random"]["validation"]["ood"]["val-glyphs"]["fpr95"]["mean"]
+    )
+    rows = tables.ood_rows(tables.columns(results))
+    assert [label for label, _ in rows[-3:]] == [
+        "Validation (pool-holdout, val-glyphs)",
+        "Validation: pool-holdout",
+        "Validation: val-glyphs",
+    ]
+    glyph_row = rows[-1][1]
+    for cell, r in zip(glyph_row, d["variants"].values(), strict=True):
+        assert cell["fpr95"].mean == r["validation"]["ood"]["val-glyphs"]["fpr95"]["mean"]
+    md = tables.table2(results).markdown()
+    assert "| Validation (pool-holdout, val-glyphs) |" in md and "| Validation: val-glyphs |" in md
+    assert "Validation: val-glyphs," in tables.table2_csv(results)
+    paired = tables.paired(results).markdown()
+    assert "Validation (pool-holdout, val-glyphs)" in paired and "pool hold-out" not in paired
+
+
+def test_seed_validation_reads_files_with_and_without_per_set_metrics():
+    metrics = {"fpr95": {"mean": 1.0, "std": 0.0}, "auroc": {"mean": 99.0, "std": 0.0}}
+    old = {"accuracy": 90.0, "average": metrics}
+    assert SeedValidation.from_json(old).ood is None
+    assert SeedValidation.from_json(old).to_json() == old
+    new = {**old, "ood": {"pool-holdout": metrics, "val-glyphs": metrics}}
+    read = SeedValidation.from_json(new)
+    assert read.ood["val-glyphs"]["auroc"].mean == 99.0 and read.to_json() == new

@@ -16,6 +16,14 @@ Nothing is downloaded. The pieces come from:
   (near-OOD), glyphs in held-out fonts, pen scribbles in the digits' style, crops of held-out
   photographs, held-out textures, LFW faces, plus Gaussian and Uniform noise as docs/method.md
   defines.
+* **Validation OOD set** ``val-glyphs``, never used for testing or training: glyphs rendered
+  like the pool's in two more fonts (:data:`VALIDATION_FONTS`), used by neither the pool nor the
+  ``glyphs`` test set. With the pool hold-out (``bgresample.data.validation``) it is the
+  validation OOD data that defaults are chosen on; the hold-out alone is too easy (at FPR95
+  every background variant flagged 0 or 1 of the 72 ID validation images per seed).
+
+Fonts: :data:`POOL_FONTS` feed the pool's glyph family, :data:`HELDOUT_FONTS` the ``glyphs``
+test set and :data:`VALIDATION_FONTS` the ``val-glyphs`` validation set; the three are disjoint.
 
 The benchmark is deterministic for a seed and cached as one ``.npz`` under the data root.
 """
@@ -39,7 +47,8 @@ from bgresample.rng import noise_set_seed
 
 #: Bump when the generator changes so that stale caches are rebuilt (it is part of the cache key).
 #: 3: the ``faces`` set holds LFW's 100 faces only, no longer its 100 non-face crops too.
-EMBEDDED_VERSION = 3
+#: 4: the ``val-glyphs`` validation set (drawn from a stream of its own: no other array changes).
+EMBEDDED_VERSION = 4
 #: Part of the generator's seed, kept apart from EMBEDDED_VERSION so that a change that draws no
 #: random numbers (as version 3's) leaves every other array as it was. Bump it only for a change
 #: that must reshuffle the random draws.
@@ -62,7 +71,8 @@ ID_CLASSES = tuple(range(8))
 NEAR_OOD_CLASSES = (8, 9)
 
 #: Fonts of matplotlib that render Latin letters. Upright ones feed the pool; the italic ones and
-#: cmb10 are held out for the ``glyphs`` OOD set.
+#: cmb10 are held out for the ``glyphs`` OOD test set; VALIDATION_FONTS (below) make the
+#: ``val-glyphs`` validation OOD set. No font is in two of the three.
 POOL_FONTS = (
     "DejaVuSans.ttf",
     "DejaVuSans-Bold.ttf",
@@ -88,6 +98,9 @@ HELDOUT_FONTS = (
     "cmti10.ttf",
     "cmb10.ttf",
 )
+#: Computer Modern math italic and math symbols: used by neither the pool nor the test set, and
+#: both render every character of GLYPH_CHARS as a distinct glyph.
+VALIDATION_FONTS = ("cmmi10.ttf", "cmsy10.ttf")
 GLYPH_CHARS = "ABCDEFGHJKLMNPQRTUVWXYZabdefghkmnpqrtuwxyz#$%&?@+*<>{}"
 
 #: Photographs (scikit-image ``data`` names, or ``sklearn:NAME.jpg``) in the pool, and held out.
@@ -115,6 +128,9 @@ FAMILY_SHARES = {"photo": 0.50, "pattern": 0.27, "noise": 0.19, "glyph": 0.04}
 
 NOISE_OOD = ("gaussian", "uniform")
 
+#: Name of the validation OOD set of glyphs in VALIDATION_FONTS.
+VAL_GLYPHS = "val-glyphs"
+
 
 @dataclass
 class EmbeddedConfig:
@@ -130,7 +146,8 @@ class EmbeddedConfig:
 
 @dataclass
 class EmbeddedBenchmark:
-    """ID train/test, the background pool with provenance and the OOD test sets."""
+    """ID train/test, the background pool with provenance, the OOD test sets and the validation
+    OOD sets (``val_ood``: ``val-glyphs``, never a test set)."""
 
     train: LabeledImages
     test: LabeledImages
@@ -138,6 +155,7 @@ class EmbeddedBenchmark:
     ood: dict[str, ImageArray]
     classes: tuple[str, ...]
     meta: dict = field(default_factory=dict)
+    val_ood: dict[str, ImageArray] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- sources
@@ -347,11 +365,13 @@ def _lfw_faces() -> np.ndarray:
 
 def generate(config: EmbeddedConfig, seed: int = 0) -> dict[str, np.ndarray]:
     """Generate every array of the benchmark for a seed (deterministic)."""
-    # Independent streams for the ID split, each pool family, the pool's order and the OOD
-    # sets: changing the family shares (the control run) changes no OOD set and no ID split.
+    # Independent streams for the ID split, each pool family, the pool's order, the OOD test
+    # sets and the validation OOD set: changing the family shares (the control run) changes no
+    # OOD set and no ID split, and the validation set (the 8th stream, unused before version 4)
+    # changes no other array.
     streams = np.random.SeedSequence([seed, RNG_VERSION]).spawn(8)
-    rng, rng_photo, rng_pattern, rng_noise, rng_glyph, rng_order, rng_ood = (
-        np.random.default_rng(s) for s in streams[:7]
+    rng, rng_photo, rng_pattern, rng_noise, rng_glyph, rng_order, rng_ood, rng_val = (
+        np.random.default_rng(s) for s in streams
     )
     arrays: dict[str, np.ndarray] = {}
 
@@ -402,6 +422,10 @@ def generate(config: EmbeddedConfig, seed: int = 0) -> dict[str, np.ndarray]:
     arrays["ood_photos"], _ = _crops(HELDOUT_PHOTOS, n, rng_ood, std)
     arrays["ood_textures"], _ = _crops(HELDOUT_TEXTURES, n, rng_ood, std)
     arrays["ood_faces"] = _lfw_faces()
+
+    # Validation OOD set: glyphs in fonts that neither the pool nor the test sets use.
+    arrays["val_glyphs"], val_sources = _render_glyphs(VALIDATION_FONTS, n, rng_val)
+    arrays["val_glyphs_source"] = np.array(val_sources)
     return arrays
 
 
@@ -479,6 +503,13 @@ def load_embedded(
             name=kind,
             normalized=True,
         )
+    val_ood = {
+        VAL_GLYPHS: ImageArray(
+            torch.from_numpy(arrays["val_glyphs"]),
+            source=[str(s) for s in arrays["val_glyphs_source"]],
+            name=VAL_GLYPHS,
+        )
+    }
     return EmbeddedBenchmark(
         train=LabeledImages(
             torch.from_numpy(arrays["train_x"]), torch.from_numpy(arrays["train_y"])
@@ -488,4 +519,5 @@ def load_embedded(
         ood=ood,
         classes=tuple(str(c) for c in ID_CLASSES),
         meta={"name": "embedded", "seed": seed, "cache": str(path), **config.__dict__},
+        val_ood=val_ood,
     )

@@ -19,6 +19,7 @@ from bgresample.results import (
     ResampleSummary,
     RunResults,
     SeedResults,
+    SeedValidation,
     SeedValues,
     SeedVariant,
     SelectionCost,
@@ -69,6 +70,7 @@ def _variant(per_seed: list[SeedResults], v: str, sets: list[str]) -> VariantRes
             accuracy=_mean_std([x.accuracy for x in val]),
             average=_over_seeds([x.average for x in val], METRICS),
         )
+            ood=_validation_sets(val),
         if all(val)
         else None
     )
@@ -95,6 +97,16 @@ def _variant(per_seed: list[SeedResults], v: str, sets: list[str]) -> VariantRes
 def _shifted(evals: list[VariantResults]) -> dict[str, ShiftedResults] | None:
     """Each shifted ID set's accuracy and share flagged as OOD: mean and std over seeds."""
     if not all(e.shifted for e in evals):
+def _validation_sets(val: list[SeedValidation | None]) -> dict[str, MetricSet] | None:
+    """Each validation OOD set's metrics over seeds; None unless every seed recorded the same
+    sets (files written before they were recorded have none)."""
+    sets = [x.ood if x is not None else None for x in val]
+    first = sets[0]
+    if not first or any(s is None or list(s) != list(first) for s in sets):
+        return None
+    return {n: _over_seeds([s[n] for s in sets if s is not None], METRICS) for n in first}
+
+
         return None
     out = {}
     for name, first in evals[0].shifted.items():  # type: ignore[union-attr]

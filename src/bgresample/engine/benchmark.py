@@ -43,7 +43,8 @@ log = logging.getLogger("bgresample")
 class Benchmark:
     """Everything one experiment reads: ID train and test, the background pool (without the
     validation hold-out), the test OOD sets, and the validation data (``val``: ID images carved
-    from the training data; ``val_ood``: the pool hold-out), None / empty when disabled.
+    from the training data; ``val_ood``: the pool hold-out and the built-in benchmark's
+    validation OOD sets, the embedded one's ``val-glyphs``), None / empty when disabled.
     ``groups`` names groups of OOD sets averaged apart: ``near`` and ``far`` (the built-in
     benchmark's tags or ``evaluate.near_ood``; far = the others) and, for the embedded benchmark,
     ``unshared`` (made by no generator of a pool family). ``shifted``: labelled covariate-shifted
@@ -72,7 +73,8 @@ MNIST_BENCHMARK = "mnist-bench"
 @dataclass
 class BuiltIn:
     """A built-in benchmark as :func:`load_benchmark` uses it: ID data, pool, OOD sets, the
-    near-OOD tags, the sets of the ``unshared`` group (None: no such group) and shifted ID sets."""
+    near-OOD tags, the sets of the ``unshared`` group (None: no such group), shifted ID sets and
+    validation OOD sets of its own (the embedded benchmark's ``val-glyphs``; none for MNIST)."""
 
     name: str
     train: LabeledImages
@@ -83,6 +85,7 @@ class BuiltIn:
     near: tuple[str, ...]
     unshared: tuple[str, ...] | None = None
     shifted: dict[str, LabeledImages] = field(default_factory=dict)
+    val_ood: dict[str, ImageSource] = field(default_factory=dict)
 
 
 def mnist_config(data: DataConfig) -> tuple[int, MnistBenchConfig]:
@@ -120,6 +123,7 @@ def load_builtin(data: DataConfig, root: str) -> BuiltIn:
         classes=list(embedded.classes),
         near=NEAR_OOD_SETS,
         unshared=UNSHARED_OOD_SETS,
+        val_ood=dict(embedded.val_ood),
     )
 
 
@@ -318,6 +322,9 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
         pool, holdout = split_pool(pool, data.validation.pool_fraction, data.validation.seed)
     except ValueError as e:
         raise UserError(str(e)) from None
+    val_ood: dict[str, ImageSource] = {} if holdout is None else {HOLDOUT: holdout}
+    if val is not None and builtin is not None:  # the built-in ID data's own validation OOD sets
+        val_ood.update(builtin.val_ood)
     return Benchmark(
         name=name,
         train=train,
@@ -328,7 +335,7 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
         flip=resolve_flip(data.flip, None if builtin is not None else name),
         background_flip=data.background_flip,
         val=val,
-        val_ood={} if holdout is None else {HOLDOUT: holdout},
+        val_ood=val_ood,
         groups=_groups(cfg, list(ood), builtin),
         shifted={} if builtin is None else builtin.shifted,
     )

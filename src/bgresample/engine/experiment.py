@@ -374,11 +374,11 @@ def run_variant(
     )
     validation = None
     if bench.val is not None and bench.val_ood:
-        # every hold-out item once (the ID validation split is small: a 0.2 x |ID val|
-        # subsample would leave too few OOD items for a stable FPR95)
+        # every item of every validation OOD set once (the ID validation split is small: a
+        # 0.2 x |ID val| subsample would leave too few OOD items for a stable FPR95)
         protocol = whole_sets(cfg.evaluate, len(bench.val), bench.val_ood)
         val, _ = evaluate(model, bench.val, bench.val_ood, protocol, accel=env.accel, seed=env.seed)
-        validation = SeedValidation(accuracy=val.accuracy, average=val.average)
+        validation = SeedValidation(accuracy=val.accuracy, average=val.average, ood=val.ood)
     if BACKGROUND_LOSSES[ft.loss].extra_class:  # accuracy over the K ID classes, not class K
         logits = predict_logits(model, bench.test, env.accel, cfg.evaluate.batch_size)
         evaluation.accuracy = accuracy(

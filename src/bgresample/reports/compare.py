@@ -83,7 +83,8 @@ def compare_table(records: list[dict[str, Any]]) -> Table:
     return Table(header, rows)
 
 
-#: Paired columns: (label, results key, metric); "validation" is the pool hold-out average.
+#: Paired columns: (label, results key, metric); "validation" is the average over the
+#: validation OOD sets (the pool hold-out; on the embedded benchmark also ``val-glyphs``).
 PAIRED_COLUMNS = (
     ("avg FPR95", "average", "fpr95"),
     ("avg AUROC", "average", "auroc"),
@@ -115,7 +116,7 @@ def _per_seed(run_dir: Path) -> dict[int, dict[str, SeedVariant]]:
 
 
 def _paired_value(r: SeedVariant, key: str, metric: str) -> float | None:
-    """One seed's ``average`` or ``validation`` (pool hold-out) average of ``metric``; None
+    """One seed's ``average`` or ``validation`` (validation OOD sets) average of ``metric``; None
     where the seed has none."""
     if key == "validation":
         metrics = r.validation.average if r.validation is not None else {}

@@ -142,6 +142,22 @@ class Column:
     ood: dict[str, MetricSet]
     averages: dict[str, MetricSet | None]
     validation: MetricSet | None = None
+    #: Each validation OOD set's metrics (None where the results do not record them).
+    validation_sets: dict[str, MetricSet] | None = None
+
+
+def validation_label(names: list[str] | None) -> str:
+    """The validation row's label, naming its OOD sets; results written before the sets were
+    recorded apart had the pool hold-out alone."""
+    return f"Validation ({', '.join(names)})" if names else "Validation (pool hold-out)"
+
+
+def validation_sets_of(results: RunResults) -> list[str] | None:
+    """The validation OOD sets the results record (those of the first variant with any)."""
+    for r in results.variants.values():
+        if r.validation is not None and r.validation.ood:
+            return list(r.validation.ood)
+    return None
 
 
 def columns(results: RunResults) -> list[Column]:
@@ -158,19 +174,26 @@ def columns(results: RunResults) -> list[Column]:
             ]
         else:
             val = r.validation.average if r.validation is not None else None
-            out.append(Column(v, v, r.score or main, r.ood, r.averages, val))
+            sets = r.validation.ood if r.validation is not None else None
+            out.append(Column(v, v, r.score or main, r.ood, r.averages, val, sets))
     return out
 
 
 def ood_rows(cols: list[Column]) -> list[tuple[str, list[MetricSet]]]:
-    """(row label, one metric set per column) for every OOD set, the averages and the
-    validation."""
+    """(row label, one metric set per column) for every OOD set, the averages, the validation
+    average and, where the results record them, each validation OOD set."""
     rows = [(s, [c.ood[s] for c in cols]) for s in cols[0].ood]
     for key, label in AVERAGE_LABELS.items():
         if all(c.averages.get(key) for c in cols):
             rows.append((label, [c.averages[key] for c in cols]))  # type: ignore[misc]
     if all(c.validation for c in cols):
-        rows.append(("Validation (pool hold-out)", [c.validation for c in cols]))  # type: ignore[misc]
+        names = list(cols[0].validation_sets or ())
+        if any(list(c.validation_sets or ()) != names for c in cols):
+            names = []
+        rows.append((validation_label(names), [c.validation for c in cols]))  # type: ignore[misc]
+        for name in names:
+            cells = [(c.validation_sets or {})[name] for c in cols]
+            rows.append((f"Validation: {name}", cells))
     return rows
 
 
@@ -346,7 +369,7 @@ def ci_text(d: PairedDifference) -> str:
 def paired(results: RunResults) -> Table:
     """One row per (pair of variants, average): the mean paired difference of each metric with
     its 95% CI and how many seeds are below zero (the per-seed values are in results.json)."""
-    labels = {**AVERAGE_LABELS, "validation": "Validation (pool hold-out)"}
+    labels = {**AVERAGE_LABELS, "validation": validation_label(validation_sets_of(results))}
     rows = []
     for pair, by_avg in (results.paired_differences or {}).items():
         for avg, metrics in by_avg.items():
