@@ -458,12 +458,23 @@ def from_dict(raw: dict[str, Any]) -> Config:
     return cfg
 
 
+def _valid_variant(name: str) -> bool:
+    """``none``, a selector's name, or a cell ``SELECTOR+LOSS`` (not ``none+LOSS``)."""
+    from bgresample.losses import BACKGROUND_LOSSES
+    from bgresample.selectors import NONE, SELECTORS, variant_parts
+
+    selector, loss = variant_parts(name)
+    if loss is None:
+        return selector == NONE or selector in SELECTORS
+    return selector in SELECTORS and loss in BACKGROUND_LOSSES
+
+
 def validate(cfg: Config) -> None:
     """Checks that involve registries or several keys; one clear :class:`UserError` each."""
     from bgresample.losses import BACKGROUND_LOSSES, algorithm1_losses, section_of
     from bgresample.models import check_model
     from bgresample.scores import SCORES
-    from bgresample.selectors import NONE, SELECTORS
+    from bgresample.selectors import CELL_SEP, NONE, SELECTORS
 
     check_model(cfg.model.name, cfg.model.kwargs)
     if cfg.finetune.loss not in BACKGROUND_LOSSES:
@@ -478,12 +489,14 @@ def validate(cfg: Config) -> None:
         ("run.variants", cfg.run.variants),
         ("selectors.names", cfg.selectors.names),
     ):
-        bad = [n for n in names if n != NONE and n not in SELECTORS]
+        bad = [n for n in names if not _valid_variant(n)]
         if bad or not names or len(set(names)) != len(names):
             raise _invalid(
                 key,
                 names,
-                f"a list of distinct names from {', '.join([NONE, *SELECTORS])}",
+                f"a list of distinct names from {', '.join([NONE, *SELECTORS])}, each but "
+                f"{NONE} optionally as a cell SELECTOR{CELL_SEP}LOSS with LOSS one of "
+                f"{', '.join(BACKGROUND_LOSSES)} (e.g. random{CELL_SEP}energy)",
             )
     score = cfg.selectors.score
     if score != "auto" and score not in SCORES:

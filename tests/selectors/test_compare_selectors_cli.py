@@ -3,6 +3,8 @@
 import json
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from bgresample.cli import main
 from bgresample.errors import UserError
@@ -83,3 +85,44 @@ def test_selector_names_seeds_and_out(tmp_path):
     assert cfg.run.seeds == 7
     with pytest.raises(UserError, match="distinct"):
         resolve_config(build_parser().parse_args(["compare-selectors", "--selectors", "dos,dos"]))
+
+
+def test_loss_cells_share_the_pretrained_model_and_id_batches(tmp_path, tiny):
+    """Cells SELECTOR+LOSS fine-tune with their own loss and score; a cell with the run's own
+    loss is the plain variant (same model, bit for bit); each cell is paired with its loss's
+    random cell, and resampled+LOSS also with full+LOSS."""
+    out = tmp_path / "cells"
+    names = ["random", "random+uniform", "random+energy", "resampled+energy", "full+energy"]
+    names += ["hopfield-boosting+hopfield", "random+hopfield"]
+    assert main(_args(out, tiny, "--selectors", ",".join(names), "--ood", "digits89")) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert list(res["variants"]) == names
+    assert res["budget"]["loss"] == "uniform"  # the plain variants' loss
+    v = res["variants"]
+    assert v["random+energy"]["score"] == "energy" and v["random+hopfield"]["score"] == "hopfield"
+    assert "score" not in v["random"]
+    seed = out / "seed_0"
+    plain = load_file(seed / "random.safetensors")
+    same, energy = (
+        load_file(seed / "random+uniform.safetensors"),
+        load_file(seed / "random+energy.safetensors"),
+    )
+    assert all(torch.equal(t, same[k]) for k, t in plain.items())  # random+uniform is random
+    assert not all(torch.equal(t, energy[k]) for k, t in plain.items())
+    assert "hopfield.id_patterns" in load_file(seed / "random+hopfield.safetensors")
+    assert set(res["paired_differences"]) == {
+        "resampled+energy_minus_random+energy",
+        "resampled+energy_minus_full+energy",
+        "full+energy_minus_random+energy",
+        "hopfield-boosting+hopfield_minus_random+hopfield",
+    }
+    report = (out / "report.md").read_text()
+    assert "`random+energy` energy" in report and "same loss's `random` cell" in report
+
+
+@pytest.mark.parametrize("bad", ["none+energy", "random+nope", "nope+energy"])
+def test_a_bad_cell_is_a_clean_error(bad):
+    from bgresample.cli import build_parser, resolve_config
+
+    with pytest.raises(UserError, match=r"SELECTOR\+LOSS"):
+        resolve_config(build_parser().parse_args(["compare-selectors", "--selectors", bad]))

@@ -27,6 +27,7 @@ from bgresample.results import (
     Validation,
     VariantResults,
 )
+from bgresample.selectors.registry import CELL_SEP, variant_parts
 
 METRICS = ("fpr95", "auroc", "aupr")
 AVERAGES = (
@@ -69,12 +70,14 @@ def _variant(per_seed: list[SeedResults], v: str, sets: list[str]) -> VariantRes
         Validation(
             accuracy=_mean_std([x.accuracy for x in val]),
             average=_over_seeds([x.average for x in val], METRICS),
-        )
             ood=_validation_sets(val),
+        )
         if all(val)
         else None
     )
     return VariantResults(
+        # a cell SELECTOR+LOSS is scored with its loss's score, not the run's (budget.score)
+        score=evals[0].score if CELL_SEP in v else None,
         accuracy=_mean(accuracies),
         accuracy_std=_mean_std(accuracies).std,
         subset_size=_mean([r.subset_size for r in runs]),
@@ -94,9 +97,6 @@ def _variant(per_seed: list[SeedResults], v: str, sets: list[str]) -> VariantRes
     )
 
 
-def _shifted(evals: list[VariantResults]) -> dict[str, ShiftedResults] | None:
-    """Each shifted ID set's accuracy and share flagged as OOD: mean and std over seeds."""
-    if not all(e.shifted for e in evals):
 def _validation_sets(val: list[SeedValidation | None]) -> dict[str, MetricSet] | None:
     """Each validation OOD set's metrics over seeds; None unless every seed recorded the same
     sets (files written before they were recorded have none)."""
@@ -107,6 +107,9 @@ def _validation_sets(val: list[SeedValidation | None]) -> dict[str, MetricSet] |
     return {n: _over_seeds([s[n] for s in sets if s is not None], METRICS) for n in first}
 
 
+def _shifted(evals: list[VariantResults]) -> dict[str, ShiftedResults] | None:
+    """Each shifted ID set's accuracy and share flagged as OOD: mean and std over seeds."""
+    if not all(e.shifted for e in evals):
         return None
     out = {}
     for name, first in evals[0].shifted.items():  # type: ignore[union-attr]
@@ -148,11 +151,27 @@ def _validation(r: SeedVariant) -> MetricSet:
     return r.validation.average
 
 
+def cell_pairs(names: list[str]) -> list[tuple[str, str]]:
+    """The pairs of the cells ``SELECTOR+LOSS`` among ``names``: each cell minus the same loss's
+    ``random`` cell, and ``resampled`` minus ``full`` per loss."""
+    pairs = []
+    for name in names:
+        selector, loss = variant_parts(name)
+        if loss is None:
+            continue
+        random_cell, full_cell = f"random{CELL_SEP}{loss}", f"full{CELL_SEP}{loss}"
+        if selector != "random":
+            pairs.append((name, random_cell))
+        if selector == "resampled":
+            pairs.append((name, full_cell))
+    return pairs
+
+
 def _paired_differences(
     per_seed: list[SeedResults], variants: dict[str, VariantResults]
 ) -> PairedDifferences:
     out: PairedDifferences = {}
-    for a, b in PAIRS:
+    for a, b in (*PAIRS, *cell_pairs(list(variants))):
         if a not in variants or b not in variants:
             continue
         va, vb = variants[a], variants[b]

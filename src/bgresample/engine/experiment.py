@@ -68,6 +68,7 @@ from bgresample.selectors import (
     SelectionContext,
     Selector,
     build_selector,
+    variant_parts,
     weight_selectors,
 )
 from bgresample.selectors.hopfield_boosting import store_patterns
@@ -144,6 +145,15 @@ def finetune_section(cfg: Config) -> FinetuneConfig:
     lambda, ``selectors.energy.alpha``) replaces ``finetune.alpha`` with it."""
     alpha = getattr(loss_options(cfg), ALPHA, None)
     return cfg.finetune if alpha is None else replace(cfg.finetune, alpha=alpha)
+
+
+def cell_config(cfg: Config, name: str) -> Config:
+    """The config variant ``name`` fine-tunes with: ``cfg`` for a plain selector name, ``cfg``
+    with ``finetune.loss=LOSS`` for a cell ``SELECTOR+LOSS`` (:func:`variant_parts`)."""
+    loss = variant_parts(name)[1]
+    if loss is None or loss == cfg.finetune.loss:
+        return cfg
+    return replace(cfg, finetune=replace(cfg.finetune, loss=loss))
 
 
 def pretrain_key(cfg: Config) -> str:
@@ -310,8 +320,10 @@ def run_seed(
         weights_seconds=timing.get("resample", 0.0),
     )
     for name in names:
+        cell = cell_config(cfg, name)
+        cell_ctx = ctx if cell is cfg else replace(ctx, score=score_name(cell))
         result.variants[name] = run_variant(
-            cfg, name, ctx, bench, pre_path, out, env, resume, timing
+            cell, name, cell_ctx, bench, pre_path, out, env, resume, timing
         )
     comps = {v: r.composition for v, r in result.variants.items() if r.composition is not None}
     result.composition = comps or None

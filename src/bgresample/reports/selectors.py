@@ -10,7 +10,7 @@ from bgresample.reports import tables
 from bgresample.reports.document import Block, Heading, Image, Text
 from bgresample.reports.figures import new_figure, save_figure, variant_color
 from bgresample.results import RunResults, SelectionCost
-from bgresample.selectors import NONE
+from bgresample.selectors import CELL_SEP, NONE, variant_parts
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
@@ -144,6 +144,14 @@ def report_section(results: RunResults, pareto: Path) -> list[Block]:
                 f" `{name}` also passes {n_id:,.0f} ID images for {why} (counted in fwd-eq "
                 "total only)."
             )
+    cells = {v: r.score for v, r in results.variants.items() if variant_parts(v)[1] is not None}
+    if cells:
+        notes += (
+            f" A cell SELECTOR{CELL_SEP}LOSS fine-tunes with the loss LOSS instead (its options: "
+            "config.yaml's `selectors` section of that loss) and is scored with its score: "
+            + ", ".join(f"`{v}` {score or b.score}" for v, score in cells.items())
+            + "; the paired differences compare each cell with the same loss's `random` cell."
+        )
     return [
         Heading("Background selectors on the same budget"),
         Text(notes),

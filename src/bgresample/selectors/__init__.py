@@ -19,6 +19,9 @@ dos                batch    one most-ID-like candidate per k-means cluster (Jian
 hopfield           epoch    boundary outliers sampled by Hopfield energy (Hofmann et al. 2024)
 hopfield-boosting  epoch    that sampler as their code runs it, once per ID epoch
 =================  =======  ============================================================
+
+A variant ``SELECTOR+LOSS`` (:data:`CELL_SEP`, :func:`variant_parts`) is a study cell: the
+selector's background fine-tuned with ``finetune.loss=LOSS`` and scored with that loss's score.
 """
 
 from __future__ import annotations
@@ -50,10 +53,12 @@ from bgresample.selectors.ntom import NTOM
 from bgresample.selectors.poem import POEM
 from bgresample.selectors.random_subset import RandomSubset
 from bgresample.selectors.registry import (
+    CELL_SEP,
     NONE,
     SELECTORS,
     config_options,
     register_selector,
+    variant_parts,
     weight_selectors,
 )
 from bgresample.selectors.resampled import Resampled
@@ -63,8 +68,10 @@ from bgresample.selectors.topk_weight import TopKWeight
 def build_selector(
     name: str, ctx: SelectionContext, options: Mapping[str, Mapping[str, Any]] | None = None
 ) -> Selector | None:
-    """The selector of variant ``name`` over ``ctx`` (None for ``none``: no background);
-    ``options[name]``, if any, holds its keyword arguments (checked by the typed config)."""
+    """The selector of variant ``name`` (a cell ``SELECTOR+LOSS`` builds ``SELECTOR``) over
+    ``ctx`` (None for ``none``: no background); ``options[SELECTOR]``, if any, holds its keyword
+    arguments (checked by the typed config)."""
+    name = variant_parts(name)[0]
     if name == NONE:
         return None
     if name not in SELECTORS:
@@ -73,6 +80,7 @@ def build_selector(
 
 
 __all__ = [
+    "CELL_SEP",
     "DOS",
     "NONE",
     "NTOM",
@@ -91,5 +99,6 @@ __all__ = [
     "build_selector",
     "config_options",
     "register_selector",
+    "variant_parts",
     "weight_selectors",
 ]

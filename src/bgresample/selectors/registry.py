@@ -13,6 +13,10 @@ from bgresample.selectors.base import NEEDS, Selector
 
 #: The variant without background data.
 NONE = "none"
+#: Separator of a cell's variant name ``SELECTOR+LOSS``: the selector's background with
+#: ``finetune.loss=LOSS`` (and that loss's score), e.g. ``resampled+energy``; a plain selector
+#: name fine-tunes with ``finetune.loss``.
+CELL_SEP = "+"
 
 SELECTORS: dict[str, type[Selector]] = {}
 
@@ -25,8 +29,11 @@ def register_selector(cls: S) -> S:
     dataclass with a default for every field, or a stream number another selector or the core
     (:class:`bgresample.rng.Stream`) already uses."""
     name = getattr(cls, "name", None)
-    if not isinstance(name, str) or not name or name == NONE or "," in name:
-        raise ValueError(f"{cls.__name__}: name must be a non-empty string other than 'none'")
+    if not isinstance(name, str) or not name or name == NONE or "," in name or CELL_SEP in name:
+        raise ValueError(
+            f"{cls.__name__}: name must be a non-empty string other than 'none', without ',' "
+            f"or {CELL_SEP!r}"
+        )
     if name in SELECTORS and SELECTORS[name] is not cls:
         raise ValueError(f"selector {name!r} is registered already ({SELECTORS[name].__name__})")
     if getattr(cls, "refresh", None) not in ("once", "epoch", "batch"):
@@ -64,10 +71,23 @@ def register_selector(cls: S) -> S:
     return cls
 
 
+def variant_parts(name: str) -> tuple[str, str | None]:
+    """(selector, loss) of the variant ``name``: ``"resampled+energy"`` gives
+    ``("resampled", "energy")``, a plain ``"resampled"`` gives ``("resampled", None)`` (the
+    run's ``finetune.loss``)."""
+    selector, sep, loss = name.partition(CELL_SEP)
+    return selector, (loss if sep else None)
+
+
 def weight_selectors(names: list[str] | tuple[str, ...] | None = None) -> list[str]:
-    """The selectors (of ``names``, default all) that need Algorithm 1's weights."""
-    pool = SELECTORS if names is None else [n for n in names if n in SELECTORS]
-    return [n for n in pool if "weights" in SELECTORS[n].needs]
+    """The variants (of ``names``, default all selectors) whose selector needs Algorithm 1's
+    weights."""
+    pool = list(SELECTORS) if names is None else list(names)
+    return [
+        n
+        for n in pool
+        if variant_parts(n)[0] in SELECTORS and "weights" in SELECTORS[variant_parts(n)[0]].needs
+    ]
 
 
 def config_options() -> dict[str, type]:
