@@ -37,7 +37,7 @@ def expected_steps(cfg: C.Config, sizes: Sizes) -> dict[str, tuple[int, int]]:
     ev = cfg.evaluate
     draws = protocol_indices(sizes.test, sizes.ood, ev.ratio, ev.repeats, cfg.seed)
     passes = [sizes.test, *(len(np.unique(np.concatenate(d))) for d in draws.values())]
-    passes += [sizes.val, sizes.holdout]
+    passes += [sizes.val, *(n for n in (sizes.holdout, sizes.val_ood) if n)]
     batches = sum(math.ceil(n / ev.batch_size) for n in passes)
     out["evaluate"] = (seeds * len(variants), batches)
     return out
@@ -52,6 +52,10 @@ def test_default_config_step_counts_follow_the_engine():
     assert got == expected_steps(cfg, sizes)
     assert got["pretrain"] == (1, 40 * 5) and got["resample"] == (5, 743)
     assert got["finetune[none]"] == (5, 60 * 5)
+    # the embedded benchmark's own validation set (val-glyphs, 1,000 items) is one more batch
+    sizes.val_ood = 1000
+    with_glyphs = {s.name: (s.runs, s.steps) for s in stages(cfg, sizes)}
+    assert with_glyphs["evaluate"] == (got["evaluate"][0], got["evaluate"][1] + 1)
 
 
 def test_preset_without_data_uses_nominal_sizes_and_the_recipe(tmp_path):
@@ -164,3 +168,13 @@ def test_a_slow_model_on_a_cpu_is_timed_on_small_batches_and_scaled(monkeypatch)
     assert {s["stage"]: s["seconds_per_step"] for s in fast["stages"]}["pretrain"] == 1.0
     assert any("timed on batches of at most 16 images" in n for n in slow["notes"])
     assert not any("timed on batches" in n for n in fast["notes"])
+
+
+def test_embedded_sizes_count_the_validation_glyphs(tmp_path):
+    """The plan evaluates what the run evaluates: beside the ID validation split, the pool
+    hold-out and the embedded benchmark's val-glyphs; without the split, neither."""
+    small = [f"data.root={tmp_path}", "data.embedded.pool_size=600"]
+    sizes = data_sizes(C.load_config(None, small))[0]
+    assert (sizes.val, sizes.holdout, sizes.val_ood) == (72, 30, 1000)
+    sizes = data_sizes(C.load_config(None, [*small, "data.validation.id_fraction=0"]))[0]
+    assert (sizes.val, sizes.val_ood) == (0, 0)

@@ -165,6 +165,17 @@ def test_compare_pairs_runs_by_seed(full_run: Path, two_variant_run: Path, tmp_p
     ]
     assert "Paired by seed" in compare_text([full_run, two_variant_run])
     assert "Paired by seed" not in compare_text([full_run])
+    # a run validated on other sets (written before val-glyphs: no per-set record) pairs its
+    # test averages but not its validation average
+    old = tmp_path / "old_run"
+    shutil.copytree(two_variant_run, old)
+    seed_file = old / "seed_0" / "results.json"
+    d = json.loads(seed_file.read_text())
+    for variant in d["variants"].values():
+        variant["validation"].pop("ood")
+    seed_file.write_text(json.dumps(d))
+    for r in paired_records([full_run, old]):
+        assert "average.fpr95" in r and "validation.fpr95" not in r
 
 
 def test_compare_prints_without_out(full_run: Path, two_variant_run: Path, capsys):

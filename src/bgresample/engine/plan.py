@@ -78,6 +78,8 @@ class Sizes:
     ood: dict[str, int]
     val: int = 0
     holdout: int = 0
+    #: Items of the built-in benchmark's own validation OOD sets (beside an ID validation split).
+    val_ood: int = 0
     sources: dict[str, str] = field(default_factory=dict)
     #: Covariate-shifted ID sets evaluated beside the OOD sets (the MNIST benchmark's).
     shifted: dict[str, int] = field(default_factory=dict)
@@ -158,6 +160,8 @@ class _BuiltInSizes:
     ood: dict[str, int]
     shifted: dict[str, int]
     source: str
+    #: Items of the benchmark's own validation OOD sets (the embedded ``val-glyphs``).
+    val_ood: int = 0
 
 
 def _embedded_sizes(data: Any, root: str) -> _BuiltInSizes:
@@ -172,6 +176,7 @@ def _embedded_sizes(data: Any, root: str) -> _BuiltInSizes:
         ood={name: len(images) for name, images in embedded.ood.items()},
         shifted={},
         source=GENERATED,
+        val_ood=sum(len(images) for images in embedded.val_ood.values()),
     )
 
 
@@ -281,6 +286,7 @@ def data_sizes(cfg: Config) -> tuple[Sizes, list[str]]:
         ood=ood,
         val=val,
         holdout=holdout,
+        val_ood=0 if own is None or not val else own.val_ood,
         sources=sources,
         shifted={} if own is None else dict(own.shifted),
     )
@@ -342,8 +348,8 @@ def eval_items(cfg: Config, sizes: Sizes) -> list[int]:
         draws = protocol_indices(sizes.test, sizes.ood, ev.ratio, ev.repeats, cfg.seed)
         ood = [len(np.unique(np.concatenate(d))) for d in draws.values()]
     passes = [sizes.test, *ood]
-    if sizes.val and sizes.holdout:
-        passes += [sizes.val, sizes.holdout]
+    if sizes.val and (sizes.holdout or sizes.val_ood):  # as load_benchmark builds val_ood
+        passes += [sizes.val, *(n for n in (sizes.holdout, sizes.val_ood) if n)]
     passes += list(sizes.shifted.values())
     if BACKGROUND_LOSSES[finetune_section(cfg).loss].extra_class:
         passes.append(sizes.test)

@@ -95,7 +95,8 @@ PAIRED_NOTE = (
     "Paired by seed: each run's variant minus the same variant of the first run, mean of the "
     "per-seed differences with a 95% t interval over the seeds both ran. Pairing removes the "
     "seed-to-seed spread only where the runs share each seed's pre-trained model and ID "
-    "batches (same seeds, data and pre-training config; see the config keys that differ)."
+    "batches (same seeds, data and pre-training config; see the config keys that differ). "
+    "The validation columns are n/a where the runs were validated on different sets."
 )
 
 
@@ -126,6 +127,12 @@ def _paired_value(r: SeedVariant, key: str, metric: str) -> float | None:
     return None if value is None else value.mean
 
 
+def _validation_sets(r: SeedVariant) -> tuple[str, ...] | None:
+    """The validation OOD sets a seed's variant was validated on (empty for files written
+    before they were recorded); None without validation."""
+    return None if r.validation is None else tuple(r.validation.ood or ())
+
+
 def paired_records(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     """One record per (later run, variant it shares with the first run) with seeds in common:
     ``{run, variant, seeds, <key>.<metric>: PairedDifference}``, later minus first."""
@@ -142,6 +149,10 @@ def paired_records(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
         for v in variants:
             rec: dict[str, Any] = {"run": label, "variant": v, "seeds": seeds}
             for _, key, m in PAIRED_COLUMNS:
+                if key == "validation" and any(
+                    _validation_sets(other[s][v]) != _validation_sets(base[s][v]) for s in seeds
+                ):
+                    continue  # e.g. a run from before val-glyphs: its average is another one's
                 a = [_paired_value(other[s][v], key, m) for s in seeds]
                 b = [_paired_value(base[s][v], key, m) for s in seeds]
                 if None not in a and None not in b:
