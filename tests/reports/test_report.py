@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from bgresample.cli import main
@@ -143,6 +144,16 @@ def test_compare_runs_and_evaluate_folder(
     assert "The runs' configs are identical." in compare_text([full_run, full_run])
     diffs = dict(config_differences([full_run, two_variant_run]))
     assert "run.variants" in diffs and "config key(s) differ" in path.read_text()
+    # a run made before a config section existed: its keys count at their defaults
+    older = tmp_path / "older"
+    older.mkdir()
+    saved = yaml.safe_load((two_variant_run / "config.yaml").read_text())
+    del saved["log"]
+    (older / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert dict(config_differences([two_variant_run, older])) == {}
+    saved["run"]["seeds"] = 7
+    (older / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert dict(config_differences([two_variant_run, older])) == {"run.seeds": [1, 7]}
 
 
 def test_compare_pairs_runs_by_seed(full_run: Path, two_variant_run: Path, tmp_path: Path):

@@ -10,7 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bgresample.config import read_yaml_file
+import yaml
+
+from bgresample.config import default_config, read_yaml_file
+from bgresample.config import dump as dump_config
 from bgresample.errors import UserError
 from bgresample.files import atomic_write_text
 from bgresample.metrics import paired_difference
@@ -211,13 +214,17 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
 
 def config_differences(run_dirs: Sequence[str | Path]) -> list[tuple[str, list[Any]]]:
     """(dotted key, one value per run) for every config key whose value differs between the
-    runs' ``config.yaml`` files (a run without one counts as "?")."""
-    configs = []
+    runs' ``config.yaml`` files. A key a run's file lacks (added to bgresample since that run)
+    counts as its default value; "?" for a run without a config file."""
+    default = _flat(yaml.safe_load(dump_config(default_config())))
+    configs: list[dict[str, Any] | None] = []
     for d in run_dirs:
         path = Path(d) / "config.yaml"
-        configs.append(_flat(read_yaml_file(path, "run config")) if path.is_file() else {})
-    keys = list(dict.fromkeys(k for c in configs for k in c))
-    rows = [(k, [c.get(k, "?") for c in configs]) for k in keys]
+        configs.append(_flat(read_yaml_file(path, "run config")) if path.is_file() else None)
+    keys = list(dict.fromkeys(k for c in configs if c is not None for k in c))
+    rows = [
+        (k, ["?" if c is None else c.get(k, default.get(k, "?")) for c in configs]) for k in keys
+    ]
     return [(k, vals) for k, vals in rows if any(v != vals[0] for v in vals)]
 
 
