@@ -116,6 +116,7 @@ def test_loss_cells_share_the_pretrained_model_and_id_batches(tmp_path, tiny):
         "full+energy_minus_random+energy",
         "hopfield-boosting+hopfield_minus_random+hopfield",
     }
+    assert (out / "figures" / "pareto.png").is_file()  # one marker per cell, shaped by loss
     report = (out / "report.md").read_text()
     assert "`random+energy` energy" in report and "same loss's `random` cell" in report
 

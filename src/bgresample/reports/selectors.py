@@ -64,6 +64,10 @@ def cost_table(results: RunResults) -> tables.Table:
     return tables.Table(header, rows)
 
 
+#: Markers of the losses in a figure of loss x background cells.
+LOSS_MARKERS = {"uniform": "o", "energy": "s", "hopfield": "^", "extra_class": "v"}
+
+
 def pareto_front(costs: list[float], fprs: list[float]) -> list[int]:
     """Indices of the points no other point beats on both cost and FPR95, by rising cost."""
     order = sorted(range(len(costs)), key=lambda i: (costs[i], fprs[i]))
@@ -87,13 +91,22 @@ def pareto_figure(results: RunResults, stem: Path) -> Path:
     fprs, stds = [m.mean for m in fpr95], [m.std for m in fpr95]
     fig = new_figure((8.0, 5.5))
     ax = fig.add_subplot()
+    # with loss x background cells: colour by selector, marker by loss
+    cells = any(variant_parts(v)[1] is not None for v in names)
+    selectors = list(dict.fromkeys(variant_parts(v)[0] for v in variants))
     for i, v in enumerate(names):
+        selector, loss = variant_parts(v)
+        loss = loss or (results.budget.loss if results.budget is not None else "")
         ax.errorbar(
             costs[i],
             fprs[i],
             yerr=stds[i],
-            fmt=MARKERS[i % len(MARKERS)],
-            color=variant_color(v, list(variants).index(v)),
+            fmt=LOSS_MARKERS.get(loss, "D") if cells else MARKERS[i % len(MARKERS)],
+            color=(
+                variant_color(selector, selectors.index(selector))
+                if cells
+                else variant_color(v, list(variants).index(v))
+            ),
             capsize=3,
             markersize=8,
             label=f"{v} ({_seconds(results.selection[v])} s)",
