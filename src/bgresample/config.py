@@ -239,6 +239,7 @@ class SelectorsConfig:
     names: list[str] = _f()
     max_seeds: int = _f(POSITIVE_INT)
     score: str = _f()
+    cell_lr: dict[str, float] = _f()
     options: dict[str, Any] = field(default_factory=dict, metadata={"plugins": _plugin_options})
 
     def __getattr__(self, name: str) -> Any:
@@ -501,6 +502,21 @@ def validate(cfg: Config) -> None:
     score = cfg.selectors.score
     if score != "auto" and score not in SCORES:
         raise _invalid("selectors.score", score, f"auto or one of {', '.join(sorted(SCORES))}")
+    bad_lr = {
+        k: v
+        for k, v in cfg.selectors.cell_lr.items()
+        if k not in BACKGROUND_LOSSES
+        or not isinstance(v, int | float)
+        or isinstance(v, bool)
+        or not v > 0
+    }
+    if bad_lr:
+        raise _invalid(
+            "selectors.cell_lr",
+            cfg.selectors.cell_lr,
+            f"positive learning rates keyed by loss ({', '.join(BACKGROUND_LOSSES)}), e.g. "
+            "{energy: 0.003}",
+        )
     _check_shares("data.embedded.family_shares", cfg.data.embedded.family_shares, EMBEDDED_FAMILIES)
     _check_shares("data.mnist.family_shares", cfg.data.mnist.family_shares, MNIST_FAMILIES)
     for name, spec in BACKGROUND_LOSSES.items():
@@ -554,7 +570,9 @@ def merge(base: dict[str, Any], override: dict[str, Any], path: str = "") -> dic
         where = f"{path}{key}"
         if key not in out:
             raise unknown_key(where, list(out))
-        if isinstance(out[key], dict) and isinstance(value, dict) and key != "kwargs":
+        if isinstance(out[key], dict) and isinstance(value, dict) and key == "cell_lr":
+            out[key] = {**out[key], **value}  # keyed by loss: any key, checked by validate
+        elif isinstance(out[key], dict) and isinstance(value, dict) and key != "kwargs":
             out[key] = merge(out[key], value, where + ".")
         else:
             out[key] = value

@@ -149,11 +149,15 @@ def finetune_section(cfg: Config) -> FinetuneConfig:
 
 def cell_config(cfg: Config, name: str) -> Config:
     """The config variant ``name`` fine-tunes with: ``cfg`` for a plain selector name, ``cfg``
-    with ``finetune.loss=LOSS`` for a cell ``SELECTOR+LOSS`` (:func:`variant_parts`)."""
+    with ``finetune.loss=LOSS`` (and ``finetune.lr`` from ``selectors.cell_lr[LOSS]`` where
+    given) for a cell ``SELECTOR+LOSS`` (:func:`variant_parts`)."""
     loss = variant_parts(name)[1]
-    if loss is None or loss == cfg.finetune.loss:
+    if loss is None:
         return cfg
-    return replace(cfg, finetune=replace(cfg.finetune, loss=loss))
+    lr = cfg.selectors.cell_lr.get(loss, cfg.finetune.lr)
+    if loss == cfg.finetune.loss and lr == cfg.finetune.lr:
+        return cfg
+    return replace(cfg, finetune=replace(cfg.finetune, loss=loss, lr=lr))
 
 
 def pretrain_key(cfg: Config) -> str:
