@@ -72,11 +72,12 @@ class LossSpec:
 @dataclass
 class EnergyOptions:
     """``selectors.energy``: the options of ``finetune.loss=energy`` (Liu et al. 2020; their
-    CIFAR-10 WRN margins are -25 and -7). The defaults suit the embedded ``small_cnn``, whose ID
-    and pool energies are both about -7 after pre-training."""
+    CIFAR-10 WRN margins are -25 and -7, which diverge on the embedded ``small_cnn``, whose ID
+    and pool energies are both about -7 after pre-training). The margins were chosen on the
+    embedded validation split (val-glyphs; docs/results.md)."""
 
-    m_in: float = option(-12.0, doc="margin of the ID energies (penalised above it)")
-    m_out: float = option(-4.0, doc="margin of the background energies (penalised below it)")
+    m_in: float = option(-8.0, doc="margin of the ID energies (penalised above it)")
+    m_out: float = option(-2.0, doc="margin of the background energies (penalised below it)")
     alpha: float = option(
         0.1, NON_NEGATIVE, "replaces finetune.alpha with this loss (their lambda; 0.5 diverges)"
     )
