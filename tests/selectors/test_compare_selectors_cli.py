@@ -87,14 +87,27 @@ def test_selector_names_seeds_and_out(tmp_path):
         resolve_config(build_parser().parse_args(["compare-selectors", "--selectors", "dos,dos"]))
 
 
-def test_loss_cells_share_the_pretrained_model_and_id_batches(tmp_path, tiny):
-    """Cells SELECTOR+LOSS fine-tune with their own loss and score; a cell with the run's own
-    loss is the plain variant (same model, bit for bit); each cell is paired with its loss's
-    random cell, and resampled+LOSS also with full+LOSS."""
+def test_loss_cells_share_the_pretrained_model_and_id_batches(tmp_path, tiny, monkeypatch):
+    """Cells SELECTOR+LOSS fine-tune with their own loss and score (test sets and validation
+    alike); a cell with the run's own loss is the plain variant (same model, bit for bit); each
+    cell is paired with its loss's random cell, and resampled+LOSS also with full+LOSS."""
+    from collections import Counter
+
+    from bgresample.engine import experiment
+
+    used, evaluate = Counter(), experiment.evaluate
+
+    def spy(*args, **kwargs):
+        used[kwargs["scores"]] += 1
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(experiment, "evaluate", spy)
     out = tmp_path / "cells"
     names = ["random", "random+uniform", "random+energy", "resampled+energy", "full+energy"]
     names += ["hopfield-boosting+hopfield", "random+hopfield"]
     assert main(_args(out, tiny, "--selectors", ",".join(names), "--ood", "digits89")) == 0
+    # each variant: the test sets and the validation split, with its loss's score
+    assert used == {"msp": 2 * 2, "energy": 3 * 2, "hopfield": 2 * 2}
     res = json.loads((out / "results.json").read_text())
     assert list(res["variants"]) == names
     assert res["budget"]["loss"] == "uniform"  # the plain variants' loss

@@ -393,7 +393,17 @@ def run_variant(
         # every item of every validation OOD set once (the ID validation split is small: a
         # 0.2 x |ID val| subsample would leave too few OOD items for a stable FPR95)
         protocol = whole_sets(cfg.evaluate, len(bench.val), bench.val_ood)
-        val, _ = evaluate(model, bench.val, bench.val_ood, protocol, accel=env.accel, seed=env.seed)
+        val, _ = evaluate(
+            model,
+            bench.val,
+            bench.val_ood,
+            protocol,
+            accel=env.accel,
+            seed=env.seed,
+            scores=ctx.score,  # the score the test sets are evaluated with
+            train=bench.train,
+            num_classes=bench.num_classes,
+        )
         validation = SeedValidation(accuracy=val.accuracy, average=val.average, ood=val.ood)
     if BACKGROUND_LOSSES[ft.loss].extra_class:  # accuracy over the K ID classes, not class K
         logits = predict_logits(model, bench.test, env.accel, cfg.evaluate.batch_size)
