@@ -76,8 +76,8 @@ class EnergyOptions:
     and pool energies are both about -7 after pre-training). The margins were chosen on the
     embedded validation split (val-glyphs; docs/results.md)."""
 
-    m_in: float = option(-8.0, doc="margin of the ID energies (penalised above it)")
-    m_out: float = option(-2.0, doc="margin of the background energies (penalised below it)")
+    m_in: float = option(-16.0, doc="margin of the ID energies (penalised above it)")
+    m_out: float = option(-6.0, doc="margin of the background energies (penalised below it)")
     alpha: float = option(
         0.1, NON_NEGATIVE, "replaces finetune.alpha with this loss (their lambda; 0.5 diverges)"
     )
