@@ -99,13 +99,13 @@ def test_a_loss_declares_its_options_once_and_the_config_builds_its_section(scal
 
 def test_energy_options_live_with_the_loss():
     cfg = load_config()
-    assert cfg.selectors.energy == EnergyOptions() == EnergyOptions(-16.0, -6.0, 0.1)
-    assert "energy:" in dump(cfg) and "m_in: -16.0" in dump(cfg)
+    assert cfg.selectors.energy == EnergyOptions() == EnergyOptions(-12.0, -4.0, 0.1)
+    assert "energy:" in dump(cfg) and "m_in: -12.0" in dump(cfg)
     assert finetune_section(cfg).alpha == cfg.finetune.alpha  # only with finetune.loss=energy
     energy = load_config(sets=["finetune.loss=energy", "selectors.energy.alpha=0.2"])
     assert finetune_section(energy).alpha == 0.2
     loss = BACKGROUND_LOSSES["energy"].build(energy.selectors.energy)
-    assert (loss.m_in, loss.m_out) == (-16.0, -6.0)
+    assert (loss.m_in, loss.m_out) == (-12.0, -4.0)
     with pytest.raises(ValueError, match="need m_in < m_out"):
         BACKGROUND_LOSSES["energy"].make_options(m_in=0.0)
     with pytest.raises(ValueError, match="takes no options"):
