@@ -89,10 +89,10 @@ def pareto_figure(results: RunResults, stem: Path) -> Path:
     costs = [_fwd_eq(results.selection[v]) / n_pool for v in names]
     fpr95 = [variants[v].average["fpr95"] for v in names]
     fprs, stds = [m.mean for m in fpr95], [m.std for m in fpr95]
-    fig = new_figure((8.0, 5.5))
-    ax = fig.add_subplot()
-    # with loss x background cells: colour by selector, marker by loss
+    # with loss x background cells: colour by selector, marker by loss, a wider figure
     cells = any(variant_parts(v)[1] is not None for v in names)
+    fig = new_figure((10.5, 5.5) if cells else (8.0, 5.5))
+    ax = fig.add_subplot()
     selectors = list(dict.fromkeys(variant_parts(v)[0] for v in variants))
     for i, v in enumerate(names):
         selector, loss = variant_parts(v)
@@ -123,7 +123,10 @@ def pareto_figure(results: RunResults, stem: Path) -> Path:
         none_fpr = variants[NONE].average["fpr95"].mean
         title += f"\n(none, no background data: {none_fpr:.2f})"
     ax.set_title(title)
-    ax.legend(loc="best")
+    if cells:  # many points: the legend beside the axes, not over them
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    else:
+        ax.legend(loc="best")
     return save_figure(fig, stem, svg=False)
 
 
