@@ -259,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--selectors",
         metavar="A,B,C",
         help="selectors to compare, comma-separated (config: selectors.names; "
-        f"{', '.join(variants)})",
+        f"{', '.join(variants)}); SELECTOR+LOSS fine-tunes that selector's background with "
+        "finetune.loss=LOSS and its score (e.g. resampled+energy)",
     )
 
     p = _command(
