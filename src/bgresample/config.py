@@ -720,3 +720,24 @@ def load_config(
 def dump(cfg: Config) -> str:
     """``cfg`` as YAML, keys in schema order."""
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+def flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted key -> value of a nested mapping (a run's ``config.yaml`` as read); an empty
+    mapping is kept as a value, a non-mapping gives no keys."""
+    if not isinstance(d, dict):
+        return {prefix: d} if prefix else {}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def flat_config(cfg: Config) -> dict[str, Any]:
+    """``cfg`` as ``config.yaml`` holds it (written, then read back as YAML), flattened to
+    dotted keys: what a run folder's config is compared with."""
+    return flatten(yaml.safe_load(dump(cfg)))

@@ -312,19 +312,6 @@ def _check_folder(out: Path, overwrite: bool, resume: bool, command: str) -> dic
 # -- comparing settings on --resume ------------------------------------------------------------
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix: d} if prefix else {}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, key))
-        else:
-            out[key] = v
-    return out
-
-
 def _allowed(key: str, old: Any, new: Any) -> bool:
     if key in ("device", "data.workers", "data.root") or key.startswith(("accel.", "log.")):
         return True
@@ -349,9 +336,9 @@ def config_changes(saved: dict[str, Any], cfg: C.Config) -> list[tuple[str, Any,
     """(dotted key, old, new) for every value of ``cfg`` that differs from ``saved`` (a run's
     ``config.yaml``), both read as YAML so that they compare as written. A key the run's config
     lacks (added to bgresample since) at its default value is no change."""
-    old = _flatten(saved)
-    new = _flatten(yaml.safe_load(C.dump(cfg)))
-    default = _flatten(yaml.safe_load(C.dump(C.default_config())))
+    old = C.flatten(saved)
+    new = C.flat_config(cfg)
+    default = C.flat_config(C.default_config())
     keys = list(new) + [k for k in old if k not in new]
     return [
         (k, old.get(k, _ABSENT), new.get(k, _ABSENT))

@@ -77,7 +77,7 @@ def _variant(per_seed: list[SeedResults], v: str, sets: list[str]) -> VariantRes
     )
     return VariantResults(
         # a cell SELECTOR+LOSS is scored with its loss's score, not the run's (budget.score)
-        score=evals[0].score if CELL_SEP in v else None,
+        score=evals[0].score if variant_parts(v)[1] is not None else None,
         accuracy=_mean(accuracies),
         accuracy_std=_mean_std(accuracies).std,
         subset_size=_mean([r.subset_size for r in runs]),

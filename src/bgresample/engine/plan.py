@@ -46,7 +46,7 @@ from bgresample.runtime.accel import Accel
 from bgresample.runtime.batches import steps_per_epoch
 from bgresample.runtime.forward import ce, joint_forward
 from bgresample.runtime.optim import sgd, sgd_step
-from bgresample.selectors import NONE, SELECTORS, variant_parts, weight_selectors
+from bgresample.selectors import NONE, selector_needs, weight_selectors
 
 #: Assumed size of a missing OOD set whose kind declares no nominal size.
 UNKNOWN_OOD = 10_000
@@ -589,11 +589,7 @@ def plan(
             f"{timer.cap} images and scaled linearly to the real batch sizes"
         )
     # selectors that score the pool with the model during fine-tuning
-    others = [
-        v
-        for v in cfg.run.variants
-        if variant_parts(v)[0] in SELECTORS and "model" in SELECTORS[variant_parts(v)[0]].needs
-    ]
+    others = [v for v in cfg.run.variants if selector_needs(v, "model")]
     if others:
         notes.append(f"the scoring passes of {', '.join(others)} over the pool are not counted")
     accel = timer.accel

@@ -10,10 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from bgresample.config import default_config, read_yaml_file
-from bgresample.config import dump as dump_config
+from bgresample.config import default_config, flat_config, flatten, read_yaml_file
 from bgresample.errors import UserError
 from bgresample.files import atomic_write_text
 from bgresample.metrics import paired_difference
@@ -203,24 +200,15 @@ def _paired_text(records: list[dict[str, Any]], first: str, markdown: bool) -> s
     return (table.markdown() if markdown else table.text()) + "\n\n" + PAIRED_NOTE
 
 
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict) or not d:
-        return {prefix: d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
-
-
 def config_differences(run_dirs: Sequence[str | Path]) -> list[tuple[str, list[Any]]]:
     """(dotted key, one value per run) for every config key whose value differs between the
     runs' ``config.yaml`` files. A key a run's file lacks (added to bgresample since that run)
     counts as its default value; "?" for a run without a config file."""
-    default = _flat(yaml.safe_load(dump_config(default_config())))
+    default = flat_config(default_config())
     configs: list[dict[str, Any] | None] = []
     for d in run_dirs:
         path = Path(d) / "config.yaml"
-        configs.append(_flat(read_yaml_file(path, "run config")) if path.is_file() else None)
+        configs.append(flatten(read_yaml_file(path, "run config")) if path.is_file() else None)
     keys = list(dict.fromkeys(k for c in configs if c is not None for k in c))
     rows = [
         (k, ["?" if c is None else c.get(k, default.get(k, "?")) for c in configs]) for k in keys

@@ -58,6 +58,7 @@ from bgresample.selectors.registry import (
     SELECTORS,
     config_options,
     register_selector,
+    selector_needs,
     variant_parts,
     weight_selectors,
 )
@@ -99,6 +100,7 @@ __all__ = [
     "build_selector",
     "config_options",
     "register_selector",
+    "selector_needs",
     "variant_parts",
     "weight_selectors",
 ]

@@ -79,15 +79,18 @@ def variant_parts(name: str) -> tuple[str, str | None]:
     return selector, (loss if sep else None)
 
 
+def selector_needs(name: str, need: str) -> bool:
+    """Whether the selector of variant ``name`` (a cell ``SELECTOR+LOSS`` included) is
+    registered and declares ``need`` (``weights``, ``features``, ``model``)."""
+    cls = SELECTORS.get(variant_parts(name)[0])
+    return cls is not None and need in cls.needs
+
+
 def weight_selectors(names: list[str] | tuple[str, ...] | None = None) -> list[str]:
     """The variants (of ``names``, default all selectors) whose selector needs Algorithm 1's
     weights."""
     pool = list(SELECTORS) if names is None else list(names)
-    return [
-        n
-        for n in pool
-        if variant_parts(n)[0] in SELECTORS and "weights" in SELECTORS[variant_parts(n)[0]].needs
-    ]
+    return [n for n in pool if selector_needs(n, "weights")]
 
 
 def config_options() -> dict[str, type]:
