@@ -18,6 +18,7 @@ from bgresample.engine.benchmark import Benchmark, load_benchmark
 from bgresample.engine.evaluate import evaluate, evaluation_results, protocol_for
 from bgresample.engine.experiment import (
     build_model,
+    ensure_hopfield_patterns,
     finetune_section,
     learned_weights,
     load_pretrained,
@@ -25,7 +26,6 @@ from bgresample.engine.experiment import (
     loss_options,
     run_experiment,
     selection_context,
-    store_hopfield_patterns,
 )
 from bgresample.engine.finetune import finetune
 from bgresample.engine.pretrain import pretrain
@@ -47,7 +47,6 @@ from bgresample.runfolder import (
 )
 from bgresample.runtime.accel import Accel
 from bgresample.runtime.env import Env
-from bgresample.scores import get_score
 from bgresample.selectors import FixedSubset, build_selector, weight_selectors
 
 log = logging.getLogger("bgresample")
@@ -118,11 +117,9 @@ def cmd_evaluate(args: argparse.Namespace, cfg: Config) -> None:
     names = args.scores
     out, env, bench = _start(args, cfg)
     model = env.accel.place(load_pretrained(cfg, bench, Path(args.checkpoint)))
-    head = getattr(model, "hopfield", None)
-    if any(get_score(n).fit_model for n in names) and getattr(head, "id_patterns", None) is None:
-        # a checkpoint of `finetune` holds no stored patterns: those of the epoch after the last
-        ctx = selection_context(cfg, bench, env)
-        store_hopfield_patterns(cfg, model, ctx, finetune_section(cfg).epochs)
+    ensure_hopfield_patterns(
+        cfg, model, selection_context(cfg, bench, env), names, finetune_section(cfg).epochs
+    )
     res, scores = evaluate(
         model,
         bench.test,

@@ -373,8 +373,7 @@ def run_variant(
     )
     timing["finetune"] = timing.get("finetune", 0.0) + time.perf_counter() - t0
     t0 = time.perf_counter()
-    if get_score(ctx.score).fit_model:
-        store_hopfield_patterns(cfg, model, ctx, ft.epochs)
+    ensure_hopfield_patterns(cfg, model, ctx, [ctx.score], ft.epochs)
     evaluation, scores = evaluate(
         model,
         bench.test,
@@ -441,14 +440,21 @@ def run_variant(
     return res
 
 
-def store_hopfield_patterns(
-    cfg: Config, model: torch.nn.Module, ctx: SelectionContext, epochs: int
+def ensure_hopfield_patterns(
+    cfg: Config, model: torch.nn.Module, ctx: SelectionContext, scores: list[str], epochs: int
 ) -> None:
-    """Store in ``model`` the patterns the ``hopfield`` score reads: those of the ID epoch after
-    the last (:func:`bgresample.selectors.hopfield_boosting.store_patterns`). A model without
-    a projection head (fine-tuned with another loss, or with no background) first gets the
-    one ``finetune.loss=hopfield`` would give it (``selectors.hopfield-loss``, the seed's)."""
-    if getattr(model, "hopfield", None) is None:
+    """Where one of ``scores`` is fitted on the model (``hopfield``) and ``model`` stores no
+    patterns yet (a freshly fine-tuned model, or a checkpoint of ``finetune``), store the ones
+    that score reads: those of the ID epoch after the last
+    (:func:`bgresample.selectors.hopfield_boosting.store_patterns`). A model without a
+    projection head (fine-tuned with another loss, or with no background) first gets the one
+    ``finetune.loss=hopfield`` would give it (``selectors.hopfield-loss``, the seed's)."""
+    if not any(get_score(n).fit_model for n in scores):
+        return
+    head = getattr(model, "hopfield", None)
+    if getattr(head, "id_patterns", None) is not None:
+        return
+    if head is None:
         opts = cfg.selectors.options[section_of(HOPFIELD_LOSS)]
         BACKGROUND_LOSSES[HOPFIELD_LOSS].build(opts).add_head(model, head_seed(ctx.seed))
     store_patterns(model, ctx, epochs)
