@@ -203,6 +203,17 @@ def test_validation_sets_read_back_and_get_rows_of_their_own():
     assert "Validation (pool-holdout, val-glyphs)" in paired and "pool hold-out" not in paired
 
 
+def test_one_validation_set_gets_one_row():
+    """The MNIST benchmark validates on the pool hold-out alone: its average row is that set, so
+    no second row repeats it."""
+    d = _with_validation_sets(json.loads((DATA / "results_run.json").read_text()))
+    for r in d["variants"].values():
+        del r["validation"]["ood"]["val-glyphs"]
+    labels = [label for label, _ in tables.ood_rows(tables.columns(RunResults.from_json(d)))]
+    assert labels[-1] == "Validation (pool-holdout)"
+    assert not any(label.startswith("Validation:") for label in labels)
+
+
 def test_seed_validation_reads_files_with_and_without_per_set_metrics():
     metrics = {"fpr95": {"mean": 1.0, "std": 0.0}, "auroc": {"mean": 99.0, "std": 0.0}}
     old = {"accuracy": 90.0, "average": metrics}

@@ -191,7 +191,7 @@ def ood_rows(cols: list[Column]) -> list[tuple[str, list[MetricSet]]]:
         if any(list(c.validation_sets or ()) != names for c in cols):
             names = []
         rows.append((validation_label(names), [c.validation for c in cols]))  # type: ignore[misc]
-        for name in names:
+        for name in names if len(names) > 1 else ():  # one set: the average row is that set
             cells = [(c.validation_sets or {})[name] for c in cols]
             rows.append((f"Validation: {name}", cells))
     return rows
