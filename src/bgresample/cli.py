@@ -53,7 +53,7 @@ QUICK_MNIST = [
     "data.mnist.ood_size=300",
     "data.mnist.noise_ood_size=1000",
     "pretrain.epochs=4",
-    "finetune.epochs=2",
+    "finetune.epochs=1",
 ]
 #: The commands that read a checkpoint, weights or a subset manifest, and so start from the config
 #: of the run it comes from (:func:`resolve_config`).

@@ -93,13 +93,18 @@ def pm_text(m: MetricSummary, spread: bool = True) -> str:
     return f"{m.mean:.2f} ± {m.std:.2f}" if spread else f"{m.mean:.2f}"
 
 
+def _plural(n: int, word: str) -> str:
+    return word if n == 1 else f"{word}s"
+
+
 #: Printed, and put at the top of the report, for a ``--quick`` run.
 def quick_banner(seeds: int, pool: int = 4000, pretrain: int = 8, finetune: int = 4) -> str:
     """The warning above a --quick run's tables, with its real number of seeds (and pool size
     and epochs: :func:`quick_banner_for` reads them from the config)."""
     return (
         f"SMOKE TEST (--quick): a tiny configuration ({pool:,} pool images, {pretrain} "
-        f"pre-training and {finetune} fine-tuning epochs, {seeds} seed{'s' if seeds != 1 else ''})"
+        f"pre-training and {finetune} fine-tuning {_plural(finetune, 'epoch')}, "
+        f"{seeds} {_plural(seeds, 'seed')})"
         " that checks the pipeline end to end; its numbers say nothing about the method. Run "
         "without --quick for results."
     )
