@@ -1,5 +1,6 @@
 """Print the README's FPR95 table of a run folder (``bgresample run --out RUN``): one row per OOD
-set, the averages with their paired FPR95 differences, and the validation rows; with ``--metrics
+set, the averages with their paired FPR95 differences, the validation rows and, for the MNIST
+benchmark, the covariate-shifted ID sets (accuracy / share flagged as OOD); with ``--metrics
 fpr95,auroc,aupr`` each cell is "FPR95 / AUROC / AUPR" and an ID accuracy row is added (the
 tables of docs/results.md).
 
@@ -74,9 +75,17 @@ def table(results: dict, metrics: tuple[str, ...] = ("fpr95",)) -> str:
         label = f"Validation ({', '.join(sets)})" if sets else "Validation (pool hold-out)"
         cells = [cell(x["average"], False) for x in val]
         lines.append(f"| *{label}* | " + " | ".join(cells + blank) + " |")
-        for name in sets:
+        for name in sets if len(sets) > 1 else ():  # one set: the row above is that set
             cells = [cell(x["ood"][name], False) for x in val]
             lines.append(f"| *Validation: {name}* | " + " | ".join(cells + blank) + " |")
+    for name in first.get("shifted") or {}:  # covariate-shifted ID sets: accuracy / flagged
+        cells = [
+            "{accuracy:.2f} / {flagged:.2f}".format(**results["variants"][v]["shifted"][name])
+            for v in variants
+        ]
+        lines.append(
+            f"| *{name}* (shifted ID: acc. / % flagged) | " + " | ".join(cells + blank) + " |"
+        )
     if len(metrics) > 1:
         acc = [results["variants"][v] for v in variants]
         cells = [f"{a['accuracy']:.2f} ± {a['accuracy_std']:.2f}" for a in acc]

@@ -48,3 +48,16 @@ def test_the_validation_rows_name_the_validation_sets():
     assert rows[-3].startswith("| *Validation (pool-holdout, val-glyphs)* |")
     assert rows[-2].startswith("| *Validation: pool-holdout* |")
     assert rows[-1].startswith("| *Validation: val-glyphs* | 12.35 | 12.35 |")
+
+
+def test_one_validation_set_and_the_shifted_id_sets_of_the_mnist_benchmark():
+    results = json.loads((ROOT / "tests/reports/data/results_run.json").read_text())
+    for i, r in enumerate(results["variants"].values()):
+        r["validation"]["ood"] = {"pool-holdout": r["validation"]["average"]}
+        r["shifted"] = {"opencv_digits": {"accuracy": 97.5, "flagged": 10.0 + i, "items": 5000}}
+    rows = _table()(results).splitlines()
+    assert rows[-2].startswith("| *Validation (pool-holdout)* |")  # one set: one row
+    assert not any(row.startswith("| *Validation: ") for row in rows)
+    assert rows[-1].startswith(
+        "| *opencv_digits* (shifted ID: acc. / % flagged) | 97.50 / 10.00 | 97.50 / 11.00 |"
+    )
