@@ -122,7 +122,7 @@ def test_a_run_records_every_stage_and_the_final_metrics_per_seed(run):
             curve = events[f"{prefix}/l_in"]
             assert curve[0][0] == 0 and curve[-1][0] == total - 1
             assert curve[-1][1] == pytest.approx(res["finetune"]["final_loss_in"], rel=1e-6)
-            assert events[f"{prefix}/lr"][0][1] == pytest.approx(1e-3)  # finetune.lr
+            assert events[f"{prefix}/lr"][0][1] == pytest.approx(3e-3)  # finetune.lr
             final = {t: dict(events[f"final/{v}/{t}"])[seed] for t in STAGE_TAGS["final"]}
             assert final["acc"] == pytest.approx(res["accuracy"], rel=1e-6)
             for m in ("fpr95", "auroc", "aupr"):

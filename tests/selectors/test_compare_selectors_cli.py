@@ -146,14 +146,14 @@ def test_cell_config_takes_the_loss_and_its_learning_rate():
     from bgresample.config import load_config
     from bgresample.engine.experiment import cell_config
 
-    cfg = load_config(None, ["selectors.cell_lr.hopfield=0.01", "selectors.cell_lr.uniform=0.003"])
+    cfg = load_config(None, ["selectors.cell_lr.hopfield=0.01", "selectors.cell_lr.uniform=0.001"])
     assert cell_config(cfg, "random") is cfg  # a plain variant keeps finetune.*
     energy = cell_config(cfg, "random+energy")
     assert (energy.finetune.loss, energy.finetune.lr) == ("energy", cfg.finetune.lr)
     hop = cell_config(cfg, "resampled+hopfield")
     assert (hop.finetune.loss, hop.finetune.lr) == ("hopfield", 0.01)
     same_loss = cell_config(cfg, "random+uniform")  # the run's loss, another lr
-    assert (same_loss.finetune.loss, same_loss.finetune.lr) == ("uniform", 0.003)
+    assert (same_loss.finetune.loss, same_loss.finetune.lr) == ("uniform", 0.001)
     plain = load_config(None, [])
     assert cell_config(plain, "random+uniform") is plain
     with pytest.raises(UserError, match="cell_lr"):
