@@ -148,8 +148,10 @@ def test_cell_config_takes_the_loss_and_its_learning_rate():
 
     cfg = load_config(None, ["selectors.cell_lr.hopfield=0.01", "selectors.cell_lr.uniform=0.001"])
     assert cell_config(cfg, "random") is cfg  # a plain variant keeps finetune.*
-    energy = cell_config(cfg, "random+energy")
-    assert (energy.finetune.loss, energy.finetune.lr) == ("energy", cfg.finetune.lr)
+    energy = cell_config(cfg, "random+energy")  # the default's cell_lr, merged key by key
+    assert (energy.finetune.loss, energy.finetune.lr) == ("energy", 0.001)
+    extra = cell_config(cfg, "random+extra_class")  # a loss not listed: finetune.lr
+    assert (extra.finetune.loss, extra.finetune.lr) == ("extra_class", cfg.finetune.lr)
     hop = cell_config(cfg, "resampled+hopfield")
     assert (hop.finetune.loss, hop.finetune.lr) == ("hopfield", 0.01)
     same_loss = cell_config(cfg, "random+uniform")  # the run's loss, another lr
