@@ -126,7 +126,7 @@ def test_quick_shrinks_the_mnist_benchmark_and_leaves_the_embedded_sizes_alone()
     quick = _resolved(["run", "--preset", "mnist", "--quick"])
     m = quick.data.mnist
     assert (m.id_source, m.pool_size, m.ood_size, m.noise_ood_size) == ("mnist5k", 4000, 300, 1000)
-    assert (quick.pretrain.epochs, quick.finetune.epochs, quick.run.seeds) == (4, 2, 2)
+    assert (quick.pretrain.epochs, quick.finetune.epochs, quick.run.seeds) == (4, 1, 2)
     banner = quick_banner_for(quick, 2)
     assert "(4,000 pool images, 4 pre-training and 1 fine-tuning epoch, 2 seeds)" in banner
     own = _resolved(["run", "--preset", "mnist", "--quick", "--set", "data.mnist.pool_size=500"])
