@@ -181,7 +181,7 @@ def test_run_quick_writes_report_with_all_variants(quick_run):
     assert "Average" in printed
     # a smoke test says so, in the terminal and in both reports
     assert res["quick"] is True and printed.startswith("SMOKE TEST (--quick)")
-    assert ", 2 seeds)" in printed  # the run's own seed count
+    assert "1 fine-tuning epoch, 2 seeds)" in printed  # its own epochs and seed count
     assert (
         "SMOKE TEST (--quick)" in report
         and "SMOKE TEST (--quick)" in (out / "report.html").read_text()
