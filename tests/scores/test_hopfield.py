@@ -164,7 +164,7 @@ def test_delta_score_reads_the_patterns_the_model_stores() -> None:
         z = head(f).double().numpy()
     _, one_sided = _np_energies(z, ids.double().numpy(), aux.double().numpy(), 2.0)
     got = hopfield(f, state)
-    assert got.dtype == torch.float64
+    assert got.dtype == torch.float32
     np.testing.assert_allclose(got.numpy(), -one_sided, rtol=0, atol=1e-6)
     assert torch.equal(hopfield(f, state, chunk=2), got)
     _, sharp = _np_energies(z, ids.double().numpy(), aux.double().numpy(), 8.0)

@@ -24,6 +24,7 @@ Every row (queries and patterns) is L2-normalised first (their ``Energy(normaliz
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
@@ -34,26 +35,29 @@ from torch import Tensor, nn
 DEFAULT_BETA = 4.0
 
 
-def log_mean_exp(beta: float, sims: Tensor) -> Tensor:
-    """beta^-1 log mean_j exp(beta s_j) over the last dimension; entries of -inf are left out
-    (not counted in the mean)."""
-    n = torch.isfinite(sims).sum(-1).to(sims.dtype)
-    return (torch.logsumexp(beta * sims, dim=-1) - n.log()) / beta
-
-
 def _delta(
-    queries: Tensor, id_patterns: Tensor, aux_patterns: Tensor, beta: float, exclude_self: bool
+    queries: Tensor,
+    id_patterns: Tensor,
+    aux_patterns: Tensor,
+    beta: float,
+    exclude_self: bool,
+    normalized: bool = False,
 ) -> Tensor:
-    """Delta of each (normalised) query, in the inputs' dtype."""
-    q = F.normalize(queries, dim=1)
-    x = F.normalize(id_patterns, dim=1)
-    o = F.normalize(aux_patterns, dim=1)
-    s_aux = q @ o.T
+    """Delta of each query, in the inputs' dtype. ``normalized``: the patterns' rows already
+    have unit norm (a fitted state's), so they are not normalised again. beta is folded into
+    the queries, and each memory's size (less the left-out self term) is counted, not read
+    from the similarities: one pass over each (queries x patterns) block."""
+    q = beta * F.normalize(queries, dim=1)
+    x = id_patterns if normalized else F.normalize(id_patterns, dim=1)
+    o = aux_patterns if normalized else F.normalize(aux_patterns, dim=1)
+    s_aux, n_aux = q @ o.T, len(o)
     if exclude_self and len(o) > 1:
         if s_aux.shape[0] != s_aux.shape[1]:
             raise ValueError("exclude_self needs the queries to be the AUX patterns")
         s_aux.fill_diagonal_(-torch.inf)
-    return log_mean_exp(beta, q @ x.T) - log_mean_exp(beta, s_aux)
+        n_aux -= 1
+    lse = torch.logsumexp(q @ x.T, dim=-1) - torch.logsumexp(s_aux, dim=-1)
+    return (lse + (math.log(n_aux) - math.log(len(x)))) / beta
 
 
 def hopfield_delta(
@@ -76,16 +80,21 @@ def border_energy(
     dtype, differentiable in all three inputs. Always < 0, largest (-2 log(2) / beta) on the
     boundary Delta = 0. ``exclude_self``: the queries are the AUX patterns (same rows) and each
     query's own term is left out of its O-memory (ignored when there is only one pattern)."""
-    delta = _delta(queries, id_patterns, aux_patterns, beta, exclude_self)
+    return _border(_delta(queries, id_patterns, aux_patterns, beta, exclude_self), beta)
+
+
+def _border(delta: Tensor, beta: float) -> Tensor:
     return (F.logsigmoid(beta * delta) + F.logsigmoid(-beta * delta)) / beta
 
 
 def chunked_border_energy(
     queries: Tensor, id_patterns: Tensor, aux_patterns: Tensor, beta: float, chunk: int = 1024
 ) -> Tensor:
-    """:func:`border_energy` of ``chunk`` queries at a time (memory: chunk x (|X| + |O|))."""
+    """:func:`border_energy` of ``chunk`` queries at a time (memory: chunk x (|X| + |O|)), the
+    patterns normalised once."""
+    x, o = F.normalize(id_patterns, dim=1), F.normalize(aux_patterns, dim=1)
     parts = [
-        border_energy(queries[i : i + chunk], id_patterns, aux_patterns, beta)
+        _border(_delta(queries[i : i + chunk], x, o, beta, False, True), beta)
         for i in range(0, len(queries), chunk)
     ]
     return torch.cat(parts) if parts else queries.new_empty(0)
@@ -94,7 +103,7 @@ def chunked_border_energy(
 @dataclass(frozen=True)
 class HopfieldState:
     """The fitted Delta score: the projection ``head`` (features -> embeddings, eval mode), the
-    normalised stored patterns ``id_patterns`` (X) and ``aux_patterns`` (O), float64, and the
+    normalised stored patterns ``id_patterns`` (X) and ``aux_patterns`` (O), float32, and the
     ``beta`` they were stored with."""
 
     head: nn.Module
@@ -129,22 +138,20 @@ def fit_hopfield(features: Tensor, labels: Tensor | None, model: nn.Module) -> H
     head = copy.deepcopy(memory.head).eval()
     for p in head.parameters():
         p.requires_grad_(False)
-    x = F.normalize(memory.id_patterns.detach().double(), dim=1)
-    o = F.normalize(memory.aux_patterns.detach().double(), dim=1)
+    x = F.normalize(memory.id_patterns.detach().float(), dim=1)
+    o = F.normalize(memory.aux_patterns.detach().float(), dim=1)
     return HopfieldState(head, x, o, float(memory.beta))
 
 
 @torch.no_grad()
 def hopfield(
-    features: Tensor, state: HopfieldState, beta: float | None = None, chunk: int = 256
+    features: Tensor, state: HopfieldState, beta: float | None = None, chunk: int = 512
 ) -> Tensor:
     """Delta = lme(beta, X^T xi) - lme(beta, O^T xi) of the projected penultimate ``features``
-    xi = head(f) against the stored patterns (float64; higher = more ID), ``chunk`` queries at a
-    time. ``beta``: the stored one by default."""
+    xi = head(f) against the stored patterns (float32; higher = more ID), ``chunk`` queries at a
+    time (memory: chunk x (|X| + |O|) floats). ``beta``: the stored one by default."""
     b = state.beta if beta is None else beta
-    z = state.head(features.float()).double()
-    parts = [
-        hopfield_delta(z[i : i + chunk], state.id_patterns, state.aux_patterns, b)
-        for i in range(0, len(z), chunk)
-    ]
+    z = state.head(features.float())
+    x, o = state.id_patterns, state.aux_patterns
+    parts = [_delta(z[i : i + chunk], x, o, b, False, True) for i in range(0, len(z), chunk)]
     return torch.cat(parts) if parts else z.new_empty(0)

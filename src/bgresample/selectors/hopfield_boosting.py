@@ -151,10 +151,8 @@ class HopfieldBoostingSampler(Selector):
         emb = predict_embeddings(model, head, ctx.pool, ctx.accel, ctx.score_batch_size, cand, aug)
         self.forwards["during"] += len(cand)
         dev = ctx.accel.device
-        e = chunked_border_energy(
-            emb.to(dev).double(), x.to(dev).double(), o.to(dev).double(), self.beta
-        )
-        p = torch.softmax(self.beta * e, dim=0).cpu()
+        e = chunked_border_energy(emb.to(dev), x.to(dev), o.to(dev), self.beta)
+        p = torch.softmax(self.beta * e.double(), dim=0).cpu()
         draws = torch.multinomial(
             p, self.draws, replacement=True, generator=self.rng("sample", epoch)
         )
