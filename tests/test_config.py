@@ -31,8 +31,15 @@ def test_precedence_preset_file_recipe_set(tmp_path):
     f.write_text("finetune:\n  lr: 0.5\n  epochs: 7\n")
     cfg = load_config(f, ["finetune.epochs=3"], preset="cifar10")
     assert cfg.model.name == "wrn40_4_authors"  # preset
-    assert cfg.finetune.lr == 0.1  # the preset's recipe (authors) over the file
+    assert cfg.finetune.lr == 0.5  # the file over the preset's recipe (authors)
     assert cfg.finetune.epochs == 3  # --set over everything
+    assert cfg.finetune.background_order == "shuffle"  # the recipe's, where the file is silent
+    plain = load_config(None, None, preset="cifar10")
+    assert plain.finetune.lr == 0.1 and plain.finetune.epochs == 50  # the recipe over the preset
+    # a recipe the file names is expanded below the file's own values too
+    f.write_text("finetune:\n  recipe: oe\n  lr: 0.02\n")
+    oe = load_config(f)
+    assert oe.finetune.lr == 0.02 and oe.finetune.epochs == 10
     assert "cifar10" in presets() and "tiny-imagenet" in presets()
 
 

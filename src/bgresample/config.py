@@ -688,9 +688,9 @@ def load_config(
     """Defaults, then a preset, then the YAML file at ``path``, then each ``key=value``, then
     ``overrides`` (a nested dict, e.g. from command-line flags); checked into a :class:`Config`.
 
-    A fine-tuning recipe (``finetune.recipe``) is expanded into the ``finetune`` section after
-    the preset and file and before the ``--set`` overrides, so the resolved config holds the
-    values actually used.
+    A fine-tuning recipe (``finetune.recipe``, wherever it is named) is expanded into the
+    ``finetune`` section just after the preset: it replaces the preset's values, and the file's
+    and the ``--set`` values replace its, so the resolved config holds the values actually used.
     """
     cfg = default_dict()
     if preset is not None:
@@ -698,12 +698,12 @@ def load_config(
             raise UserError(f"unknown preset '{preset}'; valid presets: {', '.join(presets())}")
         text = resources.files("bgresample").joinpath(f"configs/presets/{preset}.yaml").read_text()
         cfg = merge(cfg, _mapping(parse_yaml(text, f"preset {preset}"), f"preset {preset}"))
+    layers = [parse_set(item) for item in sets or []] + ([overrides] if overrides else [])
     if path is not None:
         p = Path(path)
         if not p.is_file():
             raise UserError(f"config file {p} not found; pass an existing YAML file to --config")
-        cfg = merge(cfg, _mapping(read_yaml_file(p), f"config file {p}"))
-    layers = [parse_set(item) for item in sets or []] + ([overrides] if overrides else [])
+        layers.insert(0, _mapping(read_yaml_file(p), f"config file {p}"))
     probe = cfg
     for layer in layers:
         probe = merge(probe, layer)
