@@ -88,6 +88,7 @@ if [ -f "$MNIST_CACHE" ]; then
     --device "$DEVICE" --out "$MD/run" --quiet
   [ -f "$MD/run/results.json" ] && cp "$MD/run/results.json" "$DEST/mnist_results.json"
   [ -f "$MD/run/log.txt" ] && cp "$MD/run/log.txt" "$DEST/mnist_log.txt"
+  rm -rf "$MD"
 else
   echo "== mnist_plan, mnist_run: skipped (no $MNIST_CACHE; benchmarks/mnist_carry.py makes it)" | tee -a "$LOG"
 fi
