@@ -87,17 +87,22 @@ def _border(delta: Tensor, beta: float) -> Tensor:
     return (F.logsigmoid(beta * delta) + F.logsigmoid(-beta * delta)) / beta
 
 
+def _chunked_delta(queries: Tensor, x: Tensor, o: Tensor, beta: float, chunk: int) -> Tensor:
+    """Delta of ``chunk`` queries at a time against patterns ``x``, ``o`` of unit-norm rows."""
+    parts = [
+        _delta(queries[i : i + chunk], x, o, beta, False, True)
+        for i in range(0, len(queries), chunk)
+    ]
+    return torch.cat(parts) if parts else queries.new_empty(0)
+
+
 def chunked_border_energy(
     queries: Tensor, id_patterns: Tensor, aux_patterns: Tensor, beta: float, chunk: int = 1024
 ) -> Tensor:
     """:func:`border_energy` of ``chunk`` queries at a time (memory: chunk x (|X| + |O|)), the
     patterns normalised once."""
     x, o = F.normalize(id_patterns, dim=1), F.normalize(aux_patterns, dim=1)
-    parts = [
-        _border(_delta(queries[i : i + chunk], x, o, beta, False, True), beta)
-        for i in range(0, len(queries), chunk)
-    ]
-    return torch.cat(parts) if parts else queries.new_empty(0)
+    return _border(_chunked_delta(queries, x, o, beta, chunk), beta)
 
 
 @dataclass(frozen=True)
@@ -152,6 +157,4 @@ def hopfield(
     time (memory: chunk x (|X| + |O|) floats). ``beta``: the stored one by default."""
     b = state.beta if beta is None else beta
     z = state.head(features.float())
-    x, o = state.id_patterns, state.aux_patterns
-    parts = [_delta(z[i : i + chunk], x, o, b, False, True) for i in range(0, len(z), chunk)]
-    return torch.cat(parts) if parts else z.new_empty(0)
+    return _chunked_delta(z, state.id_patterns, state.aux_patterns, b, chunk)
