@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -27,29 +26,6 @@ TINY_RESAMPLE = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _torchrun(
-    args: list[str], tmp: Path, script: Path | None = None
-) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    target = [str(script)] if script else ["-m", "bgresample"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
-    # gloo's teardown on this CPU sometimes aborts a finished rank ("terminate called without an
-    # active exception", about 1 run in 20 under load): a script, which rewrites all its outputs,
-    # is run once more, whole
-    for _ in range(2 if script else 1):
-        run = [*cmd, f"--master_port={_free_port()}", *target, *args]
-        proc = subprocess.run(run, capture_output=True, text=True, env=env, cwd=tmp, timeout=300)
-        if proc.returncode == 0 or "terminate called without an active" not in proc.stderr:
-            break
-    return proc
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, tiny) -> Path:
     out = tmp_path_factory.mktemp("pre")
@@ -57,11 +33,11 @@ def checkpoint(tmp_path_factory, tiny) -> Path:
     return out / "pretrain.safetensors"
 
 
-def test_two_ranks_learn_the_single_process_weights(checkpoint, tiny, tmp_path):
+def test_two_ranks_learn_the_single_process_weights(checkpoint, tiny, tmp_path, torchrun):
     single, double = tmp_path / "one", tmp_path / "two"
     base = ["resample", "--checkpoint", str(checkpoint), *tiny, *TINY_RESAMPLE]
     assert main([*base, "--out", str(single)]) == 0
-    proc = _torchrun([*base, "--out", str(double)], tmp_path)
+    proc = torchrun([*base, "--out", str(double)], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     w1 = BackgroundResampler.load(single / "weights.safetensors").omega
     w2 = BackgroundResampler.load(double / "weights.safetensors").omega
@@ -71,10 +47,10 @@ def test_two_ranks_learn_the_single_process_weights(checkpoint, tiny, tmp_path):
     assert hist["draws_per_item"] >= 1
 
 
-def test_distributed_evaluation_equals_single_process(checkpoint, tiny, tmp_path):
+def test_distributed_evaluation_equals_single_process(checkpoint, tiny, tmp_path, torchrun):
     base = ["evaluate", "--checkpoint", str(checkpoint), *tiny]
     assert main([*base, "--out", str(tmp_path / "one")]) == 0
-    proc = _torchrun([*base, "--out", str(tmp_path / "two")], tmp_path)
+    proc = torchrun([*base, "--out", str(tmp_path / "two")], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     one = json.loads((tmp_path / "one" / "results.json").read_text())["variants"]["model"]
     two = json.loads((tmp_path / "two" / "results.json").read_text())["variants"]["model"]
@@ -84,7 +60,7 @@ def test_distributed_evaluation_equals_single_process(checkpoint, tiny, tmp_path
             assert v["mean"] == pytest.approx(two["ood"][name][m]["mean"], abs=1e-9), (name, m)
 
 
-def test_a_failing_rank_stops_the_job_with_its_message(checkpoint, tiny, tmp_path):
+def test_a_failing_rank_stops_the_job_with_its_message(checkpoint, tiny, tmp_path, torchrun):
     script = tmp_path / "fail_on_rank1.py"
     script.write_text(
         "import os, sys\n"
@@ -97,7 +73,7 @@ def test_a_failing_rank_stops_the_job_with_its_message(checkpoint, tiny, tmp_pat
         "sys.exit(cli.main(sys.argv[1:]))\n"
     )
     args = ["resample", "--checkpoint", str(checkpoint), *tiny, *TINY_RESAMPLE]
-    proc = _torchrun([*args, "--out", str(tmp_path / "x")], tmp_path, script)
+    proc = torchrun([*args, "--out", str(tmp_path / "x")], tmp_path, script)
     assert proc.returncode != 0
     assert "injected failure on rank 1" in proc.stderr + proc.stdout
 
@@ -124,12 +100,12 @@ dist.destroy_process_group()
 """
 
 
-def test_the_library_resampler_under_ddp_matches_one_process(tmp_path):
+def test_the_library_resampler_under_ddp_matches_one_process(tmp_path, torchrun):
     """``BackgroundResampler`` in a user's own DDP script (top-level names only): every rank
     ends with the weights one process gets from the whole batches."""
     script = tmp_path / "ddp_resampler.py"
     script.write_text(LIBRARY_DDP)
-    proc = _torchrun([str(tmp_path)], tmp_path, script=script)
+    proc = torchrun([str(tmp_path)], tmp_path, script=script)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = torch.randn(200, 5, generator=torch.Generator().manual_seed(0))
     resampler, loss = BackgroundResampler(200, refresh_every=4), UniformityLoss(reduction="none")
@@ -177,12 +153,11 @@ store_patterns(model, ctx, cfg.epochs)
 if info.is_main:
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     torch.save({"state": state, "working": sel.working}, sys.argv[1])
-dist.barrier()
-dist.shutdown()
+dist.shutdown()  # after a barrier: rank 0's file is written before any rank exits
 """
 
 
-def test_hopfield_boosting_under_ddp_equals_one_process(tmp_path):
+def test_hopfield_boosting_under_ddp_equals_one_process(tmp_path, torchrun):
     """finetune.loss=hopfield with the hopfield-boosting selector and a trained head on two gloo
     ranks: the E_b loss reads the global batch's embeddings (gathered with their gradients),
     so the weights, the head and the stored patterns are those of one process."""
@@ -198,7 +173,7 @@ def test_hopfield_boosting_under_ddp_equals_one_process(tmp_path):
         timeout=300,
     )
     assert one.returncode == 0, one.stderr[-3000:]
-    proc = _torchrun([str(tmp_path / "two.pt")], tmp_path, script=script)
+    proc = torchrun([str(tmp_path / "two.pt")], tmp_path, script=script)
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     assert torch.equal(a["working"], b["working"])
@@ -212,3 +187,31 @@ def test_hopfield_boosting_under_ddp_equals_one_process(tmp_path):
     initial = add_projection_head(create_model("small_cnn", 2), seed=head_seed(7))
     moved = a["state"]["hopfield.head.0.weight"] - initial.head[0].weight
     assert moved.abs().max() > 1e-5  # the head trained (train_head)
+
+
+def test_a_torchrun_rank_exits_without_the_interpreter_teardown(monkeypatch, capsys):
+    """``bgresample`` under torchrun ends with ``os._exit(code)`` after flushing what it printed
+    (PyTorch's DDP leaves gloo's threads running past ``destroy_process_group``); one process
+    exits normally."""
+    from bgresample import cli, dist
+
+    exits: list[int] = []
+
+    def fake_exit(code: int) -> None:
+        exits.append(code)
+        raise SystemExit(code)
+
+    def fake_main() -> int:
+        print("done")
+        return 3
+
+    monkeypatch.setattr(cli, "main", fake_main)
+    monkeypatch.setattr(cli.os, "_exit", fake_exit)
+    monkeypatch.setattr(dist, "_INFO", dist.DistInfo(1, 2, 1))
+    with pytest.raises(SystemExit):
+        cli.entry()
+    assert exits == [3] and capsys.readouterr().out == "done\n"
+    monkeypatch.setattr(dist, "_INFO", dist.DistInfo())
+    with pytest.raises(SystemExit) as e:
+        cli.entry()
+    assert e.value.code == 3 and exits == [3]  # sys.exit, not os._exit

@@ -1,3 +1,3 @@
-from bgresample.cli import main
+from bgresample.cli import entry
 
-raise SystemExit(main())
+entry()

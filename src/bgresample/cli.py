@@ -7,11 +7,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from bgresample import config as C
 from bgresample import dist, scalars
@@ -638,7 +639,24 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         scalars.close()  # before a failed command's run folder is removed
         release_locks(discard=failed)
-        dist.shutdown()
+        dist.shutdown(ok=not failed)
+
+
+def entry() -> NoReturn:
+    """The ``bgresample`` command and ``python -m bgresample``: :func:`main`, then exit with its
+    code. A rank launched by torchrun ends with ``os._exit`` once :func:`main` has left the
+    process group and flushed its output: PyTorch's DDP keeps the gloo backend's threads
+    running after ``destroy_process_group`` (three per rank here), and a finished rank has
+    aborted in the interpreter's teardown beside them (SIGABRT, "terminate called without an
+    active exception"; rare), failing a job whose results were written."""
+    code = main()
+    if dist.info().enabled:
+        for handler in log.handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _os_error(e: OSError) -> str:

@@ -58,9 +58,18 @@ def init(device: str = "auto") -> DistInfo:
     return _INFO
 
 
-def shutdown() -> None:
-    if tdist.is_initialized():
-        tdist.destroy_process_group()
+def shutdown(ok: bool = True) -> None:
+    """Leave the process group. After work that succeeded (``ok``) the ranks first meet at a
+    barrier, so no rank starts tearing down, or exits, while rank 0 still writes results;
+    after a failure they do not (the barrier could wait for a rank that is gone)."""
+    if not tdist.is_initialized():
+        return
+    if ok:
+        try:
+            tdist.barrier()
+        except RuntimeError:  # a rank left early: the launcher reports it; tear down all the same
+            pass
+    tdist.destroy_process_group()
 
 
 def device_for(name: str) -> torch.device:

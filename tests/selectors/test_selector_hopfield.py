@@ -3,10 +3,6 @@ epoch of the selector reproduced by hand, fine-tuning with it (and resuming exac
 same choices on both ranks of a 2-process gloo run."""
 
 import math
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -112,19 +108,6 @@ def test_one_epoch_samples_candidates_by_their_boosting_weight():
     assert sel.forwards == {"setup": 0, "during": 40, "id": 30}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _torchrun(args: list[str], tmp: Path, script: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2"]
-    cmd += [f"--master_port={_free_port()}", str(script), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp, timeout=300)
-
-
 DDP_SCRIPT = """
 import sys
 
@@ -156,10 +139,10 @@ dist.shutdown()
 """
 
 
-def test_two_ranks_make_the_same_choices(tmp_path: Path) -> None:
+def test_two_ranks_make_the_same_choices(tmp_path: Path, torchrun) -> None:
     script = tmp_path / "ddp_hopfield.py"
     script.write_text(DDP_SCRIPT)
-    proc = _torchrun([str(tmp_path)], tmp_path, script)
+    proc = torchrun([str(tmp_path)], tmp_path, script)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert torch.equal(r0["batches"], r1["batches"])
