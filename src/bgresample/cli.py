@@ -650,9 +650,7 @@ def entry() -> NoReturn:
     aborted in the interpreter's teardown beside them (SIGABRT, "terminate called without an
     active exception"; rare), failing a job whose results were written."""
     code = main()
-    if dist.info().enabled:
-        for handler in log.handlers:
-            handler.flush()
+    if dist.info().enabled:  # the log's handlers flush every record; print() may buffer
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
