@@ -231,6 +231,21 @@ def test_npy_shape_dtype_and_missing_errors(tmp_path):
         NpyImages(tmp_path / "none.npy")
 
 
+def test_npy_that_is_not_an_array_file_says_so_and_never_suggests_a_pickle(tmp_path):
+    (tmp_path / "text.npy").write_text("not an array\n")
+    (tmp_path / "text.npz").write_text("not a zip\n")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    cases = (
+        ("text.npy", "not a NumPy .npy file"),
+        ("text.npz", "not a NumPy .npz file"),
+        ("objects.npy", "Python objects"),
+    )
+    for name, match in cases:
+        with pytest.raises(UserError, match=match) as e:
+            NpyImages(tmp_path / name)
+        assert "allow_pickle" not in str(e.value) and "N x 32 x 32 x 3" in str(e.value)
+
+
 # --- 80 Million Tiny Images -------------------------------------------------------------------
 
 

@@ -101,6 +101,30 @@ def _gather(array: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return out
 
 
+#: The first bytes of a file numpy.save / numpy.savez writes.
+_NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
+
+
+def _npy_problem(path: Path, error: Exception) -> str:
+    """What is wrong with a ``.npy`` / ``.npz`` that numpy could not load, in the user's terms
+    (numpy's own message for a non-array file advises loading it as a pickle)."""
+    want, kind, writer = (
+        (_ZIP_MAGIC, ".npz", "numpy.savez")
+        if path.suffix == ".npz"
+        else (_NPY_MAGIC, ".npy", "numpy.save")
+    )
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(want))
+    except OSError as e:
+        return f"unreadable ({e.strerror or e})"
+    if head != want:
+        return f"not a NumPy {kind} file (it lacks the header {writer} writes)"
+    if "pickle" in str(error) or "Python objects" in str(error):
+        return "an array of Python objects (a pickle), not uint8 images: bgresample loads none"
+    return f"unreadable ({error})"
+
+
 class NpyImages:
     """Images in a ``.npy`` (memory-mapped) or a single-array ``.npz`` (loaded: a zip member
     cannot be memory-mapped), N x 32 x 32 x 3 or N x 3 x 32 x 32 uint8."""
@@ -134,7 +158,7 @@ class NpyImages:
                 self.name, path, "the file is empty or cut short", NPY_LAYOUT, origin
             ) from None
         except (OSError, ValueError) as e:
-            raise data_error(self.name, path, f"unreadable ({e})", NPY_LAYOUT, origin) from e
+            raise data_error(self.name, path, _npy_problem(path, e), NPY_LAYOUT, origin) from e
         if array.dtype != np.uint8 or array.shape[1:] not in ((32, 32, 3), (3, 32, 32)):
             raise data_error(
                 self.name,
