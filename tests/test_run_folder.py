@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bgresample import commands, files
+from bgresample import cli, commands, files
 from bgresample.cli import main
 from bgresample.config import default_config
 from bgresample.errors import UserError
@@ -262,6 +262,27 @@ def test_interrupted_before_any_work_leaves_no_folder(tmp_path, tiny, monkeypatc
     err = capsys.readouterr().err
     assert "interrupted; run the same command again" in err and "--resume" not in err
     assert not out.exists()
+
+
+def test_interrupted_before_the_folder_exists_does_not_suggest_resume(
+    tmp_path, tiny, monkeypatch, capsys
+):
+    """Ctrl-C while the config is read (the first seconds): there is nothing to resume."""
+    monkeypatch.setattr(cli, "resolve_config", _interrupt)
+    out = tmp_path / "run"
+    assert main(["run", "--out", str(out), *tiny]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; run the same command again" in err and "--resume" not in err
+    assert not out.exists()
+
+
+def test_stdout_closed_by_its_reader_ends_quietly(tmp_path):
+    """`bgresample datasets | head -1`: no error line, the exit status of a broken pipe."""
+    cmd = [sys.executable, "-m", "bgresample", "datasets", "--data-root", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader leaves before the first write
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "error" not in err, err
 
 
 def test_interrupted_report_does_not_suggest_resume(tmp_path, monkeypatch, capsys):

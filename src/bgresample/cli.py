@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import os
+import select
 import sys
 import textwrap
 import time
@@ -627,13 +628,21 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, WriteError) as e:
         print(f"{where}bgresample {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError as e:
+        if not _reader_gone():  # another pipe or socket broke: an error like any other
+            print(f"{where}bgresample {args.command}: error: {_os_error(e)}", file=sys.stderr)
+            return 2
+        # e.g. `bgresample datasets | head`: the reader of stdout left; say nothing
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a command killed by the broken pipe
     except OSError as e:  # any other file-system error: one line naming the file
         print(f"{where}bgresample {args.command}: error: {_os_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         scalars.close()
         discarded = bool(release_locks(discard=True))
-        how = _interrupted(args.command, discarded)
+        out = getattr(args, "out", None)
+        how = _interrupted(args.command, discarded or out is None or not Path(out).exists())
         print(f"{where}bgresample {args.command}: {how}", file=sys.stderr)
         return 130
     finally:
@@ -657,6 +666,16 @@ def entry() -> NoReturn:
     sys.exit(code)
 
 
+def _reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (poll reports an error on it)."""
+    try:
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (OSError, ValueError, AttributeError):  # no fileno, or no poll on this platform
+        return False
+
+
 def _os_error(e: OSError) -> str:
     what = e.strerror or str(e)
     return f"{e.filename}: {what}" if e.filename else what
@@ -668,7 +687,8 @@ NO_RUN_FOLDER = ("datasets", "report", "compare", "plan", "config", "convert")
 
 def _interrupted(command: str, discarded: bool) -> str:
     """How to go on after Ctrl-C: a run with results resumes (or is replaced); a command that
-    writes no run folder, or whose folder held no results yet (``discarded``), just re-runs."""
+    writes no run folder, or whose folder held no results or did not exist yet (``discarded``),
+    just re-runs."""
     if command in NO_RUN_FOLDER or discarded:
         return "interrupted; run the same command again"
     if command in RESUMABLE_COMMANDS:

@@ -45,6 +45,11 @@ def test_parse_spec():
     for bad in ("", ":x", "npy:"):
         with pytest.raises(UserError, match="KIND:PATH"):
             parse_spec(bad)
+    # a bare path: the kind to put in front is suggested, the path's case kept
+    for bare, hint in (("/tmp/Pool.npy", "npy:/tmp/Pool.npy"), ("~/imgs", "folder:~/imgs")):
+        with pytest.raises(UserError, match="kind in front") as e:
+            parse_spec(bare)
+        assert hint in str(e.value)
 
 
 def test_registry_covers_the_paper_kinds():

@@ -418,6 +418,12 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
     kind = kind.strip().lower()
     if not kind or (sep and not path):
         raise UserError(f"bad dataset spec {spec!r}: expected KIND:PATH or KIND")
+    if not sep and (any(c in kind for c in "/\\~") or kind.endswith((".npy", ".npz"))):
+        guess = "npy" if kind.endswith((".npy", ".npz")) else "folder"
+        raise UserError(
+            f"bad dataset spec {spec!r}: a path needs its dataset kind in front, KIND:PATH "
+            f"(e.g. {guess}:{spec.strip()}; `bgresample datasets` lists the kinds)"
+        )
     return kind, path or None
 
 
