@@ -135,7 +135,9 @@ def test_compare_runs_and_evaluate_folder(
     row = next(r for r in rows if r["run"] == full_run.name and r["variant"] == "resampled")
     assert float(row["auroc_mean"]) == full["average"]["auroc"]["mean"]
     assert float(row["accuracy_mean"]) == full["accuracy"]
-    assert next(r for r in rows if r["run"] == eval_dir.name)["accuracy_std"] == ""
+    # one model: means alone (the ± of its Average rows is mostly the spread between sets)
+    evaluated = next(r for r in rows if r["run"] == eval_dir.name)
+    assert evaluated["accuracy_std"] == "" and evaluated["fpr95_std"] == ""
     assert f"{full['average']['auroc']['mean']:.2f}" in path.read_text()
     text = compare_text(runs)
     assert "resampled" in text and eval_dir.name in text and "model" in text
@@ -187,6 +189,29 @@ def test_compare_pairs_runs_by_seed(full_run: Path, two_variant_run: Path, tmp_p
     seed_file.write_text(json.dumps(d))
     for r in paired_records([full_run, old]):
         assert "average.fpr95" in r and "validation.fpr95" not in r
+    # a run on another pool (its hold-out is other images) under the same set names: the same
+    # test sets pair, validation does not
+    other_pool = tmp_path / "other_pool"
+    shutil.copytree(two_variant_run, other_pool)
+    cfg = yaml.safe_load((other_pool / "config.yaml").read_text())
+    cfg["data"]["validation"]["pool_fraction"] = 0.5
+    (other_pool / "config.yaml").write_text(yaml.safe_dump(cfg))
+    for r in paired_records([two_variant_run, other_pool]):
+        assert "average.fpr95" in r and "validation.fpr95" not in r
+    assert "Warning" not in compare_text([two_variant_run, other_pool])
+    # a run tested on other OOD sets: no test column pairs, and the console says why
+    other_sets = tmp_path / "other_sets"
+    shutil.copytree(two_variant_run, other_sets)
+    for f in (other_sets / "results.json", other_sets / "seed_0" / "results.json"):
+        d = json.loads(f.read_text())
+        for variant in d["variants"].values():
+            variant["ood"]["renamed"] = variant["ood"].popitem()[1]
+        f.write_text(json.dumps(d))
+    for r in paired_records([two_variant_run, other_sets]):
+        assert "average.fpr95" not in r and "validation.fpr95" in r
+    assert "Warning: the runs were tested on different OOD sets" in compare_text(
+        [two_variant_run, other_sets]
+    )
 
 
 def test_compare_prints_without_out(full_run: Path, two_variant_run: Path, capsys):
@@ -401,3 +426,26 @@ def test_the_quick_banner_counts_the_real_seeds():
 
     assert "4 fine-tuning epochs, 1 seed)" in quick_banner(1)
     assert "4 fine-tuning epochs, 3 seeds)" in quick_banner(3)
+
+
+def test_report_says_what_was_passed_instead_of_a_finished_run(full_run: Path, tmp_path: Path):
+    cases = [
+        (tmp_path / "missing", "does not exist"),
+        (full_run / "report.md", f"is a file, not a run folder.*perhaps {full_run}"),
+        (full_run / "seed_0", f"one seed's folder of the run {full_run}; pass {full_run}"),
+    ]
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(full_run, unfinished)
+    (unfinished / "results.json").unlink()
+    meta = json.loads((unfinished / "meta.json").read_text())
+    meta["argv"] = ["/bin/bgresample", "run", "--out", "u", "--overwrite"]  # as a shell ran it
+    (unfinished / "meta.json").write_text(json.dumps(meta))
+    again = "bgresample run --out u --resume"  # --overwrite would start it again
+    cases.append((unfinished, f"did not finish; finish it with `{re.escape(again)}`"))
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    (stage / "meta.json").write_text(json.dumps({"command": "pretrain", "argv": []}))
+    cases.append((stage, "written by `bgresample pretrain`, which writes no results"))
+    for folder, match in cases:
+        with pytest.raises(UserError, match=match):
+            build_report(folder)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +37,37 @@ from bgresample.results import RunResults
 log = logging.getLogger("bgresample")
 
 
+def _no_results(run_dir: Path) -> str:
+    """Why ``run_dir`` has no results.json, and what to pass or run instead."""
+    want = "pass a folder written by `bgresample run` or `bgresample evaluate`"
+    if not run_dir.exists():
+        return f"{run_dir} does not exist; {want}"
+    if not run_dir.is_dir():
+        return f"{run_dir} is a file, not a run folder; {want} (here, perhaps {run_dir.parent})"
+    try:
+        meta = json.loads((run_dir / "meta.json").read_text())
+        command, argv = str(meta["command"]), [str(a) for a in meta["argv"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        command, argv = "", []
+    if command and command not in ("run", "compare-selectors", "evaluate"):
+        return f"{run_dir} was written by `bgresample {command}`, which writes no results; {want}"
+    if command:  # argv is the command line where it names the command (not a caller's)
+        words = argv[1:] if argv[1:2] == [command] else [command, "...", "--out", str(run_dir)]
+        words = [w for w in words if w != "--overwrite"]
+        again = " ".join(["bgresample", *words, *(["--resume"] * ("--resume" not in words))])
+        return f"{run_dir} has no results.json: its run did not finish; finish it with `{again}`"
+    return f"{run_dir} has no results.json; {want} (a run that did not finish has none)"
+
+
 def read_results(run_dir: Path) -> RunResults:
     """``results.json`` of a run folder, or a :class:`UserError` that says what to pass."""
     res_path = run_dir / "results.json"
-    if not res_path.is_file():
+    if re.fullmatch(r"seed_\d+", run_dir.name) and (run_dir.parent / "meta.json").is_file():
         raise UserError(
-            f"{run_dir} has no results.json; pass a folder written by `bgresample run` or "
-            "`bgresample evaluate` (a run that did not finish has none)"
+            f"{run_dir} is one seed's folder of the run {run_dir.parent}; pass {run_dir.parent}"
         )
+    if not res_path.is_file():
+        raise UserError(_no_results(run_dir))
     how = "re-run the command that wrote it (or pass a folder written by `bgresample run`)"
     try:
         data = json.loads(res_path.read_bytes())

@@ -37,15 +37,16 @@ def _labels(dirs: list[Path]) -> list[str]:
 
 
 def compare_records(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """One record per (run, variant): the average over OOD sets of each metric (mean, std over
-    seeds; over subsamples for a single-model ``evaluate`` folder) and the ID accuracy."""
+    """One record per (run, variant): the average over OOD sets of each metric (mean, and std
+    over seeds for a run of several seeds) and the ID accuracy. A single-model ``evaluate``
+    folder shows means alone: the ± of its report's Average rows is over every subsample of
+    every set, mostly the spread between OOD sets, not comparable with a spread over seeds."""
     dirs = [Path(d) for d in run_dirs]
     records = []
     for label, d in zip(_labels(dirs), dirs, strict=True):
         results = read_results(d)
         n_seeds = len(results.seeds or []) or 1
-        # one seed of a run: no spread to show (an evaluate folder's is over subsamples)
-        one_seed = len(results.seeds or []) == 1
+        no_spread = len(results.seeds or []) <= 1  # one seed, or an evaluate folder
         for v, r in results.variants.items():
             rec: dict[str, Any] = {
                 "run": label,
@@ -57,7 +58,7 @@ def compare_records(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
             for m in METRICS:
                 avg = r.average.get(m)
                 rec[f"{m}_mean"] = "" if avg is None else avg.mean
-                rec[f"{m}_std"] = "" if avg is None or one_seed else avg.std
+                rec[f"{m}_std"] = "" if avg is None or no_spread else avg.std
             rec["accuracy_mean"] = r.accuracy
             rec["accuracy_std"] = "" if r.accuracy_std is None else r.accuracy_std
             records.append(rec)
@@ -96,7 +97,20 @@ PAIRED_NOTE = (
     "per-seed differences with a 95% t interval over the seeds both ran. Pairing removes the "
     "seed-to-seed spread only where the runs share each seed's pre-trained model and ID "
     "batches (same seeds, data and pre-training config; see the config keys that differ). "
-    "The validation columns are n/a where the runs were validated on different sets."
+    "The test columns are n/a where the runs were tested on different OOD sets, the "
+    "validation columns where they were validated on different sets (other validation sets, "
+    "or another ID dataset, pool or validation split)."
+)
+
+#: Config keys that decide which images a run's validation sets hold (the pool hold-out is a
+#: share of the pool): these keys, and every key under the sections ending in ".".
+VALIDATION_DATA_KEYS = (
+    "data.id",
+    "data.background",
+    "data.benchmark",
+    "data.embedded.",
+    "data.mnist.",
+    "data.validation.",
 )
 
 
@@ -127,6 +141,44 @@ def _paired_value(r: SeedVariant, key: str, metric: str) -> float | None:
     return None if value is None else value.mean
 
 
+def _run_config(run_dir: Path) -> dict[str, Any]:
+    """A run folder's flattened ``config.yaml``, a key it lacks at its default value; {} for a
+    folder without one."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return {}
+    return {**flat_config(default_config()), **flatten(read_yaml_file(path, "run config"))}
+
+
+def _inputs(run_dir: Path) -> dict[str, Any]:
+    """The fingerprints of a run's input files (``meta.json``'s ``inputs``); {} without."""
+    try:
+        inputs = json.loads((run_dir / "meta.json").read_text()).get("inputs")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return inputs if isinstance(inputs, dict) else {}
+
+
+def _validation_data(run_dir: Path) -> dict[str, Any]:
+    """What decides the images of a run's validation sets: its config's
+    :data:`VALIDATION_DATA_KEYS` and the fingerprints of its ID data and pool files."""
+    cfg = _run_config(run_dir)
+    keys = [k for k in cfg if k in VALIDATION_DATA_KEYS or k.startswith(VALIDATION_DATA_KEYS)]
+    inputs = _inputs(run_dir)
+    return {
+        **{k: cfg[k] for k in keys},
+        **{f"file {k}": inputs[k] for k in ("data.id", "data.background") if k in inputs},
+    }
+
+
+def ood_sets(run_dir: Path) -> tuple[list[str], dict[str, Any]]:
+    """The OOD sets a run or ``evaluate`` folder was tested on (every variant's, in order) and
+    the fingerprints of the files behind them (``meta.json``)."""
+    names = list(dict.fromkeys(n for r in read_results(run_dir).variants.values() for n in r.ood))
+    files = {k: v for k, v in _inputs(run_dir).items() if k.startswith("evaluate.ood")}
+    return names, files
+
+
 def _validation_sets(r: SeedVariant) -> tuple[str, ...] | None:
     """The validation OOD sets a seed's variant was validated on (empty for files written
     before they were recorded); None without validation."""
@@ -141,18 +193,30 @@ def paired_records(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
         return []
     labels = _labels(dirs)
     base = _per_seed(dirs[0])
+    base_data, base_files = _validation_data(dirs[0]), _inputs(dirs[0])
     records = []
     for label, d in zip(labels[1:], dirs[1:], strict=True):
         other = _per_seed(d)
         seeds = sorted(set(base) & set(other))
         variants = [v for v in (other[seeds[0]] if seeds else {}) if v in base[seeds[0]]]
+        same_data = _validation_data(d) == base_data
+        files = _inputs(d)
+        same_ood_files = all(
+            files.get(k) == base_files.get(k)
+            for k in {*files, *base_files}
+            if k.startswith("evaluate.ood")
+        )
         for v in variants:
             rec: dict[str, Any] = {"run": label, "variant": v, "seeds": seeds}
+            same_test = same_ood_files and all(
+                list(other[s][v].evaluation.ood) == list(base[s][v].evaluation.ood) for s in seeds
+            )
+            same_validation = same_data and all(
+                _validation_sets(other[s][v]) == _validation_sets(base[s][v]) for s in seeds
+            )  # not: a run from before val-glyphs, or on another pool (another hold-out)
             for _, key, m in PAIRED_COLUMNS:
-                if key == "validation" and any(
-                    _validation_sets(other[s][v]) != _validation_sets(base[s][v]) for s in seeds
-                ):
-                    continue  # e.g. a run from before val-glyphs: its average is another one's
+                if not (same_validation if key == "validation" else same_test):
+                    continue
                 a = [_paired_value(other[s][v], key, m) for s in seeds]
                 b = [_paired_value(base[s][v], key, m) for s in seeds]
                 if None not in a and None not in b:
@@ -226,12 +290,31 @@ def differences_text(run_dirs: Sequence[str | Path]) -> str:
     return "\n".join(lines)
 
 
+def ood_sets_note(run_dirs: Sequence[str | Path]) -> str:
+    """A warning naming each run's OOD sets where the runs were tested on different ones (other
+    names, or other files behind a name), else ""."""
+    dirs = [Path(d) for d in run_dirs]
+    sets = [ood_sets(d) for d in dirs]
+    if all(s == sets[0] for s in sets):
+        return ""
+    each = "; ".join(
+        f"{label}: {', '.join(names)}" + (" (other files)" if files != sets[0][1] else "")
+        for label, (names, files) in zip(_labels(dirs), sets, strict=True)
+    )
+    return (
+        f"Warning: the runs were tested on different OOD sets ({each}); their averages are "
+        "not comparable."
+    )
+
+
 def compare_text(run_dirs: Sequence[str | Path]) -> str:
-    """The comparison as aligned console text, the paired differences where the runs share
-    seeds, and the config keys that differ."""
+    """The comparison as aligned console text, a warning where the runs were tested on
+    different OOD sets, the paired differences where the runs share seeds, and the config keys
+    that differ."""
     first = _labels([Path(d) for d in run_dirs])[0]
     parts = [
         compare_table(compare_records(run_dirs)).text(),
+        ood_sets_note(run_dirs),
         _paired_text(paired_records(run_dirs), first, False),
     ]
     return "\n\n".join([p for p in parts if p] + [differences_text(run_dirs)])
@@ -254,10 +337,10 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
     parts = [
         "# bgresample: runs compared",
         "Averages over each run's OOD sets (FPR95 ↓ / AUROC ↑ / AUPR ↑, %) and ID accuracy "
-        "(%), mean ± std over seeds (for a single-model `evaluate` folder: std over the "
-        "evaluation subsamples, no accuracy std). Runs with different OOD sets are not "
-        "directly comparable.",
+        "(%), mean ± std over seeds (means alone for one seed and for a single-model "
+        "`evaluate` folder). Runs with different OOD sets are not directly comparable.",
         compare_table(records).markdown(),
+        ood_sets_note([p for _, p in runs]),
         _paired_text(paired, runs[0][0], True),
         "Runs:\n\n" + "\n".join(f"- {lbl}: `{p}`" for lbl, p in runs),
         "```\n" + differences_text([p for _, p in runs]) + "\n```",
