@@ -15,7 +15,13 @@ import pytest
 from bgresample.cli import build_parser, main, resolve_config
 from bgresample.config import default_config
 from bgresample.errors import UserError
-from bgresample.provenance import FULL_HASH_LIMIT, differences, fingerprint, record
+from bgresample.provenance import (
+    FULL_HASH_LIMIT,
+    differences,
+    fingerprint,
+    record,
+    shared_data,
+)
 from bgresample.runfolder import (
     defining,
     defining_changes,
@@ -80,6 +86,28 @@ def test_differences_name_the_input_and_both_identities(tmp_path):
     assert diff.startswith("--subset: other contents (") and str(a) in diff and str(b) in diff
     (diff,) = differences(old, record({}, default_config()))
     assert diff == f"--subset: {a} -> none"
+
+
+def test_an_ood_set_that_is_the_pool_or_the_id_data_is_named(tmp_path, tiny, capsys):
+    pool = tmp_path / "pool.npy"
+    np.save(pool, np.zeros((10, 32, 32, 3), np.uint8))
+    copy = _file(tmp_path / "elsewhere" / "copy.npy", pool.read_bytes())
+    other = tmp_path / "other.npy"
+    np.save(other, np.ones((10, 32, 32, 3), np.uint8))
+    cfg = default_config()
+    cfg.data.background = f"npy:{pool}"
+    cfg.evaluate.ood = [f"npy:{copy}", f"npy:{other}", "gaussian"]
+    (phrase,) = shared_data(record({}, cfg))  # found by contents, at another path
+    assert phrase == f"OOD set npy:{copy} is the background pool ({copy}, same fingerprint)"
+    cfg.evaluate.ood = [f"npy:{other}"]
+    assert shared_data(record({}, cfg)) == []
+    # the command says so in its log, and runs
+    args = ["evaluate", "--out", str(tmp_path / "run"), "--set", f"data.background=npy:{pool}"]
+    args += ["--ood", f"npy:{copy}", "--checkpoint", str(tmp_path / "none")]
+    args += [a for a in tiny if a != "--quiet"]
+    assert main(args) == 2  # stops at the missing --checkpoint, after the warning
+    err = capsys.readouterr().err
+    assert "is the background pool" in err and "checkpoint" in err
 
 
 # -- --resume with other inputs -------------------------------------------------------------------

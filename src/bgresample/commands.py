@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from bgresample import dist, scalars
+from bgresample import dist, provenance, scalars
 from bgresample.checkpoint import check_finite_weights, save_model, save_npz
 from bgresample.config import Config
 from bgresample.engine.benchmark import Benchmark, load_benchmark
@@ -72,6 +72,13 @@ def _prepare(args: argparse.Namespace, cfg: Config) -> Path:
         options={f"--{k.replace('_', '-')}": getattr(args, k, None) for k in OPTIONS},
     )
     setup_logging(out, args.quiet or not main, write=main)
+    if main:
+        for phrase in provenance.shared_data((read_run_meta(out) or {}).get("inputs") or {}):
+            log.warning(
+                "%s: its metrics would measure how well the model tells its own "
+                "training data apart; give --ood sets the pool and ID data do not hold",
+                phrase,
+            )
     return out
 
 

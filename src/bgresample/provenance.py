@@ -131,6 +131,26 @@ def record(files: dict[str, str | os.PathLike | None], cfg: Any) -> dict[str, An
     return {k: {"path": str(p), "identity": fingerprint(p)} for k, p in paths.items()}
 
 
+def shared_data(inputs: dict[str, Any]) -> list[str]:
+    """One phrase per OOD set of a :func:`record` whose files have the fingerprint of the
+    pool's or the ID data's files: a set that was trained on, or that is the ID data."""
+    out = []
+    for key, rec in inputs.items():
+        ident = rec.get("identity") if isinstance(rec, dict) else None
+        if not key.startswith("evaluate.ood[") or ident is None:
+            continue
+        for data, what in (("data.background", "the background pool"), ("data.id", "the ID data")):
+            if any(
+                (k == data or k.startswith(f"{data}/"))
+                and isinstance(v, dict)
+                and v.get("identity") == ident
+                for k, v in inputs.items()
+            ):
+                name = key[len("evaluate.ood[") : key.index("]")]
+                out.append(f"OOD set {name} is {what} ({rec.get('path')}, same fingerprint)")
+    return out
+
+
 def _short(identity: dict[str, Any] | None) -> str:
     if identity is None:
         return "absent"

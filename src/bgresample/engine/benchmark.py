@@ -222,6 +222,8 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
     root = data.root if data.root is not None else str(default_data_root())
     if root not in _LOGGED_ROOTS:  # once per process (the report loads the data again)
         log.info("data root: %s", root)
+        if not os.path.isdir(root):
+            log.info("  (a new folder; data elsewhere? give --data-root or set $BGRESAMPLE_DATA)")
         _LOGGED_ROOTS.add(root)
     check = os.environ.get(SKIP_INTEGRITY_ENV) != "1"
     download = data.download
