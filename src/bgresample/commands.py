@@ -273,7 +273,7 @@ def _experiment(
     if dist.info().is_main:
         build_report(out, cfg.data.root)
         if quick:
-            print(tables.quick_banner_for(cfg, len(results.seeds or []) or cfg.run.seeds))
+            print(tables.quick_banner_for(cfg, results))
         print(summary(results))
         _print_shifted(results)
         print(tables.CONVENTION_NOTE[cfg.evaluate.convention])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
+import re
 from pathlib import Path
 
 import lmdb
@@ -138,12 +139,14 @@ def test_ood_folders_are_named_after_the_folder(tmp_path):
                     f"folder:{tmp_path / 'more' / 'latin' / 'sub' / '..'}",  # the folder's name
                     "gaussian",
                     f"folder:{tmp_path / 'OOD' / 'greek'}/",  # the same spec twice: one set
+                    f"npy:{tmp_path / 'OOD' / 'cyrillic.npy'}",  # a file: its stem
                 ]
             },
         }
     )
+    np.save(tmp_path / "OOD" / "cyrillic.npy", _rng_images(9, 4))
     bench = load_benchmark(cfg)
-    assert list(bench.ood) == ["greek", "latin", "gaussian"]
+    assert list(bench.ood) == ["greek", "latin", "gaussian", "cyrillic"]
     assert len(bench.ood["greek"]) == 7 and len(bench.ood["latin"]) == 5
 
 
@@ -159,14 +162,12 @@ def test_ood_folders_are_named_after_the_folder(tmp_path):
             ["folder:{tmp}/a/greek", "folder:{tmp}/b/Greek"],
             "would both be named 'Greek'",
         ),
-        (  # a user set named like a kind-named one, in either order
-            ["folder:{tmp}/b/npy", "npy:{tmp}/pool.npy"],
-            "two OOD sets would both be named 'npy': folder:{tmp}/b/npy and npy:{tmp}/pool.npy",
+        (  # a folder and a .npy file of one name
+            ["folder:{tmp}/a/greek", "npy:{tmp}/c/greek.npy"],
+            "two OOD sets would both be named 'greek': folder:{tmp}/a/greek and "
+            "npy:{tmp}/c/greek.npy",
         ),
-        (
-            ["npy:{tmp}/pool.npy", "folder:{tmp}/b/npy"],
-            "two OOD sets would both be named 'npy': npy:{tmp}/pool.npy and folder:{tmp}/b/npy",
-        ),
+        (["npy:{tmp}/c/gaussian.npy"], "named 'gaussian' after its file"),
         (  # built-in sets, whether or not they are in the run
             ["gaussian", "folder:{tmp}/a/Gaussian"],
             "would be named 'Gaussian' after its folder, the name of the built-in OOD set "
@@ -178,14 +179,17 @@ def test_ood_folders_are_named_after_the_folder(tmp_path):
 )
 def test_ood_sets_of_one_name_are_refused(ood, fragment, tmp_path, capsys):
     args = _user_id_and_pool(tmp_path)
-    for folder in ("a/greek", "b/greek", "b/Greek", "b/npy", "a/Gaussian", "b/faces", "b/svhn"):
+    for folder in ("a/greek", "b/greek", "b/Greek", "a/Gaussian", "b/faces", "b/svhn"):
         _png_folder(tmp_path / folder, 3, seed=len(folder))
+    (tmp_path / "c").mkdir()
+    for name in ("greek", "gaussian"):
+        np.save(tmp_path / "c" / f"{name}.npy", _rng_images(6, 3))
     for spec in ood:
         args += ["--ood", spec.format(tmp=tmp_path)]
     assert main(["run", "--quick", "--out", str(tmp_path / "o"), *args, *FAST]) == 2
     err = capsys.readouterr().err
     assert fragment.format(tmp=tmp_path) in err and "Traceback" not in err
-    assert "give a folder another name" in err or "give the folder another name" in err
+    assert re.search("give (a|the) (folder|file|folder or file) another name", err), err
     assert len(err.strip().splitlines()) == 1
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -64,6 +65,17 @@ def test_benchmark_holds_validation_data(data_root):
     assert VAL_GLYPHS not in bench.ood  # a validation set, never a test set
     assert bench.groups["unshared"] == ["digits89", "faces", "gaussian", "uniform"]
     assert bench.groups["near"] == ["digits89", "glyphs", "scribbles"]
+
+
+
+def test_unshared_average_only_with_the_embedded_pool(data_root, tmp_path):
+    """"Unshared generators" are those of the embedded pool's families: another pool has none."""
+    pool = tmp_path / "pool.npy"
+    np.save(pool, np.random.default_rng(0).integers(0, 256, (50, 32, 32, 3), dtype=np.uint8))
+    cfg = load_config(None, ["data.embedded.pool_size=600", "data.embedded.ood_size=60"])
+    cfg.data.root, cfg.data.background = str(data_root), f"npy:{pool}"
+    bench = load_benchmark(cfg)
+    assert "unshared" not in bench.groups and bench.groups["near"]
 
 
 def test_val_glyphs_only_beside_an_id_validation_split(data_root):

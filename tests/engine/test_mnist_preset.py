@@ -127,14 +127,18 @@ def test_quick_shrinks_the_mnist_benchmark_and_leaves_the_embedded_sizes_alone()
     m = quick.data.mnist
     assert (m.id_source, m.pool_size, m.ood_size, m.noise_ood_size) == ("mnist5k", 4000, 300, 1000)
     assert (quick.pretrain.epochs, quick.finetune.epochs, quick.run.seeds) == (4, 1, 2)
-    banner = quick_banner_for(quick, 2)
+    two_seeds = RunResults(variants={}, seeds=[0, 1])  # pool size from the config (older files)
+    banner = quick_banner_for(quick, two_seeds)
     assert "(4,000 pool images, 4 pre-training and 1 fine-tuning epoch, 2 seeds)" in banner
+    own_pool = RunResults(variants={}, seeds=[0, 1], pool_size=500)  # the run's own pool
+    assert "(500 pool images," in quick_banner_for(quick, own_pool)
     own = _resolved(["run", "--preset", "mnist", "--quick", "--set", "data.mnist.pool_size=500"])
     assert own.data.mnist.pool_size == 500  # --set still wins
     embedded = _resolved(["run", "--quick"])
     assert embedded.data.embedded.pool_size == 4000
     assert embedded.data.mnist == default_config().data.mnist
-    assert quick_banner_for(embedded, 1) == quick_banner(1)  # the embedded banner as before
+    one_seed = RunResults(variants={}, seeds=[0])
+    assert quick_banner_for(embedded, one_seed) == quick_banner(1)  # the embedded banner
 
 
 # ----------------------------------------------------------------------------- a tiny benchmark

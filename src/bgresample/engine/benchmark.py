@@ -155,13 +155,18 @@ def _builtin_ood_names(benchmark: str = "embedded") -> set[str]:
     return named | set(OOD_SETS) | extra | {"all"}
 
 
-def _folder_set_name(path: str) -> str:
-    """The name of the OOD set ``folder:PATH``: the folder's own name (``/x/greek/`` -> greek)."""
-    return Path(os.path.abspath(Path(path).expanduser())).name or "folder"
+def user_set_name(kind: str, path: str | None) -> str | None:
+    """The name of an OOD set the user's path names: ``folder:PATH`` the folder's own name
+    (``/x/greek/`` -> greek), ``npy:PATH`` the file's stem (``/x/300K.npy`` -> 300K); None for
+    the other kinds (named after the kind)."""
+    if path is None or kind not in ("folder", "npy"):
+        return None
+    where = Path(os.path.abspath(Path(path).expanduser()))
+    return (where.name if kind == "folder" else where.stem) or kind
 
 
 _RENAME_HINT = (
-    "another name (rename it, or pass --ood folder:LINK with LINK a symlink to it named as the "
+    "another name (rename it, or pass --ood KIND:LINK with LINK a symlink to it named as the "
     "set should be)"
 )
 
@@ -169,14 +174,15 @@ _RENAME_HINT = (
 def _same_name(name: str, first: str, second: str) -> UserError:
     return UserError(
         f"two OOD sets would both be named '{name}': {first} and {second}; each OOD set needs its "
-        f"own name, and a set given as folder:PATH is named after its folder; give a folder "
-        f"{_RENAME_HINT}"
+        f"own name, and a set given as folder:PATH or npy:PATH is named after its folder or "
+        f"file; give a folder or file {_RENAME_HINT}"
     )
 
 
 def _groups(cfg: Config, names: list[str], builtin: BuiltIn | None) -> dict[str, list[str]]:
     """The OOD set groups averaged apart: near / far (``evaluate.near_ood``, else the built-in
-    benchmark's tags), and unshared for the embedded benchmark."""
+    benchmark's tags), and unshared for the embedded benchmark with its own pool (the sets made
+    by no generator of its pool's families)."""
     near_names = cfg.evaluate.near_ood
     if near_names is None:
         near_names = list(builtin.near) if builtin is not None else []
@@ -188,7 +194,7 @@ def _groups(cfg: Config, names: list[str], builtin: BuiltIn | None) -> dict[str,
         )
     near = [n for n in names if n in near_names]
     groups = {"near": near, "far": [n for n in names if n not in near]} if near else {}
-    if builtin is not None and builtin.unshared is not None:
+    if builtin is not None and builtin.unshared is not None and cfg.data.background is None:
         groups["unshared"] = [n for n in names if n in builtin.unshared]
     return groups
 
@@ -288,20 +294,20 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
                     f"({', '.join(k for k, v in kinds.KINDS.items() if 'ood' in v.roles)})"
                 )
             kind, path = kinds.parse_spec(spec)
-            if kind == "folder" and path is not None:
-                set_name, folder = _folder_set_name(path), True
+            named = user_set_name(kind, path)
+            if named is not None:
+                set_name, folder = named, True
                 key = set_name.lower()
+                noun = "folder" if kind == "folder" else "file"
                 if key in reserved:
                     raise UserError(
-                        f"OOD set {spec} would be named '{set_name}' after its folder, the name "
+                        f"OOD set {spec} would be named '{set_name}' after its {noun}, the name "
                         f"of the built-in OOD set '{key}' (--ood {key}), so the results could "
-                        f"not tell them apart; give the folder {_RENAME_HINT}"
+                        f"not tell them apart; give the {noun} {_RENAME_HINT}"
                     )
-                if origin.get(key, spec) != spec:  # fail before loading the folder
+                if origin.get(key, spec) != spec:  # fail before loading the data
                     raise _same_name(set_name, origin[key], spec)
             else:
-                if kind in folder_sets:  # a folder took the name: no silent "KIND-2"
-                    raise _same_name(kind, origin[kind], spec)
                 set_name, folder = _unique(kind, ood), False
             images = kinds.load_ood(
                 kind,

@@ -28,12 +28,12 @@ from bgresample.data.embedded import EmbeddedConfig, default_data_root, load_emb
 from bgresample.data.transforms import CropFlip
 from bgresample.engine.benchmark import (
     SKIP_INTEGRITY_ENV,
-    _folder_set_name,
     _unique,
     check_pool_given,
     mnist_config,
     noise_size,
     resolve_flip,
+    user_set_name,
 )
 from bgresample.engine.experiment import build_model, finetune_section, loss_options
 from bgresample.engine.finetune import background_objective
@@ -318,7 +318,7 @@ def _ood_sizes(
                 "evaluate.ood=all needs the embedded ID data; name the OOD sets with --ood"
             )
         kind, path = kinds.parse_spec(spec)
-        name = _folder_set_name(path) if kind == "folder" and path else _unique(kind, out)
+        name = user_set_name(kind, path) or _unique(kind, out)
         got = _ood_size(kind, path, root)
         if got is not None:
             out[name], sources[f"ood:{name}"] = got, REAL

@@ -138,7 +138,7 @@ def _header(results: RunResults, cfg: Config, meta: dict[str, Any]) -> list[Bloc
     bench = benchmark_name(results, cfg)
     variants = list(results.variants)
     seeds = len(results.seeds or []) or 1
-    banner = [Text(f"**{tables.quick_banner_for(cfg, seeds)}**")] if results.quick else []
+    banner = [Text(f"**{tables.quick_banner_for(cfg, results)}**")] if results.quick else []
     scores = tables.scores_of(results)
     n_sets = len(next(iter(results.variants.values())).ood)
     pool = [] if results.pool_size is None else [f"background pool of {results.pool_size:,} items"]

@@ -110,10 +110,14 @@ def quick_banner(seeds: int, pool: int = 4000, pretrain: int = 8, finetune: int 
     )
 
 
-def quick_banner_for(cfg: Any, seeds: int) -> str:
-    """:func:`quick_banner` with the config's pool size (of its built-in benchmark) and epochs."""
-    d = cfg.data
-    pool = d.mnist.pool_size if d.id is None and d.benchmark == "mnist" else d.embedded.pool_size
+def quick_banner_for(cfg: Any, results: RunResults) -> str:
+    """:func:`quick_banner` with the run's seeds and pool size and the config's epochs."""
+    seeds = len(results.seeds or []) or cfg.run.seeds
+    pool = results.pool_size
+    if pool is None:  # a results file from before pool sizes were recorded: the config's
+        d = cfg.data
+        mnist = d.id is None and d.benchmark == "mnist"
+        pool = d.mnist.pool_size if mnist else d.embedded.pool_size
     return quick_banner(seeds, pool, cfg.pretrain.epochs, cfg.finetune.epochs)
 
 
