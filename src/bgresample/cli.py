@@ -129,7 +129,9 @@ def _common(
     )
     g = p.add_argument_group("common options")
     if out is not None:
-        g.add_argument("--out", required=out == "required", help="run folder to write into")
+        default = DEFAULT_OUT.get(command)
+        where = f" (default: {default[0]}; with --quick {default[1]})" if default else ""
+        g.add_argument("--out", required=out == "required", help=f"run folder to write into{where}")
     g.add_argument(
         "--preset", help=f"a preset config of the paper's experiments ({', '.join(C.presets())})"
     )
