@@ -67,9 +67,8 @@ def test_benchmark_holds_validation_data(data_root):
     assert bench.groups["near"] == ["digits89", "glyphs", "scribbles"]
 
 
-
 def test_unshared_average_only_with_the_embedded_pool(data_root, tmp_path):
-    """"Unshared generators" are those of the embedded pool's families: another pool has none."""
+    """ "Unshared generators" are those of the embedded pool's families: another pool has none."""
     pool = tmp_path / "pool.npy"
     np.save(pool, np.random.default_rng(0).integers(0, 256, (50, 32, 32, 3), dtype=np.uint8))
     cfg = load_config(None, ["data.embedded.pool_size=600", "data.embedded.ood_size=60"])
