@@ -242,6 +242,22 @@ def test_the_stage_config_starts_from_the_run_and_refuses_other_data(tmp_path):
         assert "disagrees" in msg and extra[0] in msg
 
 
+def test_a_checkpoint_alone_takes_another_pool(tmp_path):
+    """A model file holds no pool indices: resample from a run's checkpoint on your own pool. With
+    a subset from the run as well, the pool stays the run's (previous test)."""
+    pool = tmp_path / "pool.npy"
+    np.save(pool, np.zeros((10, 32, 32, 3), np.uint8))
+    cfg = default_config()
+    cfg.data.root = str(tmp_path)
+    ckpt = _file(_run_folder(tmp_path / "run", cfg) / "pretrain" / "pretrain.safetensors", b"p")
+    argv = ["resample", "--checkpoint", str(ckpt), "--out", str(tmp_path / "rs")]
+    argv += ["--pool", f"npy:{pool}", "--set", "data.validation.pool_fraction=0"]
+    resolved = resolve_config(build_parser().parse_args(argv))
+    assert resolved.data.background == f"npy:{pool}" and resolved.data.validation.pool_fraction == 0
+    with pytest.raises(UserError, match="model.name"):
+        resolve_config(build_parser().parse_args([*argv, "--set", "model.name=resnet18"]))
+
+
 def test_defining_keys_are_data_and_model_but_location_and_speed():
     assert defining("data.embedded.pool_size") and defining("model.name")
     assert defining("data.validation.seed") and defining("data.size")

@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -437,6 +437,10 @@ FREE_DATA_KEYS = (
 #: Datasets named by ``KIND:PATH``: the same kind at another path is the same data when its files
 #: are (their fingerprints, :mod:`bgresample.provenance`, as the run's ``meta.json`` has them).
 DATA_SPECS = ("data.id", "data.background")
+#: The keys that fix only the background pool: free for a model checkpoint read alone (a model
+#: file holds no pool indices; pre-training never reads the pool), defining for weights and
+#: subset manifests.
+POOL_KEYS = ("data.background", "data.validation.pool_fraction")
 SEED_FOLDER = re.compile(r"seed_(\d+)")
 
 
@@ -460,6 +464,8 @@ class Origin:
     cfg: C.Config
     inputs: dict[str, Any]
     seed: int | None
+    #: The only input from a run is a model checkpoint: the :data:`POOL_KEYS` may differ.
+    pool_free: bool = False
 
     def settings(self) -> dict[str, Any]:
         """The run's config as a plain nested dict."""
@@ -513,16 +519,21 @@ def input_origin(inputs: dict[str, str | os.PathLike | None]) -> Origin | None:
                 f"other data or models ({first.folder} -> {other.folder}: {clash}); pass inputs "
                 "made from the same data and model"
             )
+    if len(found) == 1 and found[0].flag == "--checkpoint":
+        return replace(found[0], pool_free=True)
     return found[0] if found else None
 
 
 def defining_changes(origin: Origin, cfg: C.Config) -> str:
     """``key: old -> new; ...`` for each :func:`defining` key whose value in ``cfg`` differs
-    from the run's (the first five, then a count); empty where none does."""
+    from the run's (but the :data:`POOL_KEYS` for a checkpoint read alone; the first five, then
+    a count); empty where none does."""
     changes = [
         f"{k}: {_show(a)} -> {_show(b)}"
         for k, a, b in config_changes(origin.settings(), cfg)
-        if defining(k) and not (k in DATA_SPECS and _same_data(k, origin, cfg))
+        if defining(k)
+        and not (origin.pool_free and k in POOL_KEYS)
+        and not (k in DATA_SPECS and _same_data(k, origin, cfg))
     ]
     more = f"; and {len(changes) - 5} more" if len(changes) > 5 else ""
     return "; ".join(changes[:5]) + more
