@@ -14,6 +14,7 @@ import torch
 from bgresample import dist, provenance, scalars
 from bgresample.checkpoint import check_finite_weights, save_model, save_npz
 from bgresample.config import Config
+from bgresample.data.export import export_pool, sources_at, subset_from_manifest, top_k
 from bgresample.engine.benchmark import Benchmark, load_benchmark
 from bgresample.engine.evaluate import evaluate, evaluation_results, protocol_for
 from bgresample.engine.experiment import (
@@ -34,7 +35,7 @@ from bgresample.reports import tables
 from bgresample.reports.build import build_report
 from bgresample.reports.compare import compare_runs, compare_text
 from bgresample.reports.selectors import summary_table
-from bgresample.resampling import composition, read_manifest, select, write_manifest
+from bgresample.resampling import composition, select, write_manifest
 from bgresample.results import RunResults, VariantResults
 from bgresample.rng import Stream, generator
 from bgresample.runfolder import (
@@ -184,7 +185,7 @@ def cmd_select(args: argparse.Namespace, cfg: Config) -> None:
     if not dist.info().is_main:
         return
     path = out / f"subset_{method}.csv"
-    write_manifest(path, idx, w, bench.pool.family, bench.pool.source)
+    write_manifest(path, idx, w, bench.pool.family, sources_at(bench.pool, idx))
     write_json(out / "subset_summary.json", summary)
     print(f"{method}: kept {len(idx)} of {n} items ({100 * len(idx) / n:.1f}%) -> {path}")
     for fam, c in summary.get("composition", {}).items():
@@ -201,26 +202,12 @@ def _check_weights(path: str, held: int, n: int) -> None:
         )
 
 
-def _manifest_indices(path: str, n: int) -> torch.Tensor:
-    try:
-        idx = read_manifest(path)["indices"]
-    except ValueError as e:
-        raise UserError(f"{e}; pass a subset CSV that `bgresample select` wrote") from None
-    if len(idx) and (int(idx.max()) >= n or int(idx.min()) < 0):
-        raise UserError(
-            f"{path} refers to items beyond the pool's {n}; pass a manifest chosen from this "
-            "pool, or the config it was chosen with (--config RUN/config.yaml: a manifest "
-            "outside its run folder does not bring it)"
-        )
-    return idx
-
-
 def cmd_finetune(args: argparse.Namespace, cfg: Config) -> None:
     out, env, bench = _start(args, cfg)
     ft = finetune_section(cfg)
     ctx = selection_context(cfg, bench, env)
     if args.subset:
-        selector = FixedSubset(ctx, _manifest_indices(args.subset, len(bench.pool)))
+        selector = FixedSubset(ctx, subset_from_manifest(args.subset, bench.pool)[0])
     elif weight_selectors([args.variant]):
         raise UserError(
             f"--variant {args.variant} chooses by learned weights: give the subset it chose, "
@@ -512,7 +499,6 @@ def cmd_export(args: argparse.Namespace, cfg: Config) -> None:
     ``images.npy`` (N x 32 x 32 x 3 uint8, the 300K Random Images layout) or ``images/`` (PNGs),
     with ``export.csv``. The pool is the training view of ``load_benchmark`` (without the
     validation hold-out), the one that ``select`` / ``run`` index."""
-    from bgresample.data.export import export_pool, subset_from_manifest, top_k
     from bgresample.resampling.selection import subset_size
 
     if args.subset and (args.top_k is not None or args.gamma is not None):

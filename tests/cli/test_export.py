@@ -13,7 +13,7 @@ import torch
 from bgresample import BackgroundResampler
 from bgresample.cli import build_parser, main, resolve_config
 from bgresample.data.base import ImageArray
-from bgresample.data.export import export_pool
+from bgresample.data.export import export_pool, sources_at
 from bgresample.data.kinds import load_background
 from bgresample.engine.benchmark import load_benchmark
 from bgresample.resampling import read_manifest, write_manifest
@@ -151,6 +151,25 @@ def test_export_bad_manifest(pool, tiny, tmp_path, capsys):
     assert main(args) == 2
     err = _err(capsys)
     assert "family" in err and len(err.splitlines()) == 1
+    # a manifest chosen from an .npy pool of the same size: its sources (rows of that file) say so
+    npy = tmp_path / "mine.npy"
+    np.save(npy, np.zeros((n, 32, 32, 3), np.uint8))
+    mine = load_benchmark(
+        resolve_config(
+            build_parser().parse_args(
+                ["export", "--out", "x", "--subset", "m.csv", "--background", f"npy:{npy}", *tiny]
+            )
+        )
+    ).pool
+    assert len(mine) < n  # the hold-out is taken out of this pool too
+    write_manifest(manifest, torch.tensor([2, 5]), source=sources_at(mine, torch.tensor([2, 5])))
+    with open(manifest, newline="") as f:
+        assert [r["source"] for r in csv.DictReader(f)][0].startswith("npy#")
+    for flags in ([], ["--background", f"npy:{npy}"]):
+        args = ["export", "--subset", str(manifest), "--out", str(tmp_path / "o4"), *flags]
+        assert main([*args, "--overwrite", *tiny]) == (2 if not flags else 0)
+    err = _err(capsys)
+    assert "index 2 has source 'npy#" in err and len(err.splitlines()) == 1
     manifest.write_text("idx,w\n1,2\n")
     args = ["export", "--subset", str(manifest), "--out", str(tmp_path / "o3"), *tiny]
     assert main(args) == 2

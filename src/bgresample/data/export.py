@@ -99,6 +99,12 @@ def item_sources(pool: Any, indices: torch.Tensor) -> list[str]:
     return [f"{pool.name}#{i}" for i in keep]
 
 
+def sources_at(pool: Any, indices: torch.Tensor) -> dict[int, str]:
+    """Pool index -> :func:`item_sources` for the items at ``indices`` (a manifest's source
+    column, by which export and finetune recognise the pool it was chosen from)."""
+    return dict(zip(indices.tolist(), item_sources(pool, indices), strict=True))
+
+
 def _folder_name(family: str) -> str:
     """A family as a safe folder name ("" for none: files at the top)."""
     name = re.sub(r"[^A-Za-z0-9._+-]", "_", family)
@@ -331,12 +337,12 @@ def subset_from_manifest(
     path: str | os.PathLike, pool: ImageSource
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Pool indices and weights (NaN where a row has none; None without any) of a subset CSV of
-    ``bgresample select`` / ``run``, checked against ``pool``: indices in range, and, where both
-    the manifest and the pool record them, the same family and source at each index (else the
-    manifest was written for another pool or another validation hold-out)."""
+    ``bgresample select`` / ``run``, checked against ``pool``: indices in range, and, where the
+    manifest records them, the same family and source (:func:`item_sources`) at each index
+    (else the manifest was written for another pool or another validation hold-out)."""
     hint = (
-        "export with the pool and config (--config, --set, --background, --data-root) that "
-        "`select` used: manifest indices refer to the pool without its validation hold-out "
+        "use the pool and config (--config, --set, --background, --data-root) that `select` "
+        "used: manifest indices refer to the pool without its validation hold-out "
         "(data.validation.pool_fraction)"
     )
     try:
@@ -351,14 +357,19 @@ def subset_from_manifest(
             f"{path}:{row + 2}: pool index {int(idx[row])} is out of range 0..{n - 1} "
             f"({len(bad)} such rows); {hint}"
         )
-    for col in ("family", "source"):
-        mine, theirs = m[col], getattr(pool, col, None)
+    family = getattr(pool, "family", None)
+    pool_has = {
+        "family": None if family is None else [family[i] for i in idx.tolist()],
+        "source": item_sources(pool, idx) if m["source"] is not None else None,
+    }
+    for col, theirs in pool_has.items():
+        mine = m[col]
         if mine is None or theirs is None:
             continue
-        for row, (i, value) in enumerate(zip(idx.tolist(), mine, strict=True)):
-            if value and value != theirs[i]:
+        for row, (i, value, have) in enumerate(zip(idx.tolist(), mine, theirs, strict=True)):
+            if value and value != have:
                 raise UserError(
                     f"{path}:{row + 2}: index {i} has {col} {value!r} but pool item {i} has "
-                    f"{theirs[i]!r}; {hint}"
+                    f"{have!r}; {hint}"
                 )
     return idx, m["weights"]

@@ -199,8 +199,8 @@ def _groups(cfg: Config, names: list[str], builtin: BuiltIn | None) -> dict[str,
     return groups
 
 
-#: Data roots already named in the log.
-_LOGGED_ROOTS: set[str] = set()
+#: Data roots, and user pools' hold-outs, already named in the log.
+_LOGGED_ROOTS: set[Any] = set()
 
 
 def resolve_flip(flip: bool | str, id_kind: str | None) -> bool:
@@ -330,6 +330,16 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
         pool, holdout = split_pool(pool, data.validation.pool_fraction, data.validation.seed)
     except ValueError as e:
         raise UserError(str(e)) from None
+    said = (data.background, data.validation.pool_fraction)
+    if holdout is not None and data.background is not None and said not in _LOGGED_ROOTS:
+        log.info(
+            "pool: %d items; %d more held out as validation OOD data, never trained on nor "
+            "selected (data.validation.pool_fraction=%g; 0 keeps them all)",
+            len(pool),
+            len(holdout),
+            data.validation.pool_fraction,
+        )
+        _LOGGED_ROOTS.add(said)
     val_ood: dict[str, ImageSource] = {} if holdout is None else {HOLDOUT: holdout}
     if val is not None and builtin is not None:  # the built-in ID data's own validation OOD sets
         val_ood.update(builtin.val_ood)

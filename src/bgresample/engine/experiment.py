@@ -34,6 +34,7 @@ from bgresample.checkpoint import (
     tensor_shapes,
 )
 from bgresample.config import Config, FinetuneConfig
+from bgresample.data.export import sources_at
 from bgresample.engine.aggregate import aggregate
 from bgresample.engine.benchmark import Benchmark
 from bgresample.engine.evaluate import evaluate, protocol_for, whole_sets
@@ -482,9 +483,8 @@ def _save_variant(
     if selector is not None and selector.static and len(selector.working) < len(ctx.pool):
         pool = ctx.pool
         weights = ctx.weights if weight_selectors([name]) else None
-        write_manifest(
-            out / f"subset_{name}.csv", selector.working, weights, pool.family, pool.source
-        )
+        sources = sources_at(pool, selector.working)
+        write_manifest(out / f"subset_{name}.csv", selector.working, weights, pool.family, sources)
     save_model(
         out / f"{name}.safetensors", model, {"stage": "finetune", "variant": name, "seed": seed}
     )

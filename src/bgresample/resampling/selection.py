@@ -12,7 +12,7 @@ import io
 import math
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from numbers import Real
 from pathlib import Path
 
@@ -114,12 +114,13 @@ def write_manifest(
     indices: Tensor,
     weights: Tensor | None = None,
     family: Sequence[str] | None = None,
-    source: Sequence[str] | None = None,
+    source: Sequence[str] | Mapping[int, str] | None = None,
 ) -> None:
     """CSV ``index,weight,family,source``, one row per selected index.
 
-    ``weights``, ``family`` and ``source`` are per pool item (indexed by pool index); a column
-    is left empty when its argument is None. Written atomically.
+    ``weights``, ``family`` and ``source`` are per pool item (indexed by pool index; ``source``
+    may map only the selected indices); a column is left empty when its argument is None.
+    Written atomically.
     """
     indices = indices.detach().cpu()
     index_list = indices.tolist()
