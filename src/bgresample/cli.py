@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import select
 import sys
 import textwrap
@@ -571,6 +572,32 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _named_flag(error: UserError, overrides: dict[str, Any]) -> UserError:
+    """``error`` of a config value that a flag set, with the flag as the fix instead of
+    ``--set KEY=...`` (``select.gamma`` -> ``--gamma``)."""
+    found = re.search(r"\(fix with --set ([\w.]+)=\.\.\.\)", str(error))
+    if found is None:
+        return error
+    key = found.group(1)
+    node: Any = overrides
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    flag = FLAG_OF.get(key)
+    if node is None or flag is None:
+        return error
+    return UserError(str(error).replace(found.group(0), f"(fix {flag})"))
+
+
+#: The flags that set a config key, for messages.
+FLAG_OF = {
+    "seed": "--seed",
+    "device": "--device",
+    "run.seeds": "--seeds",
+    "select.gamma": "--gamma",
+    "select.method": "--method",
+}
+
+
 def _names(text: str | None) -> list[str] | None:
     return None if text is None else [s.strip() for s in text.split(",") if s.strip()]
 
@@ -591,10 +618,13 @@ def resolve_config(args: argparse.Namespace) -> C.Config:
         if args.seed is None and origin.seed is not None:
             overrides["seed"] = origin.seed
     sets = base + list(QUICK if quick else []) + list(args.sets)
-    cfg = C.load_config(args.config, sets, preset=args.preset, overrides=overrides)
-    if quick and cfg.data.benchmark == "mnist":  # its own small sizes, before --set
-        sets = [*base, *QUICK, *QUICK_MNIST, *args.sets]
+    try:
         cfg = C.load_config(args.config, sets, preset=args.preset, overrides=overrides)
+        if quick and cfg.data.benchmark == "mnist":  # its own small sizes, before --set
+            sets = [*base, *QUICK, *QUICK_MNIST, *args.sets]
+            cfg = C.load_config(args.config, sets, preset=args.preset, overrides=overrides)
+    except UserError as e:
+        raise _named_flag(e, overrides) from None
     if origin is not None:
         check_origin(origin, cfg, _given(args))
     if args.command == "compare-selectors" and args.seeds is None:
@@ -619,7 +649,10 @@ def _given(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the command's own parser: its usage, not the top-level one
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     info = dist.init(getattr(args, "device", None) or "auto")
     where = f"[rank {info.rank}] " if info.enabled else ""
     failed = True

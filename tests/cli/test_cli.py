@@ -108,6 +108,11 @@ def test_bad_config_values(tiny, tmp_path, capsys):
         assert fragment in _err(capsys)
     assert main(["run", "--out", str(tmp_path / "x"), *tiny, "--set", "resample.epz=1"]) == 2
     assert "unknown config key 'resample.epz'" in _err(capsys)
+    # a value a flag set: the fix names the flag, not --set
+    assert main(["run", "--out", str(tmp_path / "s"), *tiny, "--seeds", "0"]) == 2
+    assert "run.seeds=0 is invalid" in (err := _err(capsys)) and "(fix --seeds)" in err
+    assert main(["select", "--method", "random", "--gamma", "2", "--out", str(tmp_path)]) == 2
+    assert "(fix --gamma)" in _err(capsys)
 
 
 def test_stage_commands_chain(pretrained, tiny, tmp_path):

@@ -87,3 +87,13 @@ def test_the_commands_of_the_usage_guide_parse(line, capsys):
         assert e.value.code == 0 and "examples:" in capsys.readouterr().out
     else:
         build_parser().parse_args(argv)
+
+
+def test_a_flag_the_command_lacks_is_named_with_the_commands_usage(capsys):
+    from bgresample.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["pretrain", "--pool", "npy:/x.npy", "--out", "o"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "usage: bgresample pretrain" in err
+    assert "bgresample pretrain: error: unrecognized arguments: --pool npy:/x.npy" in err

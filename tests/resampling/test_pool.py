@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -32,6 +33,14 @@ def test_tensor_pool_indexes_the_tensor():
     pool = BackgroundPool(data)
     idx = torch.tensor([3, 3, 9])
     assert len(pool) == 10 and torch.equal(pool[idx], data[idx])
+
+
+def test_memory_mapped_numpy_pool_is_read_per_item(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (6, 3, 4, 4), dtype=np.uint8)
+    np.save(tmp_path / "pool.npy", x)
+    pool = BackgroundPool(np.load(tmp_path / "pool.npy", mmap_mode="r"))
+    batch = pool[torch.tensor([5, 0, 5])]
+    assert batch.dtype == torch.uint8 and torch.equal(batch, torch.from_numpy(x[[5, 0, 5]]))
 
 
 def test_labelled_dataset_drops_labels():

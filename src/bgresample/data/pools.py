@@ -163,7 +163,9 @@ class NpyImages:
             raise data_error(
                 self.name,
                 path,
-                f"found a {array.dtype} array of shape {array.shape}",
+                f"found a {array.dtype} array of shape {array.shape}; convert it (uint8, 32 x "
+                "32, 3 channels), or save the images as files and give folder:PATH, which "
+                "converts and resizes them",
                 NPY_LAYOUT,
                 origin,
             )

@@ -6,13 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 
 class BackgroundPool:
-    """A tensor of images (``N x ...``) or any map-style ``Dataset`` as a pool of N items.
+    """A tensor of images (``N x ...``), a numpy array (memory-mapped ones are read an item at a
+    time) or any map-style ``Dataset`` as a pool of N items.
 
     ``pool[indices]`` is the batch of the items at ``indices`` (a tensor of pool indices),
     stacked into one tensor. Dataset items may be ``image`` or ``(image, ...)`` tuples (the label
@@ -54,6 +56,8 @@ class BackgroundPool:
             x = x[0]
         if self.transform is not None:
             x = self.transform(x)
+        if isinstance(x, np.ndarray):  # e.g. a row of a memory-mapped .npy, read on demand
+            x = torch.from_numpy(np.array(x))
         if not isinstance(x, Tensor):
             raise TypeError(
                 f"pool item {i} is a {type(x).__name__}, not a tensor; pass "
