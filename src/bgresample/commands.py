@@ -15,6 +15,7 @@ from bgresample import dist, provenance, scalars
 from bgresample.checkpoint import check_finite_weights, save_model, save_npz
 from bgresample.config import Config
 from bgresample.data.export import export_pool, sources_at, subset_from_manifest, top_k
+from bgresample.data.pools import ImageSource, pool_signature
 from bgresample.engine.benchmark import Benchmark, load_benchmark
 from bgresample.engine.evaluate import evaluate, evaluation_results, protocol_for
 from bgresample.engine.experiment import (
@@ -35,7 +36,7 @@ from bgresample.reports import tables
 from bgresample.reports.build import build_report
 from bgresample.reports.compare import compare_runs, compare_text
 from bgresample.reports.selectors import summary_table
-from bgresample.resampling import composition, select, write_manifest
+from bgresample.resampling import BackgroundResampler, composition, select, write_manifest
 from bgresample.results import RunResults, VariantResults
 from bgresample.rng import Stream, generator
 from bgresample.runfolder import (
@@ -177,7 +178,7 @@ def cmd_select(args: argparse.Namespace, cfg: Config) -> None:
                 f"--method {method} needs --weights (the weights.safetensors of `resample`)"
             )
         w = load_resampler(args.weights).weights().cpu()
-        _check_weights(args.weights, len(w), n)
+        _check_weights(args.weights, len(w), bench.pool)
     idx = select(method, n=n, gamma=gamma, weights=w, generator=generator(cfg.seed, Stream.SELECT))
     summary: dict[str, Any] = {"method": method, "gamma": gamma, "pool_size": n, "size": len(idx)}
     if bench.pool.family is not None:
@@ -192,13 +193,20 @@ def cmd_select(args: argparse.Namespace, cfg: Config) -> None:
         print(f"  {fam:<10} pool {100 * c['pool']:5.1f}%   subset {100 * c['subset']:5.1f}%")
 
 
-def _check_weights(path: str, held: int, n: int) -> None:
-    """Refuse weights learned on a pool of another size than the ``n`` items loaded."""
-    if held != n:
+def _check_weights(path: str, held: int, pool: ImageSource) -> None:
+    """Refuse weights learned on another pool than ``pool``: of another size, or (where the
+    file records it) with other contents (:func:`~bgresample.data.pools.pool_signature`)."""
+    fix = (
+        "pass the weights learned on this pool, or the config they were learned with "
+        "(--config RUN/config.yaml: weights outside their run folder do not bring it)"
+    )
+    if held != len(pool):
+        raise UserError(f"{path} holds {held} weights but the pool has {len(pool)} items; {fix}")
+    stored = BackgroundResampler.read_info(path).get("pool")
+    if stored is not None and stored != pool_signature(pool):
         raise UserError(
-            f"{path} holds {held} weights but the pool has {n} items; pass the weights learned "
-            f"on this pool, or the config they were learned with (--config RUN/config.yaml: "
-            "weights outside their run folder do not bring it)"
+            f"{path} was learned on another pool of {held} items (its images differ from "
+            f"those of this pool); {fix}"
         )
 
 
@@ -513,7 +521,7 @@ def cmd_export(args: argparse.Namespace, cfg: Config) -> None:
         origin: dict[str, Any] = {"subset": str(args.subset)}
     else:
         weights = load_resampler(args.weights).weights().cpu()
-        _check_weights(args.weights, len(weights), n)
+        _check_weights(args.weights, len(weights), pool)
         k = args.top_k if args.top_k is not None else subset_size(n, cfg.select.gamma)
         idx = top_k(weights, k)
         w = weights[idx]

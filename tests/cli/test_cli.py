@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bgresample import BackgroundResampler
 from bgresample import config as C
 from bgresample.cli import main
 from bgresample.config import default_config
@@ -203,6 +204,10 @@ def test_select_on_a_quick_runs_weights_needs_no_config(quick_run, tmp_path, cap
     run, _ = quick_run
     out = tmp_path / "sel"
     weights = run / "seed_1" / "weights.safetensors"
+    info = BackgroundResampler.read_info(weights)  # the pool they were learned on
+    assert len(info["pool"]) == 16 and int(info["pool_size"]) == len(
+        BackgroundResampler.load(weights).omega
+    )
     assert main(["select", "--weights", str(weights), "--out", str(out), "--quiet"]) == 0
     assert "kept" in capsys.readouterr().out
     chosen = (out / "subset_authors.csv").read_text()

@@ -15,6 +15,7 @@ from bgresample.cli import build_parser, main, resolve_config
 from bgresample.data.base import ImageArray
 from bgresample.data.export import export_pool, sources_at
 from bgresample.data.kinds import load_background
+from bgresample.data.pools import pool_signature
 from bgresample.engine.benchmark import load_benchmark
 from bgresample.resampling import read_manifest, write_manifest
 
@@ -96,6 +97,25 @@ def test_export_folder_round_trip(pool, selected, tiny, tmp_path):
         assert r["family"] == pool.family[int(r["index"])]
     assert back.family == [r["family"] for r in rows]
     assert not list(out.glob(".images*"))
+
+
+def test_weights_of_another_pool_of_the_same_size_are_refused(pool, tiny, tmp_path, capsys):
+    """A weights file keeps its pool's signature (size and sampled images): weights copied out
+    of their run and read against another pool of as many items are refused; a file without
+    one (written by your own loop) is taken."""
+    n = len(pool)
+    path = tmp_path / "w.safetensors"
+    BackgroundResampler(n).save(path, {"pool": "0123456789abcdef"})
+    for command in (["export", "--top-k", "3"], ["select", "--method", "topk"]):
+        args = [*command, "--weights", str(path), "--out", str(tmp_path / command[0]), *tiny]
+        assert main(args) == 2
+        assert "learned on another pool" in _err(capsys)
+    for info in ({"pool": pool_signature(pool)}, None):  # this pool's, or none recorded
+        BackgroundResampler(n).save(path, info)
+        out = tmp_path / f"ok{info is None}"
+        assert (
+            main(["export", "--top-k", "3", "--weights", str(path), "--out", str(out), *tiny]) == 0
+        )
 
 
 def test_export_top_k_by_weights(pool, tiny, tmp_path, capsys):

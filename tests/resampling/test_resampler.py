@@ -119,6 +119,17 @@ def test_save_and_load_round_trip(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_info_of_your_own_is_kept_beside_the_weights(tmp_path):
+    path = tmp_path / "w.safetensors"
+    BackgroundResampler(4).save(path, {"pool": "mine.npy", "rows": 4})
+    assert BackgroundResampler.read_info(path) == {"pool": "mine.npy", "rows": "4"}
+    assert BackgroundResampler.load(path).omega.shape == (4,)
+    BackgroundResampler(4).save(path)
+    assert BackgroundResampler.read_info(path) == {}
+    (tmp_path / "bad.safetensors").write_text("not safetensors")
+    assert BackgroundResampler.read_info(tmp_path / "bad.safetensors") == {}
+
+
 def test_reads_the_omega_only_files_of_version_0_1(tmp_path):
     path = tmp_path / "old.safetensors"
     omega = torch.randn(9)

@@ -8,6 +8,7 @@ into memory: arrays are memory-mapped and image files are decoded on demand.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import io
 import os
 import pickle
@@ -77,6 +78,17 @@ class ImageSource(Protocol):
     def __len__(self) -> int: ...
 
     def get_batch(self, indices: torch.Tensor) -> torch.Tensor: ...
+
+
+def pool_signature(pool: ImageSource, samples: int = 64) -> str:
+    """A short fingerprint of a pool's contents: its size and ``samples`` items evenly spaced
+    through it, hashed (weights files keep it, so that weights learned on one pool are not
+    read against another of the same size)."""
+    n = len(pool)
+    idx = torch.linspace(0, n - 1, min(samples, n)).round().long().unique()
+    h = hashlib.sha256(str(n).encode())
+    h.update(pool.get_batch(idx).detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def data_error(dataset: str, path: Path, problem: str, layout: str, origin: str) -> UserError:

@@ -35,6 +35,7 @@ from bgresample.checkpoint import (
 )
 from bgresample.config import Config, FinetuneConfig
 from bgresample.data.export import sources_at
+from bgresample.data.pools import pool_signature
 from bgresample.engine.aggregate import aggregate
 from bgresample.engine.benchmark import Benchmark
 from bgresample.engine.evaluate import evaluate, protocol_for, whole_sets
@@ -230,7 +231,8 @@ def learned_weights(
     if dist.info().is_main:
         save_tensors(dpath, {"draws": draws}, {})
         write_json(hpath, hist)
-        resampler.save(wpath)
+        pool = {"pool": pool_signature(bench.pool), "pool_size": str(len(bench.pool))}
+        resampler.save(wpath, pool)  # what select and export check the pool against
     return resampler, hist, draws
 
 

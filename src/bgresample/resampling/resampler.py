@@ -28,6 +28,7 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -389,15 +390,30 @@ class BackgroundResampler:
                 sums = state["sums"].to(device=self.device, dtype=torch.float64)
                 self._weights._set_sums(sums[0], sums[1])
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write :meth:`state_dict` to a safetensors file (atomically); :meth:`load` reads it."""
+    def save(self, path: str | os.PathLike, info: Mapping[str, str] | None = None) -> None:
+        """Write :meth:`state_dict` to a safetensors file (atomically); :meth:`load` reads it.
+        ``info``: strings of your own kept beside it (e.g. what the pool was), read back by
+        :meth:`read_info`."""
         state = self.state_dict()
         tensors = {
             k: v.detach().cpu().contiguous() for k, v in state.items() if isinstance(v, Tensor)
         }
         scalars = {k: v for k, v in state.items() if not isinstance(v, Tensor)}
         meta = {"format": FORMAT, "eps": repr(self.eps), "state": json.dumps(scalars)}
+        if info:
+            meta["info"] = json.dumps({str(k): str(v) for k, v in info.items()})
         atomic_write_bytes(path, safetensors_bytes(tensors, metadata=meta))
+
+    @staticmethod
+    def read_info(path: str | os.PathLike) -> dict[str, str]:
+        """The ``info`` a file of :meth:`save` keeps ({} where none, or for an unreadable file:
+        :meth:`load` says what is wrong with it)."""
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                info = json.loads((handle.metadata() or {}).get("info", "{}"))
+        except (SafetensorError, OSError, ValueError):
+            return {}
+        return {str(k): str(v) for k, v in info.items()} if isinstance(info, dict) else {}
 
     @classmethod
     def load(
