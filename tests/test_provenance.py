@@ -256,6 +256,12 @@ def test_a_checkpoint_alone_takes_another_pool(tmp_path):
     assert resolved.data.background == f"npy:{pool}" and resolved.data.validation.pool_fraction == 0
     with pytest.raises(UserError, match="model.name"):
         resolve_config(build_parser().parse_args([*argv, "--set", "model.name=resnet18"]))
+    # with a subset (even one from no run), the pool is the checkpoint run's
+    manifest = _file(tmp_path / "copied" / "subset.csv", b"index\n1\n")
+    argv = ["finetune", "--checkpoint", str(ckpt), "--subset", str(manifest), "--variant", "random"]
+    argv += ["--out", str(tmp_path / "ft"), "--pool", f"npy:{pool}"]
+    with pytest.raises(UserError, match="data.background"):
+        resolve_config(build_parser().parse_args(argv))
 
 
 def test_defining_keys_are_data_and_model_but_location_and_speed():

@@ -590,7 +590,6 @@ def _named_flag(error: UserError, overrides: dict[str, Any]) -> UserError:
 
 #: The flags that set a config key, for messages.
 FLAG_OF = {
-    "seed": "--seed",
     "device": "--device",
     "run.seeds": "--seeds",
     "select.gamma": "--gamma",
@@ -658,6 +657,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = True
     try:
         code = _dispatch(args)
+        sys.stdout.flush()  # a reader that left shows here (BrokenPipeError), not at exit
         failed = False
         return code
     except (UserError, WriteError) as e:

@@ -15,7 +15,7 @@ from bgresample import dist, provenance, scalars
 from bgresample.checkpoint import check_finite_weights, save_model, save_npz
 from bgresample.config import Config
 from bgresample.data.export import export_pool, sources_at, subset_from_manifest, top_k
-from bgresample.data.pools import ImageSource, pool_signature
+from bgresample.data.pools import SIGNATURE_VERSION, ImageSource, pool_signature
 from bgresample.engine.benchmark import Benchmark, load_benchmark
 from bgresample.engine.evaluate import evaluate, evaluation_results, protocol_for
 from bgresample.engine.experiment import (
@@ -202,8 +202,9 @@ def _check_weights(path: str, held: int, pool: ImageSource) -> None:
     )
     if held != len(pool):
         raise UserError(f"{path} holds {held} weights but the pool has {len(pool)} items; {fix}")
-    stored = BackgroundResampler.read_info(path).get("pool")
-    if stored is not None and stored != pool_signature(pool):
+    stored = BackgroundResampler.read_info(path).get("pool", "")
+    same_way = stored.startswith(f"{SIGNATURE_VERSION}:")  # signed as this version signs
+    if same_way and stored != pool_signature(pool):
         raise UserError(
             f"{path} was learned on another pool of {held} items (its images differ from "
             f"those of this pool); {fix}"

@@ -464,7 +464,8 @@ class Origin:
     cfg: C.Config
     inputs: dict[str, Any]
     seed: int | None
-    #: The only input from a run is a model checkpoint: the :data:`POOL_KEYS` may differ.
+    #: The only input is a model checkpoint (no subset or weights, from a run or not): the
+    #: :data:`POOL_KEYS` may differ.
     pool_free: bool = False
 
     def settings(self) -> dict[str, Any]:
@@ -519,7 +520,8 @@ def input_origin(inputs: dict[str, str | os.PathLike | None]) -> Origin | None:
                 f"other data or models ({first.folder} -> {other.folder}: {clash}); pass inputs "
                 "made from the same data and model"
             )
-    if len(found) == 1 and found[0].flag == "--checkpoint":
+    pool_files = [f for f in ("--subset", "--weights") if inputs.get(f) is not None]
+    if len(found) == 1 and found[0].flag == "--checkpoint" and not pool_files:
         return replace(found[0], pool_free=True)
     return found[0] if found else None
 

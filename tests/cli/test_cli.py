@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -205,7 +206,7 @@ def test_select_on_a_quick_runs_weights_needs_no_config(quick_run, tmp_path, cap
     out = tmp_path / "sel"
     weights = run / "seed_1" / "weights.safetensors"
     info = BackgroundResampler.read_info(weights)  # the pool they were learned on
-    assert len(info["pool"]) == 16 and int(info["pool_size"]) == len(
+    assert re.fullmatch("v1:[0-9a-f]{16}", info["pool"]) and int(info["pool_size"]) == len(
         BackgroundResampler.load(weights).omega
     )
     assert main(["select", "--weights", str(weights), "--out", str(out), "--quiet"]) == 0

@@ -105,17 +105,32 @@ def test_weights_of_another_pool_of_the_same_size_are_refused(pool, tiny, tmp_pa
     one (written by your own loop) is taken."""
     n = len(pool)
     path = tmp_path / "w.safetensors"
-    BackgroundResampler(n).save(path, {"pool": "0123456789abcdef"})
+    BackgroundResampler(n).save(path, {"pool": "v1:0123456789abcdef"})
     for command in (["export", "--top-k", "3"], ["select", "--method", "topk"]):
         args = [*command, "--weights", str(path), "--out", str(tmp_path / command[0]), *tiny]
         assert main(args) == 2
         assert "learned on another pool" in _err(capsys)
-    for info in ({"pool": pool_signature(pool)}, None):  # this pool's, or none recorded
+    # this pool's, none recorded, or one signed another way (another version): taken
+    for info in ({"pool": pool_signature(pool)}, None, {"pool": "v0:0123"}):
         BackgroundResampler(n).save(path, info)
-        out = tmp_path / f"ok{info is None}"
+        out = tmp_path / f"ok{len(str(info))}"
         assert (
             main(["export", "--top-k", "3", "--weights", str(path), "--out", str(out), *tiny]) == 0
         )
+
+
+def test_the_pool_signature_samples_in_range_at_any_size():
+    """Integer sampling: a float32 linspace reached index n itself for ~37% of sizes past 2^24."""
+
+    class Huge:
+        def __len__(self) -> int:
+            return 76_000_000
+
+        def get_batch(self, idx: torch.Tensor) -> torch.Tensor:
+            assert int(idx.max()) == len(self) - 1 and int(idx.min()) == 0 and len(idx) == 64
+            return idx.view(-1, 1, 1, 1).to(torch.uint8)
+
+    assert pool_signature(Huge()).startswith("v1:")
 
 
 def test_export_top_k_by_weights(pool, tiny, tmp_path, capsys):
@@ -184,12 +199,12 @@ def test_export_bad_manifest(pool, tiny, tmp_path, capsys):
     assert len(mine) < n  # the hold-out is taken out of this pool too
     write_manifest(manifest, torch.tensor([2, 5]), source=sources_at(mine, torch.tensor([2, 5])))
     with open(manifest, newline="") as f:
-        assert [r["source"] for r in csv.DictReader(f)][0].startswith("npy#")
+        assert [r["source"] for r in csv.DictReader(f)] == ["mine.npy#2", "mine.npy#5"]
     for flags in ([], ["--background", f"npy:{npy}"]):
         args = ["export", "--subset", str(manifest), "--out", str(tmp_path / "o4"), *flags]
         assert main([*args, "--overwrite", *tiny]) == (2 if not flags else 0)
     err = _err(capsys)
-    assert "index 2 has source 'npy#" in err and len(err.splitlines()) == 1
+    assert "index 2 has source 'mine.npy#2'" in err and len(err.splitlines()) == 1
     manifest.write_text("idx,w\n1,2\n")
     args = ["export", "--subset", str(manifest), "--out", str(tmp_path / "o3"), *tiny]
     assert main(args) == 2

@@ -209,6 +209,29 @@ def test_compare_pairs_runs_by_seed(full_run: Path, two_variant_run: Path, tmp_p
         f.write_text(json.dumps(d))
     for r in paired_records([two_variant_run, other_sets]):
         assert "average.fpr95" not in r and "validation.fpr95" in r
+    # one pool file at two paths (another data root, another machine): the same data; generated
+    # OOD sets of another size (--quick against a full run): other images
+    moved = []
+    for name, where in (("at_a", "/a"), ("at_b", "/b")):
+        copy = tmp_path / name
+        shutil.copytree(two_variant_run, copy)
+        cfg = yaml.safe_load((copy / "config.yaml").read_text())
+        cfg["data"]["background"] = f"npy:{where}/pool.npy"
+        (copy / "config.yaml").write_text(yaml.safe_dump(cfg))
+        meta = json.loads((copy / "meta.json").read_text())
+        identity = {"type": "file", "bytes": 10, "sha256": "ab"}
+        meta["inputs"] = {"data.background": {"path": f"{where}/pool.npy", "identity": identity}}
+        (copy / "meta.json").write_text(json.dumps(meta))
+        moved.append(copy)
+    for r in paired_records(moved):
+        assert "average.fpr95" in r and "validation.fpr95" in r
+    assert "Warning" not in compare_text(moved)
+    cfg = yaml.safe_load((moved[1] / "config.yaml").read_text())
+    cfg["data"]["embedded"]["ood_size"] += 1
+    (moved[1] / "config.yaml").write_text(yaml.safe_dump(cfg))
+    for r in paired_records(moved):
+        assert "average.fpr95" not in r
+    assert "(other images)" in compare_text(moved)
     assert "Warning: the runs were tested on different OOD sets" in compare_text(
         [two_variant_run, other_sets]
     )
@@ -442,6 +465,12 @@ def test_report_says_what_was_passed_instead_of_a_finished_run(full_run: Path, t
     (unfinished / "meta.json").write_text(json.dumps(meta))
     again = "bgresample run --out u --resume"  # --overwrite would start it again
     cases.append((unfinished, f"did not finish; finish it with `{re.escape(again)}`"))
+    evaluated = tmp_path / "evaluated"  # evaluate does not resume: it runs again
+    evaluated.mkdir()
+    argv = ["/bin/bgresample", "evaluate", "--checkpoint", "my model.safetensors", "--out", "e"]
+    (evaluated / "meta.json").write_text(json.dumps({"command": "evaluate", "argv": argv}))
+    again = "bgresample evaluate --checkpoint 'my model.safetensors' --out e --overwrite"
+    cases.append((evaluated, f"run it again with `{re.escape(again)}`"))
     stage = tmp_path / "stage"
     stage.mkdir()
     (stage / "meta.json").write_text(json.dumps({"command": "pretrain", "argv": []}))

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from bgresample.data.pools import ImageSource, TinyImages
+from bgresample.data.pools import ImageSource, NpyImages, TinyImages
 from bgresample.data.validation import SubsetSource
 from bgresample.errors import UserError
 from bgresample.files import (
@@ -87,8 +87,9 @@ def top_k(weights: torch.Tensor, k: int) -> torch.Tensor:
 
 def item_sources(pool: Any, indices: torch.Tensor) -> list[str]:
     """Where each pool item at ``indices`` comes from: the pool's ``source`` (file or provenance)
-    where it has one, else ``FILE#RECORD`` (tinyimages, 0-based record) or ``NAME#ROW`` (row of
-    the whole array, before any validation hold-out was taken out)."""
+    where it has one, else ``FILE#RECORD`` (tinyimages, 0-based record; an ``.npy``, its row) or
+    ``NAME#ROW`` (row of the whole array), rows and records counted before any validation
+    hold-out was taken out."""
     keep = indices.tolist()
     if getattr(pool, "source", None) is not None:
         return [pool.source[i] for i in keep]
@@ -96,6 +97,8 @@ def item_sources(pool: Any, indices: torch.Tensor) -> list[str]:
         return item_sources(pool.base, pool.indices[indices])
     if isinstance(pool, TinyImages):
         return [f"{pool.path.name}#{r}" for r in pool.record_index(indices).tolist()]
+    if isinstance(pool, NpyImages):
+        return [f"{pool.path.name}#{i}" for i in keep]
     return [f"{pool.name}#{i}" for i in keep]
 
 

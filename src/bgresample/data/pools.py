@@ -85,10 +85,15 @@ def pool_signature(pool: ImageSource, samples: int = 64) -> str:
     through it, hashed (weights files keep it, so that weights learned on one pool are not
     read against another of the same size)."""
     n = len(pool)
-    idx = torch.linspace(0, n - 1, min(samples, n)).round().long().unique()
+    k = min(samples, n)
+    idx = torch.tensor(sorted({(n - 1) * j // max(k - 1, 1) for j in range(k)}))
     h = hashlib.sha256(str(n).encode())
     h.update(pool.get_batch(idx).detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return f"{SIGNATURE_VERSION}:{h.hexdigest()[:16]}"
+
+
+#: Which way :func:`pool_signature` samples and hashes; a file recording another is not checked.
+SIGNATURE_VERSION = "v1"
 
 
 def data_error(dataset: str, path: Path, problem: str, layout: str, origin: str) -> UserError:
@@ -146,6 +151,7 @@ class NpyImages:
     ) -> None:
         path = Path(path)
         self.name = name or path.stem
+        self.path = path
         self.normalized = False
         self.family: list[str] | None = None
         self.source: list[str] | None = None

@@ -200,7 +200,8 @@ def _groups(cfg: Config, names: list[str], builtin: BuiltIn | None) -> dict[str,
 
 
 #: Data roots, and user pools' hold-outs, already named in the log.
-_LOGGED_ROOTS: set[Any] = set()
+_LOGGED_ROOTS: set[str] = set()
+_LOGGED_HOLDOUTS: set[tuple[str, float]] = set()
 
 
 def resolve_flip(flip: bool | str, id_kind: str | None) -> bool:
@@ -228,7 +229,7 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
     root = data.root if data.root is not None else str(default_data_root())
     if root not in _LOGGED_ROOTS:  # once per process (the report loads the data again)
         log.info("data root: %s", root)
-        if not os.path.isdir(root):
+        if not os.path.isdir(root) and data.id is None:  # a built-in benchmark is read there
             log.info("  (a new folder; data elsewhere? give --data-root or set $BGRESAMPLE_DATA)")
         _LOGGED_ROOTS.add(root)
     check = os.environ.get(SKIP_INTEGRITY_ENV) != "1"
@@ -331,7 +332,7 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
     except ValueError as e:
         raise UserError(str(e)) from None
     said = (data.background, data.validation.pool_fraction)
-    if holdout is not None and data.background is not None and said not in _LOGGED_ROOTS:
+    if holdout is not None and data.background is not None and said not in _LOGGED_HOLDOUTS:
         log.info(
             "pool: %d items; %d more held out as validation OOD data, never trained on nor "
             "selected (data.validation.pool_fraction=%g; 0 keeps them all)",
@@ -339,7 +340,7 @@ def load_benchmark(cfg: Config, ood_names: list[str] | None = None) -> Benchmark
             len(holdout),
             data.validation.pool_fraction,
         )
-        _LOGGED_ROOTS.add(said)
+        _LOGGED_HOLDOUTS.add(said)
     val_ood: dict[str, ImageSource] = {} if holdout is None else {HOLDOUT: holdout}
     if val is not None and builtin is not None:  # the built-in ID data's own validation OOD sets
         val_ood.update(builtin.val_ood)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from bgresample.reports.galleries import missed_ood_gallery, weight_gallery
 from bgresample.reports.markdown import Artifacts, blocks
 from bgresample.reports.selectors import pareto_figure, report_section
 from bgresample.results import RunResults
+from bgresample.runfolder import RESUMABLE_COMMANDS
 
 log = logging.getLogger("bgresample")
 
@@ -53,9 +55,15 @@ def _no_results(run_dir: Path) -> str:
         return f"{run_dir} was written by `bgresample {command}`, which writes no results; {want}"
     if command:  # argv is the command line where it names the command (not a caller's)
         words = argv[1:] if argv[1:2] == [command] else [command, "...", "--out", str(run_dir)]
-        words = [w for w in words if w != "--overwrite"]
-        again = " ".join(["bgresample", *words, *(["--resume"] * ("--resume" not in words))])
-        return f"{run_dir} has no results.json: its run did not finish; finish it with `{again}`"
+        if command in RESUMABLE_COMMANDS:
+            words = [w for w in words if w != "--overwrite"]
+            words += [] if "--resume" in words else ["--resume"]
+            how = "finish it with"
+        else:
+            words += [] if "--overwrite" in words else ["--overwrite"]
+            how = "run it again with"
+        again = shlex.join(["bgresample", *words])
+        return f"{run_dir} has no results.json: its run did not finish; {how} `{again}`"
     return f"{run_dir} has no results.json; {want} (a run that did not finish has none)"
 
 

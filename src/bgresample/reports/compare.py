@@ -17,6 +17,7 @@ from bgresample.metrics import paired_difference
 from bgresample.reports.build import read_results
 from bgresample.reports.tables import METRIC_LABELS, METRICS, Table, ci_text, csv_text
 from bgresample.results import PairedDifference, SeedResults, SeedVariant
+from bgresample.runfolder import read_run_meta
 
 CSV_HEADER = [
     "run",
@@ -46,7 +47,8 @@ def compare_records(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
     for label, d in zip(_labels(dirs), dirs, strict=True):
         results = read_results(d)
         n_seeds = len(results.seeds or []) or 1
-        no_spread = len(results.seeds or []) <= 1  # one seed, or an evaluate folder
+        evaluated = results.checkpoint is not None  # an evaluate folder: one model
+        no_spread = evaluated or (results.seeds is not None and len(results.seeds) == 1)
         for v, r in results.variants.items():
             rec: dict[str, Any] = {
                 "run": label,
@@ -152,31 +154,54 @@ def _run_config(run_dir: Path) -> dict[str, Any]:
 
 def _inputs(run_dir: Path) -> dict[str, Any]:
     """The fingerprints of a run's input files (``meta.json``'s ``inputs``); {} without."""
-    try:
-        inputs = json.loads((run_dir / "meta.json").read_text()).get("inputs")
-    except (OSError, ValueError, AttributeError):
-        return {}
+    inputs = (read_run_meta(run_dir) or {}).get("inputs")
     return inputs if isinstance(inputs, dict) else {}
+
+
+def _identities(inputs: dict[str, Any], prefix: str) -> list[str]:
+    """The fingerprints of the input files whose keys start with ``prefix``, sorted, without
+    their paths: the same data at another path or data root counts as the same."""
+    return sorted(
+        json.dumps(v.get("identity"), sort_keys=True)
+        for k, v in inputs.items()
+        if k.startswith(prefix) and isinstance(v, dict)
+    )
 
 
 def _validation_data(run_dir: Path) -> dict[str, Any]:
     """What decides the images of a run's validation sets: its config's
-    :data:`VALIDATION_DATA_KEYS` and the fingerprints of its ID data and pool files."""
-    cfg = _run_config(run_dir)
-    keys = [k for k in cfg if k in VALIDATION_DATA_KEYS or k.startswith(VALIDATION_DATA_KEYS)]
-    inputs = _inputs(run_dir)
-    return {
-        **{k: cfg[k] for k in keys},
-        **{f"file {k}": inputs[k] for k in ("data.id", "data.background") if k in inputs},
-    }
+    :data:`VALIDATION_DATA_KEYS`, with a ``data.id`` / ``data.background`` read from files as
+    its kind and the files' fingerprints (not their paths)."""
+    cfg, inputs = _run_config(run_dir), _inputs(run_dir)
+    out = {}
+    for k in cfg:
+        if k in VALIDATION_DATA_KEYS or k.startswith(VALIDATION_DATA_KEYS):
+            files = _identities(inputs, k) if k in ("data.id", "data.background") else []
+            spec = cfg[k]
+            out[k] = [str(spec).partition(":")[0].lower(), files] if files else spec
+    return out
 
 
-def ood_sets(run_dir: Path) -> tuple[list[str], dict[str, Any]]:
+#: Config keys that generate the built-in benchmarks' OOD test sets (their files: none).
+GENERATED_OOD_KEYS = (
+    "data.benchmark",
+    "data.embedded.seed",
+    "data.embedded.ood_size",
+    "data.embedded.noise_ood_size",
+    "data.mnist.seed",
+    "data.mnist.ood_size",
+    "data.mnist.noise_ood_size",
+)
+
+
+def ood_sets(run_dir: Path) -> tuple[list[str], list[Any]]:
     """The OOD sets a run or ``evaluate`` folder was tested on (every variant's, in order) and
-    the fingerprints of the files behind them (``meta.json``)."""
+    what decides their images: the files' fingerprints (``meta.json``) and the config keys that
+    generate the built-in sets."""
     names = list(dict.fromkeys(n for r in read_results(run_dir).variants.values() for n in r.ood))
-    files = {k: v for k, v in _inputs(run_dir).items() if k.startswith("evaluate.ood")}
-    return names, files
+    cfg = _run_config(run_dir)
+    made = [cfg.get(k) for k in GENERATED_OOD_KEYS]
+    return names, [_identities(_inputs(run_dir), "evaluate.ood["), made]
 
 
 def _validation_sets(r: SeedVariant) -> tuple[str, ...] | None:
@@ -193,23 +218,19 @@ def paired_records(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
         return []
     labels = _labels(dirs)
     base = _per_seed(dirs[0])
-    base_data, base_files = _validation_data(dirs[0]), _inputs(dirs[0])
+    base_data, base_images = _validation_data(dirs[0]), ood_sets(dirs[0])[1]
     records = []
     for label, d in zip(labels[1:], dirs[1:], strict=True):
         other = _per_seed(d)
         seeds = sorted(set(base) & set(other))
         variants = [v for v in (other[seeds[0]] if seeds else {}) if v in base[seeds[0]]]
         same_data = _validation_data(d) == base_data
-        files = _inputs(d)
-        same_ood_files = all(
-            files.get(k) == base_files.get(k)
-            for k in {*files, *base_files}
-            if k.startswith("evaluate.ood")
-        )
+        same_images = ood_sets(d)[1] == base_images
         for v in variants:
             rec: dict[str, Any] = {"run": label, "variant": v, "seeds": seeds}
-            same_test = same_ood_files and all(
-                list(other[s][v].evaluation.ood) == list(base[s][v].evaluation.ood) for s in seeds
+            same_test = same_images and all(
+                sorted(other[s][v].evaluation.ood) == sorted(base[s][v].evaluation.ood)
+                for s in seeds
             )
             same_validation = same_data and all(
                 _validation_sets(other[s][v]) == _validation_sets(base[s][v]) for s in seeds
@@ -292,14 +313,14 @@ def differences_text(run_dirs: Sequence[str | Path]) -> str:
 
 def ood_sets_note(run_dirs: Sequence[str | Path]) -> str:
     """A warning naming each run's OOD sets where the runs were tested on different ones (other
-    names, or other files behind a name), else ""."""
+    names, or other images behind a name), else ""."""
     dirs = [Path(d) for d in run_dirs]
-    sets = [ood_sets(d) for d in dirs]
+    sets = [(sorted(names), images) for names, images in map(ood_sets, dirs)]
     if all(s == sets[0] for s in sets):
         return ""
     each = "; ".join(
-        f"{label}: {', '.join(names)}" + (" (other files)" if files != sets[0][1] else "")
-        for label, (names, files) in zip(_labels(dirs), sets, strict=True)
+        f"{label}: {', '.join(names)}" + (" (other images)" if images != sets[0][1] else "")
+        for label, (names, images) in zip(_labels(dirs), sets, strict=True)
     )
     return (
         f"Warning: the runs were tested on different OOD sets ({each}); their averages are "
