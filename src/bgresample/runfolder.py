@@ -673,6 +673,8 @@ def prepare_run_folder(
                 "seed": cfg.seed,
                 "code_version": stamp["code_version"],
                 "torch": torch.__version__,
+                # CPU results depend on it: kernels of other widths round differently
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                 "python": platform.python_version(),
                 "host": stamp["host"],
                 "started": stamp["started"],

@@ -356,7 +356,8 @@ def _galleries(art: Artifacts) -> list[Block]:
 def _run_info(
     results: RunResults, cfg: Config, meta: dict[str, Any], art: Artifacts
 ) -> list[Block]:
-    info = [f"{k}: `{meta[k]}`" for k in ("code_version", "command", "started") if k in meta]
+    keys = ("code_version", "command", "started", "torch", "cpu_capability")
+    info = [f"{k}: `{meta[k]}`" for k in keys if k in meta]
     seeds = results.seeds if results.seeds is not None else [meta.get("seed", cfg.seed)]
     info.append(f"seeds: {seeds}")
     out: list[Block] = [Heading("Run information"), Bullets(info)]
