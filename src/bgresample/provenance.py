@@ -131,6 +131,12 @@ def record(files: dict[str, str | os.PathLike | None], cfg: Any) -> dict[str, An
     return {k: {"path": str(p), "identity": fingerprint(p)} for k, p in paths.items()}
 
 
+def entries(inputs: dict[str, Any], key: str) -> dict[str, Any]:
+    """The entries of ``inputs`` (a :func:`record`, or :func:`data_inputs`) for the input
+    ``key``: its own, and ``key/FILE`` for each file a kind expects under its path."""
+    return {k: v for k, v in inputs.items() if k == key or k.startswith(f"{key}/")}
+
+
 def shared_data(inputs: dict[str, Any]) -> list[str]:
     """One phrase per OOD set of a :func:`record` whose files have the fingerprint of the
     pool's or the ID data's files: a set that was trained on, or that is the ID data."""
@@ -141,10 +147,8 @@ def shared_data(inputs: dict[str, Any]) -> list[str]:
             continue
         for data, what in (("data.background", "the background pool"), ("data.id", "the ID data")):
             if any(
-                (k == data or k.startswith(f"{data}/"))
-                and isinstance(v, dict)
-                and v.get("identity") == ident
-                for k, v in inputs.items()
+                isinstance(v, dict) and v.get("identity") == ident
+                for v in entries(inputs, data).values()
             ):
                 name = key[len("evaluate.ood[") : key.index("]")]
                 out.append(f"OOD set {name} is {what} ({rec.get('path')}, same fingerprint)")

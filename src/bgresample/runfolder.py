@@ -554,15 +554,11 @@ def _same_data(key: str, origin: Origin, cfg: C.Config) -> bool:
     except UserError:  # a spec that does not parse: the loader explains it
         return False
 
-    def mine(k: str) -> bool:
-        return k == key or k.startswith(f"{key}/")
-
     now = {
         k: {"path": str(p), "identity": provenance.fingerprint(p)}
-        for k, p in provenance.data_inputs(cfg).items()
-        if mine(k)
+        for k, p in provenance.entries(provenance.data_inputs(cfg), key).items()
     }
-    then = {k: v for k, v in origin.inputs.items() if mine(k)}
+    then = provenance.entries(origin.inputs, key)
     return bool(now) and not provenance.differences(then, now)
 
 

@@ -468,12 +468,14 @@ def test_report_says_what_was_passed_instead_of_a_finished_run(full_run: Path, t
     evaluated = tmp_path / "evaluated"  # evaluate does not resume: it runs again
     evaluated.mkdir()
     argv = ["/bin/bgresample", "evaluate", "--checkpoint", "my model.safetensors", "--out", "e"]
-    (evaluated / "meta.json").write_text(json.dumps({"command": "evaluate", "argv": argv}))
+    meta = {"command": "evaluate", "argv": argv, "code_version": "v"}  # as bgresample writes
+    (evaluated / "meta.json").write_text(json.dumps(meta))
     again = "bgresample evaluate --checkpoint 'my model.safetensors' --out e --overwrite"
     cases.append((evaluated, f"run it again with `{re.escape(again)}`"))
     stage = tmp_path / "stage"
     stage.mkdir()
-    (stage / "meta.json").write_text(json.dumps({"command": "pretrain", "argv": []}))
+    meta = {"command": "pretrain", "argv": [], "code_version": "v"}
+    (stage / "meta.json").write_text(json.dumps(meta))
     cases.append((stage, "written by `bgresample pretrain`, which writes no results"))
     for folder, match in cases:
         with pytest.raises(UserError, match=match):

@@ -34,7 +34,7 @@ from bgresample.reports.galleries import missed_ood_gallery, weight_gallery
 from bgresample.reports.markdown import Artifacts, blocks
 from bgresample.reports.selectors import pareto_figure, report_section
 from bgresample.results import RunResults
-from bgresample.runfolder import RESUMABLE_COMMANDS
+from bgresample.runfolder import RESUMABLE_COMMANDS, read_run_meta
 
 log = logging.getLogger("bgresample")
 
@@ -46,11 +46,9 @@ def _no_results(run_dir: Path) -> str:
         return f"{run_dir} does not exist; {want}"
     if not run_dir.is_dir():
         return f"{run_dir} is a file, not a run folder; {want} (here, perhaps {run_dir.parent})"
-    try:
-        meta = json.loads((run_dir / "meta.json").read_text())
-        command, argv = str(meta["command"]), [str(a) for a in meta["argv"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        command, argv = "", []
+    meta = read_run_meta(run_dir) or {}
+    command = str(meta.get("command") or "")
+    argv = [str(a) for a in meta["argv"]] if isinstance(meta.get("argv"), list) else []
     if command and command not in ("run", "compare-selectors", "evaluate"):
         return f"{run_dir} was written by `bgresample {command}`, which writes no results; {want}"
     if command:  # argv is the command line where it names the command (not a caller's)

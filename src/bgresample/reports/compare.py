@@ -14,6 +14,7 @@ from bgresample.config import default_config, flat_config, flatten, read_yaml_fi
 from bgresample.errors import UserError
 from bgresample.files import atomic_write_text
 from bgresample.metrics import paired_difference
+from bgresample.provenance import entries
 from bgresample.reports.build import read_results
 from bgresample.reports.tables import METRIC_LABELS, METRICS, Table, ci_text, csv_text
 from bgresample.results import PairedDifference, SeedResults, SeedVariant
@@ -158,13 +159,13 @@ def _inputs(run_dir: Path) -> dict[str, Any]:
     return inputs if isinstance(inputs, dict) else {}
 
 
-def _identities(inputs: dict[str, Any], prefix: str) -> list[str]:
-    """The fingerprints of the input files whose keys start with ``prefix``, sorted, without
-    their paths: the same data at another path or data root counts as the same."""
+def _identities(inputs: dict[str, Any]) -> list[str]:
+    """The fingerprints of ``inputs`` (entries of ``meta.json``'s), sorted, without their
+    paths: the same data at another path or data root counts as the same."""
     return sorted(
         json.dumps(v.get("identity"), sort_keys=True)
-        for k, v in inputs.items()
-        if k.startswith(prefix) and isinstance(v, dict)
+        for v in inputs.values()
+        if isinstance(v, dict)
     )
 
 
@@ -176,7 +177,7 @@ def _validation_data(run_dir: Path) -> dict[str, Any]:
     out = {}
     for k in cfg:
         if k in VALIDATION_DATA_KEYS or k.startswith(VALIDATION_DATA_KEYS):
-            files = _identities(inputs, k) if k in ("data.id", "data.background") else []
+            files = _identities(entries(inputs, k)) if k in ("data.id", "data.background") else []
             spec = cfg[k]
             out[k] = [str(spec).partition(":")[0].lower(), files] if files else spec
     return out
@@ -194,14 +195,19 @@ GENERATED_OOD_KEYS = (
 )
 
 
+def _ood_images(run_dir: Path) -> list[Any]:
+    """What decides the images of a run's OOD sets: the files' fingerprints (``meta.json``) and
+    the config keys that generate the built-in sets."""
+    cfg = _run_config(run_dir)
+    files = {k: v for k, v in _inputs(run_dir).items() if k.startswith("evaluate.ood[")}
+    return [_identities(files), [cfg.get(k) for k in GENERATED_OOD_KEYS]]
+
+
 def ood_sets(run_dir: Path) -> tuple[list[str], list[Any]]:
     """The OOD sets a run or ``evaluate`` folder was tested on (every variant's, in order) and
-    what decides their images: the files' fingerprints (``meta.json``) and the config keys that
-    generate the built-in sets."""
+    what decides their images (:func:`_ood_images`)."""
     names = list(dict.fromkeys(n for r in read_results(run_dir).variants.values() for n in r.ood))
-    cfg = _run_config(run_dir)
-    made = [cfg.get(k) for k in GENERATED_OOD_KEYS]
-    return names, [_identities(_inputs(run_dir), "evaluate.ood["), made]
+    return names, _ood_images(run_dir)
 
 
 def _validation_sets(r: SeedVariant) -> tuple[str, ...] | None:
@@ -218,14 +224,14 @@ def paired_records(run_dirs: Sequence[str | Path]) -> list[dict[str, Any]]:
         return []
     labels = _labels(dirs)
     base = _per_seed(dirs[0])
-    base_data, base_images = _validation_data(dirs[0]), ood_sets(dirs[0])[1]
+    base_data, base_images = _validation_data(dirs[0]), _ood_images(dirs[0])
     records = []
     for label, d in zip(labels[1:], dirs[1:], strict=True):
         other = _per_seed(d)
         seeds = sorted(set(base) & set(other))
         variants = [v for v in (other[seeds[0]] if seeds else {}) if v in base[seeds[0]]]
         same_data = _validation_data(d) == base_data
-        same_images = ood_sets(d)[1] == base_images
+        same_images = _ood_images(d) == base_images
         for v in variants:
             rec: dict[str, Any] = {"run": label, "variant": v, "seeds": seeds}
             same_test = same_images and all(
